@@ -1,0 +1,1 @@
+"""RDF boundary: the only package that imports rdflib, pySHACL and pyoxigraph."""

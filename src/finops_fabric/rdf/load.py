@@ -1,0 +1,132 @@
+"""Load O from files: Turtle, TriG, N-Triples, N-Quads and JSON-LD, one file or a directory.
+
+All files of a directory together form one graph O: blank nodes are scoped to their file,
+named graphs are merged into the default graph. Parse errors name the file and the line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from finops_fabric.errors import InputError, Location
+
+FORMATS: dict[str, ox.RdfFormat] = {
+    ".ttl": ox.RdfFormat.TURTLE,
+    ".turtle": ox.RdfFormat.TURTLE,
+    ".trig": ox.RdfFormat.TRIG,
+    ".nt": ox.RdfFormat.N_TRIPLES,
+    ".ntriples": ox.RdfFormat.N_TRIPLES,
+    ".nq": ox.RdfFormat.N_QUADS,
+    ".nquads": ox.RdfFormat.N_QUADS,
+    ".jsonld": ox.RdfFormat.JSON_LD,
+    ".json-ld": ox.RdfFormat.JSON_LD,
+}
+
+
+@dataclass(frozen=True)
+class RawGraph:
+    """The triples of O (as oxigraph triples in the default graph) and the files they came from."""
+
+    triples: tuple[ox.Triple, ...]
+    files: tuple[Path, ...]
+
+
+def policy_files(path: Path) -> list[Path]:
+    """The files that make up O at ``path``: the file itself, or every RDF file of a directory."""
+    if not path.exists():
+        raise InputError(f"no such file or directory: {path}", code="fabric.unreadable",
+                         location=Location(file=str(path)))
+    if path.is_file():
+        if _format_of(path) is None:
+            raise InputError(
+                f"{path.name}: unknown RDF format (expected one of {', '.join(sorted(FORMATS))})",
+                code="fabric.unknown_format", location=Location(file=str(path)))
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"not a file or directory: {path}", code="fabric.unreadable",
+                         location=Location(file=str(path)))
+    found: list[Path] = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / n for n in sorted(names)
+                     if not n.startswith(".") and _format_of(Path(n)) is not None)
+    if not found:
+        raise InputError(f"no RDF files (.ttl, .trig, .nt, .nq, .jsonld) in directory {path}",
+                         code="fabric.empty_ontology", location=Location(file=str(path)))
+    return sorted(found)
+
+
+def _format_of(path: Path) -> ox.RdfFormat | None:
+    return FORMATS.get(path.suffix.lower())
+
+
+def _parse_error(path: Path, err: SyntaxError) -> InputError:
+    text = str(err.msg) if getattr(err, "msg", None) else str(err)
+    line = err.lineno if isinstance(err.lineno, int) else None
+    col = err.offset if isinstance(err.offset, int) else None
+    where = f" at line {line}" + (f", column {col}" if col else "") if line else ""
+    return InputError(
+        f"{path.name} is not valid {_format_name(path)}{where}: {text}",
+        code="fabric.parse_error",
+        location=Location(file=str(path), line=line),
+        hint="fix the syntax at that line; nothing was written",
+    )
+
+
+def _format_name(path: Path) -> str:
+    fmt = _format_of(path)
+    return fmt.name if fmt is not None else "RDF"
+
+
+def parse_file(path: Path) -> list[ox.Triple]:
+    fmt = _format_of(path)
+    if fmt is None:
+        raise InputError(f"{path}: unknown RDF format", code="fabric.unknown_format",
+                         location=Location(file=str(path)))
+    base = path.resolve().as_uri()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}", code="fabric.unreadable",
+                         location=Location(file=str(path))) from e
+    try:
+        quads = list(ox.parse(data, fmt, base_iri=base, rename_blank_nodes=True))
+    except SyntaxError as e:
+        raise _parse_error(path, e) from e
+    except ValueError as e:  # e.g. an invalid IRI or encoding
+        raise InputError(f"{path.name} could not be read as {fmt.name}: {e}",
+                         code="fabric.parse_error", location=Location(file=str(path))) from e
+    return [q.triple for q in quads]
+
+
+def load_graph(path: Path | str, extra: Iterable[Path] = ()) -> RawGraph:
+    """Parse every file of O at ``path`` into one graph (duplicates removed)."""
+    files = policy_files(Path(path)) + list(extra)
+    seen: set[ox.Triple] = set()
+    triples: list[ox.Triple] = []
+    for f in files:
+        for t in parse_file(f):
+            if t not in seen:
+                seen.add(t)
+                triples.append(t)
+    return RawGraph(tuple(triples), tuple(files))
+
+
+def load_many(paths: Sequence[Path]) -> RawGraph:
+    """Parse a list of files (for example shapes graphs) into one graph."""
+    seen: set[ox.Triple] = set()
+    triples: list[ox.Triple] = []
+    files: list[Path] = []
+    for p in paths:
+        for f in policy_files(Path(p)):
+            files.append(f)
+            for t in parse_file(f):
+                if t not in seen:
+                    seen.add(t)
+                    triples.append(t)
+    return RawGraph(tuple(triples), tuple(files))
