@@ -1,0 +1,448 @@
+"""`mu` (alias `μ`): the command line, a thin layer over the library.
+
+Exit codes: 0 done and every check held; 1 a check said no; 2 bad invocation or input.
+``--json`` (after the verb) prints one JSON document on stdout. No traceback for a user
+error unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NoReturn
+
+from finops_fabric import __version__
+from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{self.prog}: {message}", code="cli.usage", hint=f"see `{self.prog} --help`")
+
+
+class Out:
+    """Where a command's results go: one JSON document, or lines for a person."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+
+    def emit(self, doc: dict[str, Any], human: Callable[[], Sequence[str]]) -> None:
+        if self.json:
+            sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+        else:
+            for line in human():
+                sys.stdout.write(line + "\n")
+
+
+def progress_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    if sys.stderr.isatty() and not args.json:
+        return lambda msg: print(f"… {msg}", file=sys.stderr)
+    return lambda msg: None
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from finops_fabric.store import Store
+
+    return Store.locate(args.home)
+
+
+def read_transaction(path: Path) -> dict[str, Any]:
+    """A transaction JSON file; numbers are read as Decimal, never as binary floats."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read transaction {path}: {e.strerror or e}", code="tx.unreadable",
+                         location=Location(file=str(path))) from e
+    try:
+        tx = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path.name} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+                         code="tx.invalid_json", location=Location(file=str(path), line=e.lineno)) from e
+    if not isinstance(tx, dict):
+        raise InputError(f"{path.name} must hold one JSON object (a transaction)", code="tx.not_object",
+                         location=Location(file=str(path)))
+    return tx
+
+
+def decision_lines(d: dict[str, Any]) -> list[str]:
+    lines = [f"{d['decision']}  {d.get('transaction_id') or ''}".rstrip()]
+    lines += [f"  fired  {f['rule']}: {f['reason']}" for f in d["fired"]]
+    lines += [f"  notify {n['recipient']}  ({n['rule']})" for n in d["notifications"]]
+    lines += [f"  audit  {a['ledger']} {','.join(a['flags'])}  ({a['rule']})" for a in d["audit"]]
+    return lines
+
+
+def finding_line(f: dict[str, Any]) -> str:
+    loc = f.get("location") or {}
+    where = f"{loc['file']}:{loc['line']}: " if loc.get("file") and loc.get("line") else \
+        (f"{loc['file']}: " if loc.get("file") else "")
+    tag = f"[{f['gate']}{'/' + f['invariant'] if f.get('invariant') else ''}]"
+    level = "warning" if f.get("severity") == "warning" else "error"
+    return f"{where}{level} {tag} {f['message']}"
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = _store(args)
+    res = store.init()
+    Out(args.json).emit(
+        {"home": str(store.home), "created": res.created, "keys_created": res.keys_created,
+         "operator_public_key": str(store.operator_public_key_path)},
+        lambda: [res.message() if hasattr(res, "message") else f"store at {store.home}",
+                 f"operator public key: {store.operator_public_key_path}"])
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from finops_fabric.keys import generate_keypair, key_id, load_public_key
+
+    key, pub = generate_keypair(Path(args.out))
+    kid = key_id(load_public_key(pub))
+    Out(args.json).emit({"private_key": str(key), "public_key": str(pub), "keyid": kid},
+                        lambda: [f"wrote {key} (private, mode 0600) and {pub}", f"key id {kid}"])
+    return 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    from finops_fabric.enforcer import is_enforcer_dir, verify_files
+
+    path = Path(args.path)
+    if is_enforcer_dir(path):
+        _, _, h = verify_files(path)
+    else:
+        from finops_fabric.pipeline import load_ontology
+
+        h = load_ontology(path).hash
+    print(h)
+    return 0
+
+
+def cmd_generators(args: argparse.Namespace) -> int:
+    from finops_fabric import generators
+
+    gens = [generators.get(v).describe() for v in generators.versions()]
+    Out(args.json).emit({"versions": generators.versions(), "default": generators.DEFAULT_VERSION,
+                         "generators": gens},
+                        lambda: [f"v{g['version']}  {g['id']}  {g['source_hash']}"
+                                 + ("  (default)" if g["version"] == generators.DEFAULT_VERSION else "")
+                                 for g in gens])
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from finops_fabric.pipeline import load_ontology, validate
+
+    onto = load_ontology(Path(args.ontology))
+    v = validate(onto, [Path(s) for s in args.schema])
+    violations = [f.to_dict() for f in v.violations]
+    warnings = [f.to_dict() for f in v.findings if f.severity == "warning"]
+    doc = {"conforms": v.conforms, "ontology_hash": onto.hash, "violations": violations, "warnings": warnings,
+           "gates": v.gates, "rules": len(v.policy.rules) if v.policy else None}
+
+    def human() -> list[str]:
+        lines = [finding_line(f) for f in violations + warnings]
+        if v.conforms:
+            lines.append(f"O conforms to Σ: {len(v.policy.rules) if v.policy else 0} rules, "
+                         f"{len(warnings)} warning(s); {onto.hash}")
+        else:
+            lines.append(f"O does not conform: {len(violations)} problem(s)")
+        return lines
+
+    Out(args.json).emit(doc, human)
+    return 0 if v.conforms else 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from finops_fabric.pipeline import generate
+
+    if args.previous and args.previous_receipt:
+        raise InputError("give --previous or --previous-receipt, not both", code="cli.usage")
+    res = generate(
+        Path(args.input), Path(args.output), _store(args),
+        schemas=[Path(s) for s in args.schema],
+        previous=Path(args.previous) if args.previous else None,
+        previous_receipt=Path(args.previous_receipt) if args.previous_receipt else None,
+        generator_version=args.generator_version,
+        receipt_file=Path(args.receipt) if args.receipt else None,
+        progress=progress_printer(args),
+    )
+    r = res.receipt
+    doc = {"status": res.status, "receipt_hash": r["receipt_hash"], "changed": res.changed,
+           "unchanged": res.unchanged, "added": res.added, "removed": res.removed,
+           "gates": {k: v["status"] for k, v in r["gates"].items()},
+           "violations": [f.to_dict() for f in res.findings if f.severity == "violation"]}
+    if res.enforcer_hash:
+        doc["enforcer_hash"] = res.enforcer_hash
+    if res.status == "rejected":
+        doc["compliance_override_required"] = r.get("compliance_override_required", False)
+        doc["reason"] = r.get("reason")
+
+    def human() -> list[str]:
+        gates = "  ".join(f"{k} {v['status']}" for k, v in r["gates"].items())
+        if res.status == "rejected":
+            lines = [finding_line(f.to_dict()) for f in res.findings if f.severity == "violation"]
+            lines += [f"REJECTED: {r.get('reason')}. No enforcer was written.", f"gates: {gates}",
+                      f"rejection receipt {r['receipt_hash']}"]
+            if r.get("compliance_override_required"):
+                lines.append("compliance_override_required: only a signed compliance override for this O lets it through")
+            return lines
+        out = r["outputs"]
+        return [f"generated {args.output}  {res.enforcer_hash}", f"gates: {gates}",
+                f"golden: {r['golden']['passed']} passed, {r['golden']['failed']} failed",
+                f"rules: {len(res.changed)} changed, {len(res.added)} added, {len(res.removed)} removed, "
+                f"{len(res.unchanged)} unchanged (blast radius {out['blast_radius']['percent']}%)",
+                f"receipt {r['receipt_hash']}"]
+
+    Out(args.json).emit(doc, human)
+    return 0 if res.status == "generated" else 1
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from finops_fabric.enforcer import load_enforcer
+    from finops_fabric.golden import run_case
+
+    chosen = [bool(args.golden_suite), bool(args.scenario), bool(args.transaction)]
+    if sum(chosen) != 1:
+        raise InputError("give exactly one of --golden-suite, --scenario=NAME, --transaction=tx.json",
+                         code="cli.usage")
+    enforcer = load_enforcer(Path(args.enforcer))
+    cases = enforcer.golden_cases()
+    if args.transaction:
+        tx = read_transaction(Path(args.transaction))
+        results = [{"scenario": str(tx.get("id", args.transaction)), "ok": True, "problems": [],
+                    "decision": enforcer.decide(tx).to_dict()}]
+    else:
+        if args.scenario:
+            cases = [c for c in cases if c["scenario"] == args.scenario]
+            if not cases:
+                names = ", ".join(c["scenario"] for c in enforcer.golden_cases()) or "none"
+                raise InputError(f"no golden case named {args.scenario!r} in {args.enforcer}; it has: {names}",
+                                 code="test.unknown_scenario")
+        results = [run_case(enforcer, c) for c in cases]
+    passed = sum(1 for c in results if c["ok"])
+    doc = {"passed": passed, "failed": len(results) - passed, "enforcer_hash": enforcer.hash, "cases": results}
+
+    def human() -> list[str]:
+        lines = []
+        for c in results:
+            lines.append(f"{'PASS' if c['ok'] else 'FAIL'} {c['scenario']}: {c['decision']['decision']}")
+            lines += [f"    {p}" for p in c["problems"]]
+            lines += [f"    fired {f['rule']}: {f['reason']}" for f in c["decision"]["fired"]]
+        lines.append(f"{passed} passed, {len(results) - passed} failed")
+        return lines
+
+    Out(args.json).emit(doc, human)
+    return 0 if passed == len(results) else 1
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from finops_fabric.enforcer import load_enforcer
+
+    tx = read_transaction(Path(args.transaction))
+    if args.target:
+        raise InputError("mu decide --target needs the enforcement daemon, which is not built yet; "
+                         "use --enforcer=A to decide with an enforcer directly", code="cli.not_built")
+    if not args.enforcer:
+        raise InputError("give --enforcer=A (or --target=ENV)", code="cli.usage")
+    decision = load_enforcer(Path(args.enforcer)).decide(tx).to_dict()
+    Out(args.json).emit(decision, lambda: decision_lines(decision))
+    return 0
+
+
+def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    from finops_fabric.keys import key_id, load_public_key
+    from finops_fabric.receipts import load_receipt, verify_receipt
+
+    receipt = load_receipt(Path(args.receipt))
+    key = load_public_key(Path(args.public_key))
+    try:
+        verify_receipt(receipt, key)
+    except CheckFailed as e:
+        if args.json:
+            Out(True).emit({"verified": False, "error": e.to_dict()}, lambda: [])
+            return 1
+        raise
+    doc = {"verified": True, "receipt_hash": receipt["receipt_hash"], "kind": receipt.get("kind"),
+           "keyid": key_id(key)}
+    Out(args.json).emit(doc, lambda: [f"verified: {receipt.get('kind')} receipt {receipt['receipt_hash']} "
+                                      f"signed by key {key_id(key)}"])
+    return 0
+
+
+def _side(path: Path) -> Any:
+    from finops_fabric.diffing import Side, manifest_of
+    from finops_fabric.enforcer import is_enforcer_dir, parse_manifest, read_tree
+
+    if not is_enforcer_dir(path):
+        raise InputError(f"{path} is not an enforcer (no manifest.json)", code="enforcer.not_an_enforcer",
+                         location=Location(file=str(path)))
+    files = read_tree(path)
+    parse_manifest(files["manifest.json"], str(path))
+    return Side(files, manifest_of(files))
+
+
+def cmd_verify_hashes(args: argparse.Namespace) -> int:
+    from finops_fabric.diffing import diff_enforcers
+
+    d = diff_enforcers(_side(Path(args.old)), _side(Path(args.new)))
+
+    def human() -> list[str]:
+        lines = [f"{s:9} {e['artifact']}  {e['rule']}" for s in ("changed", "added", "removed")
+                 for e in d[s]]
+        lines += [f"support   {e['artifact']} {e['status']}" for e in d["support"] if e["status"] != "unchanged"]
+        lines.append(f"{len(d['unchanged'])} identical, {len(d['changed'])} changed, {len(d['added'])} added, "
+                     f"{len(d['removed'])} removed (blast radius {d['blast_radius']['percent']}%)")
+        return lines
+
+    Out(args.json).emit(d, human)
+    differs = d["changed"] or d["added"] or d["removed"] or any(s["status"] != "unchanged" for s in d["support"])
+    return 1 if args.expect_identical and differs else 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from finops_fabric.enforcer import is_enforcer_dir
+
+    old, new = Path(args.old), Path(args.new)
+    if is_enforcer_dir(old) and is_enforcer_dir(new):
+        from finops_fabric.diffing import diff_enforcers
+        from finops_fabric.pipeline import unified_diff
+
+        a, b = _side(old), _side(new)
+        d = diff_enforcers(a, b)
+        if args.verbose:
+            d["code"] = {e["artifact"]: unified_diff(a.files.get(e["artifact"], b""), b.files.get(e["artifact"], b""),
+                                                     e["artifact"]) for e in d["changed"]}
+        Out(args.json).emit(d, lambda: [f"{s} {e['artifact']} {e['rule']}" for s in ("changed", "added", "removed")
+                                        for e in d[s]] + [line for v in d.get("code", {}).values() for line in v])
+        return 0
+    from finops_fabric.diffing import diff_policies
+    from finops_fabric.pipeline import load_ontology
+    from finops_fabric.rdf.reader import read_policy
+
+    p_old = read_policy(load_ontology(old).raw.triples)
+    p_new = read_policy(load_ontology(new).raw.triples)
+    d = diff_policies(p_old, p_new)
+
+    def human() -> list[str]:
+        lines = [f"+ {i}" for i in d["added"]] + [f"- {i}" for i in d["removed"]]
+        for c in d["changed"]:
+            lines.append(f"~ {c['rule']} ({c['label']})")
+            lines += [f"    {k}: {v['old']!r} → {v['new']!r}" for k, v in c["fields"].items()]
+        lines.append(f"{len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, "
+                     f"{len(d['unchanged'])} unchanged")
+        return lines
+
+    Out(args.json).emit(d, human)
+    return 0
+
+
+def _not_built(name: str, issue: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise InputError(f"`mu {name}` is not built yet ({issue})", code="cli.not_built")
+    return handler
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
+    common.add_argument("--home", help="the store directory (default $FABRIC_HOME or ./.fabric)")
+
+    p = _Parser(prog="mu", description="FinOps Fabric: policy ontology O → verified, signed enforcer A")
+    p.add_argument("--version", action="version", version=f"mu {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    cmd("init", cmd_init, "create the store and an operator signing key")
+    sp = cmd("keygen", cmd_keygen, "write NAME.key (Ed25519, mode 0600) and NAME.pub")
+    sp.add_argument("--out", required=True, metavar="NAME")
+    sp = cmd("hash", cmd_hash, "print hash(O) for an ontology or hash(A) for an enforcer")
+    sp.add_argument("path")
+    cmd("generators", cmd_generators, "list the generator versions this installation runs")
+    sp = cmd("validate", cmd_validate, "ontology gate (O ⊨ Σ) and invariant gate")
+    sp.add_argument("--ontology", required=True, metavar="O")
+    sp.add_argument("--schema", action="append", default=[], metavar="Σ", help="extra SHACL shapes (repeatable)")
+    sp = cmd("generate", cmd_generate, "gates, generation, golden suite, determinism check, signed receipt")
+    sp.add_argument("--input", required=True, metavar="O")
+    sp.add_argument("--output", required=True, metavar="A")
+    sp.add_argument("--schema", action="append", default=[], metavar="Σ")
+    sp.add_argument("--previous", metavar="A_OLD")
+    sp.add_argument("--previous-receipt", metavar="R")
+    sp.add_argument("--generator-version", metavar="V")
+    sp.add_argument("--receipt", metavar="FILE")
+    sp = cmd("test", cmd_test, "run golden cases or one transaction against A")
+    sp.add_argument("--enforcer", required=True, metavar="A")
+    sp.add_argument("--golden-suite", action="store_true")
+    sp.add_argument("--scenario", metavar="NAME")
+    sp.add_argument("--transaction", metavar="TX.json")
+    sp = cmd("decide", cmd_decide, "one decision, from A directly (or the daemon)")
+    sp.add_argument("--transaction", required=True, metavar="TX.json")
+    sp.add_argument("--enforcer", metavar="A")
+    sp.add_argument("--target", metavar="ENV")
+    sp = cmd("verify-receipt", cmd_verify_receipt, "check a receipt's schema, hash and signature")
+    sp.add_argument("--receipt", required=True, metavar="R")
+    sp.add_argument("--public-key", required=True, metavar="K")
+    sp = cmd("verify-hashes", cmd_verify_hashes, "artifacts with identical hashes, and those that differ")
+    sp.add_argument("--old", required=True, metavar="A_OLD")
+    sp.add_argument("--new", required=True, metavar="A_NEW")
+    sp.add_argument("--expect-identical", action="store_true", help="exit 1 if any artifact differs")
+    sp = cmd("diff", cmd_diff, "what changed between two ontologies or two enforcers")
+    sp.add_argument("--old", required=True)
+    sp.add_argument("--new", required=True)
+    for name, issue in (("deploy", "the daemon, issue 4"), ("receipt", "issues 3 and 4"), ("replay", "issue 3"),
+                        ("audit-trail", "issue 3"), ("diagnose", "issue 5"), ("drift", "issue 3"),
+                        ("kaizen", "issue 5"), ("rollback", "issue 4"), ("approve", "issue 5"),
+                        ("ownership", "issue 5"), ("daemon", "issue 4")):
+        sp = cmd(name, _not_built(name, issue), f"(not built yet: {issue})")
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv or "-v" in argv
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "handler", None):
+            build_parser().print_help(sys.stderr)
+            return 2
+        return int(args.handler(args))
+    except FabricError as e:
+        if verbose:
+            traceback.print_exc()
+        if as_json and isinstance(e, CheckFailed):
+            sys.stdout.write(json.dumps({"error": e.to_dict()}, indent=2, sort_keys=True) + "\n")
+        print(f"mu: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"mu: hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mu: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: say so plainly, trace only on request
+        if verbose:
+            traceback.print_exc()
+        print(f"mu: internal error ({type(e).__name__}: {e}); this is a bug in mu. "
+              "Run again with --verbose for the traceback.", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The released generator versions. Every released version stays runnable forever, so an
+old receipt can always be replayed exactly; each is pinned by a hash of its source files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from types import ModuleType
+from typing import Any
+
+from finops_fabric import model as m
+from finops_fabric.errors import InputError
+from finops_fabric.generators import v1
+
+DEFAULT_VERSION = "1"
+_MODULES: dict[str, ModuleType] = {"1": v1}
+
+
+def source_hash(version: str) -> str:
+    """SHA-256 over the generator package's files: each as ``<name>\\0<len>\\0<bytes>``, sorted."""
+    pkg = resources.files(f"finops_fabric.generators.v{version}")
+    h = hashlib.sha256()
+    names = sorted(p.name for p in pkg.iterdir() if p.name.endswith(".py"))
+    for name in names:
+        data = pkg.joinpath(name).read_bytes()
+        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Generator:
+    id: str
+    version: str
+    source_hash: str
+    module: ModuleType
+
+    def describe(self) -> dict[str, str]:
+        return {"id": self.id, "version": self.version, "source_hash": self.source_hash}
+
+    def build(self, policy: m.Policy, ontology_hash: str, cache: Any = None) -> dict[str, bytes]:
+        files: dict[str, bytes] = self.module.build(policy, ontology_hash, self.source_hash, cache)
+        return files
+
+    def load(self, files: dict[str, bytes], manifest: dict[str, Any], enforcer_hash: str) -> Any:
+        return self.module.load(files, manifest, enforcer_hash)
+
+
+def versions() -> list[str]:
+    return sorted(_MODULES, key=int)
+
+
+def get(version: str | None = None) -> Generator:
+    v = DEFAULT_VERSION if version is None else str(version).removeprefix("v")
+    mod = _MODULES.get(v)
+    if mod is None:
+        raise InputError(f"unknown generator version {version!r}; this installation has {', '.join(versions())}",
+                         code="generator.unknown_version", hint="run `mu generators` to list them")
+    return Generator(mod.GENERATOR_ID, mod.VERSION, source_hash(v), mod)

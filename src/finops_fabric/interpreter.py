@@ -1,0 +1,241 @@
+"""The reference interpreter: decides a transaction straight from the typed model of O.
+
+It is the oracle every generated enforcer must agree with, so it is written for clarity and
+independently of the generators: it shares no code with them, only the semantics of
+POLICY-LANGUAGE.md.
+
+Semantics (the same for every generator):
+- a rule matches a transaction when it has no ``appliesTo`` or the type is one of them; a
+  transaction without a type fails closed on every rule that applies to specific types;
+- a decision rule that needs a field the transaction lacks (or that cannot be read as the
+  type the rule compares it with) fires, naming the field; a condition needs every attribute
+  it mentions;
+- amounts are decimals: an int, a Decimal or a string in plain decimal notation, never a float;
+- notification and audit rules run after the decision and never change it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from finops_fabric import model as m
+
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+_CORE = {"type", "actor_level", "approver_id", "executor_id", "amount"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision as the oracle sees it (reasons are not compared across implementations)."""
+
+    decision: str
+    fired: tuple[tuple[str, str], ...]
+    notifications: tuple[tuple[str, str], ...]
+    audit: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+    def comparable(self) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[Any, ...]]:
+        return (self.decision, tuple(sorted(r for r, _ in self.fired)), tuple(sorted(self.notifications)),
+                tuple(sorted(self.audit)))
+
+
+class _Missing(Exception):
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+def _decimal(v: object) -> Decimal | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return Decimal(v)
+    if isinstance(v, Decimal):
+        return v if v.is_finite() else None
+    if isinstance(v, str) and _PLAIN.fullmatch(v.strip()):
+        return Decimal(v.strip())
+    return None
+
+
+def _text(v: object) -> str | None:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, Decimal) and v.is_finite():
+        return str(v)
+    return None
+
+
+class Interpreter:
+    def __init__(self, policy: m.Policy) -> None:
+        self.policy = policy
+        self.ranks = {lv.code: lv.rank for lv in policy.levels}
+
+    # --- reading the transaction ---------------------------------------------------------
+    def _raw(self, tx: Mapping[str, Any], field: str) -> object:
+        if field in _CORE:
+            return tx.get(field)
+        attrs = tx.get("attributes")
+        return attrs.get(field) if isinstance(attrs, Mapping) else None
+
+    def _rank(self, tx: Mapping[str, Any]) -> int | None:
+        level = tx.get("actor_level")
+        return self.ranks.get(level) if isinstance(level, str) else None
+
+    def _amount(self, tx: Mapping[str, Any]) -> Decimal | None:
+        return _decimal(tx.get("amount"))
+
+    # --- conditions ----------------------------------------------------------------------
+    def _leaf(self, tx: Mapping[str, Any], c: m.Comparison | m.Membership) -> bool:
+        raw = self._raw(tx, c.attribute)
+        if isinstance(c, m.Membership):
+            if all(isinstance(v, Decimal) for v in c.values):
+                d = _decimal(raw)
+                if d is None:
+                    raise _Missing(c.attribute)
+                return any(d == v for v in c.values)
+            t = _text(raw)
+            if t is None:
+                raise _Missing(c.attribute)
+            return t in {str(v) for v in c.values}
+        left: object
+        right: object
+        if c.attribute == "actor_level" and c.operator not in ("eq", "ne"):
+            left, right = self._rank(tx), self.ranks.get(str(c.value))
+            if left is None:
+                raise _Missing("actor_level")
+        elif isinstance(c.value, Decimal):
+            left, right = _decimal(raw), c.value
+        else:
+            left, right = _text(raw), c.value
+        if left is None:
+            raise _Missing(c.attribute)
+        op = c.operator
+        if op == "eq":
+            return left == right
+        if op == "ne":
+            return left != right
+        if op == "gt":
+            return left > right  # type: ignore[operator]
+        if op == "ge":
+            return left >= right  # type: ignore[operator]
+        if op == "lt":
+            return left < right  # type: ignore[operator]
+        return left <= right  # type: ignore[operator]
+
+    def holds(self, tx: Mapping[str, Any], c: m.Condition) -> bool:
+        """Evaluate a condition; every leaf is read (no short cut), so a missing field always shows."""
+        missing: list[str] = []
+
+        def ev(x: m.Condition) -> bool:
+            if isinstance(x, m.Comparison | m.Membership):
+                try:
+                    return self._leaf(tx, x)
+                except _Missing as e:
+                    missing.append(e.field)
+                    return False
+            if isinstance(x, m.AllOf):
+                results = [ev(o) for o in x.operands]
+                return all(results)
+            if isinstance(x, m.AnyOf):
+                results = [ev(o) for o in x.operands]
+                return any(results)
+            return not ev(x.operand)
+
+        result = ev(c)
+        if missing:
+            raise _Missing(", ".join(sorted(set(missing))))
+        return result
+
+    # --- rules ---------------------------------------------------------------------------
+    @staticmethod
+    def applies(rule: m.Rule, tx: Mapping[str, Any]) -> bool:
+        t = tx.get("type")
+        return not rule.applies_to or (isinstance(t, str) and t in rule.applies_to)
+
+    def fires(self, rule: m.DecisionRule, tx: Mapping[str, Any]) -> str | None:
+        """Why a decision rule rejects the transaction, or None. The rule is assumed to match its type."""
+        if isinstance(rule, m.ApprovalRule):
+            amount = self._amount(tx)
+            if amount is None:
+                return "field 'amount' is missing or not a decimal"
+            if amount <= rule.threshold:
+                return None
+            rank = self._rank(tx)
+            if rank is None:
+                return "field 'actor_level' is missing or unknown"
+            if rank < rule.required.rank:
+                return f"amount {amount} > {rule.threshold} requires {rule.required.code} or above"
+            return None
+        if isinstance(rule, m.SegregationOfDutyRule):
+            a, e = _text(tx.get("approver_id")), _text(tx.get("executor_id"))
+            if a is None or e is None:
+                return "approver_id or executor_id is missing"
+            return "approver is also the executor" if a == e else None
+        try:
+            if not self.holds(tx, rule.condition):
+                return None
+        except _Missing as e:
+            return f"missing field(s): {e.field}"
+        if rule.override is None:
+            return "restriction holds"
+        rank = self._rank(tx)
+        if rank is None:
+            return "field 'actor_level' is missing or unknown"
+        return None if rank >= rule.override.rank else "restriction holds below the override authority"
+
+    def effect_matches(self, rule: m.NotificationRule | m.AuditLogRule, tx: Mapping[str, Any], decision: str) -> bool:
+        if rule.event == "Approved" and decision != "APPROVE":
+            return False
+        if rule.event == "Rejected" and decision != "REJECT":
+            return False
+        if rule.min_authority is not None:
+            rank = self._rank(tx)
+            if rank is None or rank < rule.min_authority.rank:
+                return False
+        if isinstance(rule, m.NotificationRule) and rule.threshold is not None:
+            amount = self._amount(tx)
+            if amount is None or amount <= rule.threshold:
+                return False
+        return True
+
+    def decide(self, tx: Mapping[str, Any]) -> Outcome:
+        fired: list[tuple[str, str]] = []
+        has_type = isinstance(tx.get("type"), str)
+        for rule in self.policy.rules:
+            if rule.kind not in m.DECISION_KINDS:
+                continue
+            if rule.applies_to and not has_type:
+                fired.append((rule.iri, "field 'type' is missing"))
+                continue
+            if not self.applies(rule, tx):
+                continue
+            why = self.fires(rule, tx)  # type: ignore[arg-type]
+            if why is not None:
+                fired.append((rule.iri, why))
+        decision = "REJECT" if fired else "APPROVE"
+        notes: list[tuple[str, str]] = []
+        audit: list[tuple[str, str, tuple[str, ...]]] = []
+        for rule in self.policy.rules:
+            if isinstance(rule, m.NotificationRule | m.AuditLogRule) and self.applies(rule, tx) \
+                    and self.effect_matches(rule, tx, decision):
+                if isinstance(rule, m.NotificationRule):
+                    notes.extend((rule.iri, to) for to in rule.recipients)
+                else:
+                    audit.append((rule.iri, rule.ledger, rule.flags))
+        return Outcome(decision, tuple(fired), tuple(notes), tuple(audit))
+
+
+def comparable(decision: Mapping[str, Any]) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[Any, ...]]:
+    """The part of a decision JSON that any two correct implementations must agree on."""
+    return (
+        decision["decision"],
+        tuple(sorted(f["rule"] for f in decision["fired"])),
+        tuple(sorted((n["rule"], n["recipient"]) for n in decision["notifications"])),
+        tuple(sorted((a["rule"], a["ledger"], tuple(a["flags"])) for a in decision["audit"])),
+    )

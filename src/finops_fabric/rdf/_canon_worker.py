@@ -1,0 +1,23 @@
+"""Child process: read N-Triples on stdin, write RDFC-1.0 canonical N-Quads on stdout.
+
+Run by canon.py under a time budget, so that a graph whose canonicalization explodes is
+killed instead of hanging the caller.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pyoxigraph as ox
+
+from finops_fabric.rdf.canon import _canonicalize_in_process
+
+
+def main() -> None:
+    data = sys.stdin.buffer.read()
+    triples = [q.triple for q in ox.parse(data, ox.RdfFormat.N_TRIPLES)]
+    sys.stdout.buffer.write(_canonicalize_in_process(triples))
+
+
+if __name__ == "__main__":
+    main()
