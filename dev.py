@@ -36,17 +36,37 @@ def sh(*cmd: object, env: dict[str, str] | None = None) -> None:
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"FinOps Fabric needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         sh(sys.executable, "-m", "venv", VENV)
     want = hashlib.sha256(LOCK.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want:
         return
-    sh(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
-       "--no-deps", "-r", LOCK)
-    sh(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-       "--no-build-isolation", "-e", ROOT)
+    sh(
+        PY,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+        LOCK,
+    )
+    sh(
+        PY,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--no-build-isolation",
+        "-e",
+        ROOT,
+    )
     STAMP.write_text(want + "\n")
 
 
@@ -59,20 +79,40 @@ def demo() -> None:
     print(f"\n== FinOps Fabric demo in {work}\n", flush=True)
     sh(mu, "init", env=env)
     sh(mu, "validate", f"--ontology={example}", env=env)
-    sh(mu, "generate", f"--input={example}", f"--output={work / 'A'}", f"--receipt={work / 'receipt.json'}",
-       env=env)
+    sh(
+        mu,
+        "generate",
+        f"--input={example}",
+        f"--output={work / 'A'}",
+        f"--receipt={work / 'receipt.json'}",
+        env=env,
+    )
     sh(mu, "test", f"--enforcer={work / 'A'}", "--golden-suite", env=env)
-    sh(mu, "verify-receipt", f"--receipt={work / 'receipt.json'}",
-       f"--public-key={work / '.fabric' / 'keys' / 'operator.pub'}", env=env)
+    sh(
+        mu,
+        "verify-receipt",
+        f"--receipt={work / 'receipt.json'}",
+        f"--public-key={work / '.fabric' / 'keys' / 'operator.pub'}",
+        env=env,
+    )
     for name, tx in (
-        ("purchase-105k-by-L2", '{"id": "tx-1", "type": "purchase", "amount": "105000.00", "actor_level": "L2",'
-                                ' "approver_id": "u-1", "executor_id": "u-2", "attributes": {}}'),
-        ("wire-1k-to-KP", '{"id": "tx-2", "type": "wire", "amount": "1000", "actor_level": "Board",'
-                          ' "approver_id": "u-5", "executor_id": "u-6", "attributes": {"country": "KP",'
-                          ' "vendor_risk": "low"}}'),
-        ("wire-30k-high-risk-by-CFO", '{"id": "tx-3", "type": "wire", "amount": "30000", "actor_level": "CFO",'
-                                      ' "approver_id": "u-5", "executor_id": "u-6", "attributes": {"country":'
-                                      ' "US", "vendor_risk": "high"}}'),
+        (
+            "purchase-105k-by-L2",
+            '{"id": "tx-1", "type": "purchase", "amount": "105000.00", "actor_level": "L2",'
+            ' "approver_id": "u-1", "executor_id": "u-2", "attributes": {}}',
+        ),
+        (
+            "wire-1k-to-KP",
+            '{"id": "tx-2", "type": "wire", "amount": "1000", "actor_level": "Board",'
+            ' "approver_id": "u-5", "executor_id": "u-6", "attributes": {"country": "KP",'
+            ' "vendor_risk": "low"}}',
+        ),
+        (
+            "wire-30k-high-risk-by-CFO",
+            '{"id": "tx-3", "type": "wire", "amount": "30000", "actor_level": "CFO",'
+            ' "approver_id": "u-5", "executor_id": "u-6", "attributes": {"country":'
+            ' "US", "vendor_risk": "high"}}',
+        ),
     ):
         path = work / f"{name}.json"
         path.write_text(tx)
@@ -87,8 +127,13 @@ def test() -> None:
     sh(BIN / "mypy")
     sh(PY, "-m", "pytest", "-p", "no:cacheprovider")
     if SHARED.joinpath("acceptance", "jtbd.py").exists():
-        sh(sys.executable, SHARED / "acceptance" / "jtbd.py", "--require", REQUIRED_JOBS,
-           env={**os.environ, "MU": str(BIN / "mu")})
+        sh(
+            sys.executable,
+            SHARED / "acceptance" / "jtbd.py",
+            "--require",
+            REQUIRED_JOBS,
+            env={**os.environ, "MU": str(BIN / "mu")},
+        )
     else:
         print("(../shared is absent: the acceptance run is skipped; CI always has it)")
 
@@ -97,8 +142,21 @@ def lock() -> None:
     """Refresh requirements.lock from pyproject.toml (a maintainer's job, needs network)."""
     setup()
     uv = shutil.which("uv") or str(BIN / "uv")
-    sh(uv, "pip", "compile", "pyproject.toml", "requirements-build.in", "--extra", "dev", "--generate-hashes", "--python-version", "3.11",
-       "--no-header", "--output-file", LOCK)
+    sh(
+        uv,
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "requirements-build.in",
+        "--extra",
+        "dev",
+        "--generate-hashes",
+        "--python-version",
+        "3.11",
+        "--no-header",
+        "--output-file",
+        LOCK,
+    )
 
 
 if __name__ == "__main__":

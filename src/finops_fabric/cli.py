@@ -58,16 +58,25 @@ def read_transaction(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read transaction {path}: {e.strerror or e}", code="tx.unreadable",
-                         location=Location(file=str(path))) from e
+        raise InputError(
+            f"cannot read transaction {path}: {e.strerror or e}",
+            code="tx.unreadable",
+            location=Location(file=str(path)),
+        ) from e
     try:
         tx = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path.name} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
-                         code="tx.invalid_json", location=Location(file=str(path), line=e.lineno)) from e
+        raise InputError(
+            f"{path.name} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+            code="tx.invalid_json",
+            location=Location(file=str(path), line=e.lineno),
+        ) from e
     if not isinstance(tx, dict):
-        raise InputError(f"{path.name} must hold one JSON object (a transaction)", code="tx.not_object",
-                         location=Location(file=str(path)))
+        raise InputError(
+            f"{path.name} must hold one JSON object (a transaction)",
+            code="tx.not_object",
+            location=Location(file=str(path)),
+        )
     return tx
 
 
@@ -81,8 +90,11 @@ def decision_lines(d: dict[str, Any]) -> list[str]:
 
 def finding_line(f: dict[str, Any]) -> str:
     loc = f.get("location") or {}
-    where = f"{loc['file']}:{loc['line']}: " if loc.get("file") and loc.get("line") else \
-        (f"{loc['file']}: " if loc.get("file") else "")
+    where = (
+        f"{loc['file']}:{loc['line']}: "
+        if loc.get("file") and loc.get("line")
+        else (f"{loc['file']}: " if loc.get("file") else "")
+    )
     tag = f"[{f['gate']}{'/' + f['invariant'] if f.get('invariant') else ''}]"
     level = "warning" if f.get("severity") == "warning" else "error"
     return f"{where}{level} {tag} {f['message']}"
@@ -95,10 +107,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     store = _store(args)
     res = store.init()
     Out(args.json).emit(
-        {"home": str(store.home), "created": res.created, "keys_created": res.keys_created,
-         "operator_public_key": str(store.operator_public_key_path)},
-        lambda: [res.message() if hasattr(res, "message") else f"store at {store.home}",
-                 f"operator public key: {store.operator_public_key_path}"])
+        {
+            "home": str(store.home),
+            "created": res.created,
+            "keys_created": res.keys_created,
+            "operator_public_key": str(store.operator_public_key_path),
+        },
+        lambda: [
+            res.message() if hasattr(res, "message") else f"store at {store.home}",
+            f"operator public key: {store.operator_public_key_path}",
+        ],
+    )
     return 0
 
 
@@ -107,8 +126,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     key, pub = generate_keypair(Path(args.out))
     kid = key_id(load_public_key(pub))
-    Out(args.json).emit({"private_key": str(key), "public_key": str(pub), "keyid": kid},
-                        lambda: [f"wrote {key} (private, mode 0600) and {pub}", f"key id {kid}"])
+    Out(args.json).emit(
+        {"private_key": str(key), "public_key": str(pub), "keyid": kid},
+        lambda: [f"wrote {key} (private, mode 0600) and {pub}", f"key id {kid}"],
+    )
     return 0
 
 
@@ -130,11 +151,14 @@ def cmd_generators(args: argparse.Namespace) -> int:
     from finops_fabric import generators
 
     gens = [generators.get(v).describe() for v in generators.versions()]
-    Out(args.json).emit({"versions": generators.versions(), "default": generators.DEFAULT_VERSION,
-                         "generators": gens},
-                        lambda: [f"v{g['version']}  {g['id']}  {g['source_hash']}"
-                                 + ("  (default)" if g["version"] == generators.DEFAULT_VERSION else "")
-                                 for g in gens])
+    Out(args.json).emit(
+        {"versions": generators.versions(), "default": generators.DEFAULT_VERSION, "generators": gens},
+        lambda: [
+            f"v{g['version']}  {g['id']}  {g['source_hash']}"
+            + ("  (default)" if g["version"] == generators.DEFAULT_VERSION else "")
+            for g in gens
+        ],
+    )
     return 0
 
 
@@ -145,14 +169,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     v = validate(onto, [Path(s) for s in args.schema])
     violations = [f.to_dict() for f in v.violations]
     warnings = [f.to_dict() for f in v.findings if f.severity == "warning"]
-    doc = {"conforms": v.conforms, "ontology_hash": onto.hash, "violations": violations, "warnings": warnings,
-           "gates": v.gates, "rules": len(v.policy.rules) if v.policy else None}
+    doc = {
+        "conforms": v.conforms,
+        "ontology_hash": onto.hash,
+        "violations": violations,
+        "warnings": warnings,
+        "gates": v.gates,
+        "rules": len(v.policy.rules) if v.policy else None,
+    }
 
     def human() -> list[str]:
         lines = [finding_line(f) for f in violations + warnings]
         if v.conforms:
-            lines.append(f"O conforms to Σ: {len(v.policy.rules) if v.policy else 0} rules, "
-                         f"{len(warnings)} warning(s); {onto.hash}")
+            lines.append(
+                f"O conforms to Σ: {len(v.policy.rules) if v.policy else 0} rules, "
+                f"{len(warnings)} warning(s); {onto.hash}"
+            )
         else:
             lines.append(f"O does not conform: {len(violations)} problem(s)")
         return lines
@@ -167,7 +199,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.previous and args.previous_receipt:
         raise InputError("give --previous or --previous-receipt, not both", code="cli.usage")
     res = generate(
-        Path(args.input), Path(args.output), _store(args),
+        Path(args.input),
+        Path(args.output),
+        _store(args),
         schemas=[Path(s) for s in args.schema],
         previous=Path(args.previous) if args.previous else None,
         previous_receipt=Path(args.previous_receipt) if args.previous_receipt else None,
@@ -176,10 +210,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         progress=progress_printer(args),
     )
     r = res.receipt
-    doc = {"status": res.status, "receipt_hash": r["receipt_hash"], "changed": res.changed,
-           "unchanged": res.unchanged, "added": res.added, "removed": res.removed,
-           "gates": {k: v["status"] for k, v in r["gates"].items()},
-           "violations": [f.to_dict() for f in res.findings if f.severity == "violation"]}
+    doc = {
+        "status": res.status,
+        "receipt_hash": r["receipt_hash"],
+        "changed": res.changed,
+        "unchanged": res.unchanged,
+        "added": res.added,
+        "removed": res.removed,
+        "gates": {k: v["status"] for k, v in r["gates"].items()},
+        "violations": [f.to_dict() for f in res.findings if f.severity == "violation"],
+    }
     if res.enforcer_hash:
         doc["enforcer_hash"] = res.enforcer_hash
     if res.status == "rejected":
@@ -190,17 +230,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gates = "  ".join(f"{k} {v['status']}" for k, v in r["gates"].items())
         if res.status == "rejected":
             lines = [finding_line(f.to_dict()) for f in res.findings if f.severity == "violation"]
-            lines += [f"REJECTED: {r.get('reason')}. No enforcer was written.", f"gates: {gates}",
-                      f"rejection receipt {r['receipt_hash']}"]
+            lines += [
+                f"REJECTED: {r.get('reason')}. No enforcer was written.",
+                f"gates: {gates}",
+                f"rejection receipt {r['receipt_hash']}",
+            ]
             if r.get("compliance_override_required"):
-                lines.append("compliance_override_required: only a signed compliance override for this O lets it through")
+                lines.append(
+                    "compliance_override_required: only a signed compliance override for this O "
+                    "lets it through"
+                )
             return lines
         out = r["outputs"]
-        return [f"generated {args.output}  {res.enforcer_hash}", f"gates: {gates}",
-                f"golden: {r['golden']['passed']} passed, {r['golden']['failed']} failed",
-                f"rules: {len(res.changed)} changed, {len(res.added)} added, {len(res.removed)} removed, "
-                f"{len(res.unchanged)} unchanged (blast radius {out['blast_radius']['percent']}%)",
-                f"receipt {r['receipt_hash']}"]
+        return [
+            f"generated {args.output}  {res.enforcer_hash}",
+            f"gates: {gates}",
+            f"golden: {r['golden']['passed']} passed, {r['golden']['failed']} failed",
+            f"rules: {len(res.changed)} changed, {len(res.added)} added, {len(res.removed)} removed, "
+            f"{len(res.unchanged)} unchanged (blast radius {out['blast_radius']['percent']}%)",
+            f"receipt {r['receipt_hash']}",
+        ]
 
     Out(args.json).emit(doc, human)
     return 0 if res.status == "generated" else 1
@@ -212,24 +261,38 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     chosen = [bool(args.golden_suite), bool(args.scenario), bool(args.transaction)]
     if sum(chosen) != 1:
-        raise InputError("give exactly one of --golden-suite, --scenario=NAME, --transaction=tx.json",
-                         code="cli.usage")
+        raise InputError(
+            "give exactly one of --golden-suite, --scenario=NAME, --transaction=tx.json", code="cli.usage"
+        )
     enforcer = load_enforcer(Path(args.enforcer))
     cases = enforcer.golden_cases()
     if args.transaction:
         tx = read_transaction(Path(args.transaction))
-        results = [{"scenario": str(tx.get("id", args.transaction)), "ok": True, "problems": [],
-                    "decision": enforcer.decide(tx).to_dict()}]
+        results = [
+            {
+                "scenario": str(tx.get("id", args.transaction)),
+                "ok": True,
+                "problems": [],
+                "decision": enforcer.decide(tx).to_dict(),
+            }
+        ]
     else:
         if args.scenario:
             cases = [c for c in cases if c["scenario"] == args.scenario]
             if not cases:
                 names = ", ".join(c["scenario"] for c in enforcer.golden_cases()) or "none"
-                raise InputError(f"no golden case named {args.scenario!r} in {args.enforcer}; it has: {names}",
-                                 code="test.unknown_scenario")
+                raise InputError(
+                    f"no golden case named {args.scenario!r} in {args.enforcer}; it has: {names}",
+                    code="test.unknown_scenario",
+                )
         results = [run_case(enforcer, c) for c in cases]
     passed = sum(1 for c in results if c["ok"])
-    doc = {"passed": passed, "failed": len(results) - passed, "enforcer_hash": enforcer.hash, "cases": results}
+    doc = {
+        "passed": passed,
+        "failed": len(results) - passed,
+        "enforcer_hash": enforcer.hash,
+        "cases": results,
+    }
 
     def human() -> list[str]:
         lines = []
@@ -249,8 +312,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
     tx = read_transaction(Path(args.transaction))
     if args.target:
-        raise InputError("mu decide --target needs the enforcement daemon, which is not built yet; "
-                         "use --enforcer=A to decide with an enforcer directly", code="cli.not_built")
+        raise InputError(
+            "mu decide --target needs the enforcement daemon, which is not built yet; "
+            "use --enforcer=A to decide with an enforcer directly",
+            code="cli.not_built",
+        )
     if not args.enforcer:
         raise InputError("give --enforcer=A (or --target=ENV)", code="cli.usage")
     decision = load_enforcer(Path(args.enforcer)).decide(tx).to_dict()
@@ -271,10 +337,18 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
             Out(True).emit({"verified": False, "error": e.to_dict()}, lambda: [])
             return 1
         raise
-    doc = {"verified": True, "receipt_hash": receipt["receipt_hash"], "kind": receipt.get("kind"),
-           "keyid": key_id(key)}
-    Out(args.json).emit(doc, lambda: [f"verified: {receipt.get('kind')} receipt {receipt['receipt_hash']} "
-                                      f"signed by key {key_id(key)}"])
+    doc = {
+        "verified": True,
+        "receipt_hash": receipt["receipt_hash"],
+        "kind": receipt.get("kind"),
+        "keyid": key_id(key),
+    }
+    Out(args.json).emit(
+        doc,
+        lambda: [
+            f"verified: {receipt.get('kind')} receipt {receipt['receipt_hash']} signed by key {key_id(key)}"
+        ],
+    )
     return 0
 
 
@@ -283,8 +357,11 @@ def _side(path: Path) -> Any:
     from finops_fabric.enforcer import is_enforcer_dir, parse_manifest, read_tree
 
     if not is_enforcer_dir(path):
-        raise InputError(f"{path} is not an enforcer (no manifest.json)", code="enforcer.not_an_enforcer",
-                         location=Location(file=str(path)))
+        raise InputError(
+            f"{path} is not an enforcer (no manifest.json)",
+            code="enforcer.not_an_enforcer",
+            location=Location(file=str(path)),
+        )
     files = read_tree(path)
     parse_manifest(files["manifest.json"], str(path))
     return Side(files, manifest_of(files))
@@ -296,15 +373,20 @@ def cmd_verify_hashes(args: argparse.Namespace) -> int:
     d = diff_enforcers(_side(Path(args.old)), _side(Path(args.new)))
 
     def human() -> list[str]:
-        lines = [f"{s:9} {e['artifact']}  {e['rule']}" for s in ("changed", "added", "removed")
-                 for e in d[s]]
-        lines += [f"support   {e['artifact']} {e['status']}" for e in d["support"] if e["status"] != "unchanged"]
-        lines.append(f"{len(d['unchanged'])} identical, {len(d['changed'])} changed, {len(d['added'])} added, "
-                     f"{len(d['removed'])} removed (blast radius {d['blast_radius']['percent']}%)")
+        lines = [f"{s:9} {e['artifact']}  {e['rule']}" for s in ("changed", "added", "removed") for e in d[s]]
+        lines += [
+            f"support   {e['artifact']} {e['status']}" for e in d["support"] if e["status"] != "unchanged"
+        ]
+        lines.append(
+            f"{len(d['unchanged'])} identical, {len(d['changed'])} changed, {len(d['added'])} added, "
+            f"{len(d['removed'])} removed (blast radius {d['blast_radius']['percent']}%)"
+        )
         return lines
 
     Out(args.json).emit(d, human)
-    differs = d["changed"] or d["added"] or d["removed"] or any(s["status"] != "unchanged" for s in d["support"])
+    differs = (
+        d["changed"] or d["added"] or d["removed"] or any(s["status"] != "unchanged" for s in d["support"])
+    )
     return 1 if args.expect_identical and differs else 0
 
 
@@ -319,10 +401,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
         a, b = _side(old), _side(new)
         d = diff_enforcers(a, b)
         if args.verbose:
-            d["code"] = {e["artifact"]: unified_diff(a.files.get(e["artifact"], b""), b.files.get(e["artifact"], b""),
-                                                     e["artifact"]) for e in d["changed"]}
-        Out(args.json).emit(d, lambda: [f"{s} {e['artifact']} {e['rule']}" for s in ("changed", "added", "removed")
-                                        for e in d[s]] + [line for v in d.get("code", {}).values() for line in v])
+            d["code"] = {
+                e["artifact"]: unified_diff(
+                    a.files.get(e["artifact"], b""), b.files.get(e["artifact"], b""), e["artifact"]
+                )
+                for e in d["changed"]
+            }
+        Out(args.json).emit(
+            d,
+            lambda: (
+                [f"{s} {e['artifact']} {e['rule']}" for s in ("changed", "added", "removed") for e in d[s]]
+                + [line for v in d.get("code", {}).values() for line in v]
+            ),
+        )
         return 0
     from finops_fabric.diffing import diff_policies
     from finops_fabric.pipeline import load_ontology
@@ -337,8 +428,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         for c in d["changed"]:
             lines.append(f"~ {c['rule']} ({c['label']})")
             lines += [f"    {k}: {v['old']!r} → {v['new']!r}" for k, v in c["fields"].items()]
-        lines.append(f"{len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, "
-                     f"{len(d['unchanged'])} unchanged")
+        lines.append(
+            f"{len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, "
+            f"{len(d['unchanged'])} unchanged"
+        )
         return lines
 
     Out(args.json).emit(d, human)
@@ -348,6 +441,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _not_built(name: str, issue: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise InputError(f"`mu {name}` is not built yet ({issue})", code="cli.not_built")
+
     return handler
 
 
@@ -355,7 +449,7 @@ def _not_built(name: str, issue: str) -> Handler:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
     common.add_argument("--home", help="the store directory (default $FABRIC_HOME or ./.fabric)")
@@ -377,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("generators", cmd_generators, "list the generator versions this installation runs")
     sp = cmd("validate", cmd_validate, "ontology gate (O ⊨ Σ) and invariant gate")
     sp.add_argument("--ontology", required=True, metavar="O")
-    sp.add_argument("--schema", action="append", default=[], metavar="Σ", help="extra SHACL shapes (repeatable)")
+    sp.add_argument(
+        "--schema", action="append", default=[], metavar="Σ", help="extra SHACL shapes (repeatable)"
+    )
     sp = cmd("generate", cmd_generate, "gates, generation, golden suite, determinism check, signed receipt")
     sp.add_argument("--input", required=True, metavar="O")
     sp.add_argument("--output", required=True, metavar="A")
@@ -405,10 +501,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("diff", cmd_diff, "what changed between two ontologies or two enforcers")
     sp.add_argument("--old", required=True)
     sp.add_argument("--new", required=True)
-    for name, issue in (("deploy", "the daemon, issue 4"), ("receipt", "issues 3 and 4"), ("replay", "issue 3"),
-                        ("audit-trail", "issue 3"), ("diagnose", "issue 5"), ("drift", "issue 3"),
-                        ("kaizen", "issue 5"), ("rollback", "issue 4"), ("approve", "issue 5"),
-                        ("ownership", "issue 5"), ("daemon", "issue 4")):
+    for name, issue in (
+        ("deploy", "the daemon, issue 4"),
+        ("receipt", "issues 3 and 4"),
+        ("replay", "issue 3"),
+        ("audit-trail", "issue 3"),
+        ("diagnose", "issue 5"),
+        ("drift", "issue 3"),
+        ("kaizen", "issue 5"),
+        ("rollback", "issue 4"),
+        ("approve", "issue 5"),
+        ("ownership", "issue 5"),
+        ("daemon", "issue 4"),
+    ):
         sp = cmd(name, _not_built(name, issue), f"(not built yet: {issue})")
         sp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
@@ -439,8 +544,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug: say so plainly, trace only on request
         if verbose:
             traceback.print_exc()
-        print(f"mu: internal error ({type(e).__name__}: {e}); this is a bug in mu. "
-              "Run again with --verbose for the traceback.", file=sys.stderr)
+        print(
+            f"mu: internal error ({type(e).__name__}: {e}); this is a bug in mu. "
+            "Run again with --verbose for the traceback.",
+            file=sys.stderr,
+        )
         return 3
 
 

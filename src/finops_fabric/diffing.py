@@ -27,8 +27,13 @@ _FIELD_NAMES = {
     "ledger": "fab:ledger",
     "flags": "fab:flag",
 }
-_CLASS = {"approval": "fab:ApprovalRule", "sod": "fab:SegregationOfDutyRule", "restriction": "fab:RestrictionRule",
-          "notification": "fab:NotificationRule", "audit": "fab:AuditLogRule"}
+_CLASS = {
+    "approval": "fab:ApprovalRule",
+    "sod": "fab:SegregationOfDutyRule",
+    "restriction": "fab:RestrictionRule",
+    "notification": "fab:NotificationRule",
+    "audit": "fab:AuditLogRule",
+}
 
 
 def _show(value: object) -> object:
@@ -66,7 +71,9 @@ def diff_policies(old: m.Policy, new: m.Policy) -> dict[str, Any]:
     changed = []
     for iri in sorted(set(old_rules) & set(new_rules)):
         a, b = rule_fields(old_rules[iri]), rule_fields(new_rules[iri])
-        fields = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        fields = {
+            k: {"old": a.get(k), "new": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+        }
         if fields:
             changed.append({"rule": iri, "label": new_rules[iri].label, "fields": fields})
     old_levels = {lv.code: lv.rank for lv in old.levels}
@@ -75,12 +82,15 @@ def diff_policies(old: m.Policy, new: m.Policy) -> dict[str, Any]:
         "added": sorted(set(new_rules) - set(old_rules)),
         "removed": sorted(set(old_rules) - set(new_rules)),
         "changed": changed,
-        "unchanged": sorted(i for i in set(old_rules) & set(new_rules) if i not in {c["rule"] for c in changed}),
+        "unchanged": sorted(
+            i for i in set(old_rules) & set(new_rules) if i not in {c["rule"] for c in changed}
+        ),
         "reference": {
             "types_added": sorted({t.code for t in new.types} - {t.code for t in old.types}),
             "types_removed": sorted({t.code for t in old.types} - {t.code for t in new.types}),
-            "levels_changed": sorted(c for c in set(old_levels) | set(new_levels)
-                                     if old_levels.get(c) != new_levels.get(c)),
+            "levels_changed": sorted(
+                c for c in set(old_levels) | set(new_levels) if old_levels.get(c) != new_levels.get(c)
+            ),
         },
         "golden": {
             "added": sorted({g.scenario for g in new.golden} - {g.scenario for g in old.golden}),
@@ -105,26 +115,44 @@ def _digest(data: bytes) -> str:
 def diff_enforcers(old: Side, new: Side) -> dict[str, Any]:
     """Artifacts changed / unchanged / added / removed, by the hash of the bytes on disk."""
     old_rules, new_rules = old.rule_of(), new.rule_of()
-    out: dict[str, list[dict[str, Any]]] = {"changed": [], "unchanged": [], "added": [], "removed": [], "support": []}
+    out: dict[str, list[dict[str, Any]]] = {
+        "changed": [],
+        "unchanged": [],
+        "added": [],
+        "removed": [],
+        "support": [],
+    }
     for path in sorted(set(old.files) | set(new.files)):
         if path == "manifest.json":
             continue
         a, b = old.files.get(path), new.files.get(path)
         rule = new_rules.get(path) or old_rules.get(path)
-        status = ("added" if a is None else "removed" if b is None
-                  else "unchanged" if _digest(a) == _digest(b) else "changed")
-        entry: dict[str, Any] = {"artifact": path, "old": _digest(a) if a is not None else None,
-                                 "new": _digest(b) if b is not None else None}
+        status = (
+            "added"
+            if a is None
+            else "removed"
+            if b is None
+            else "unchanged"
+            if _digest(a) == _digest(b)
+            else "changed"
+        )
+        entry: dict[str, Any] = {
+            "artifact": path,
+            "old": _digest(a) if a is not None else None,
+            "new": _digest(b) if b is not None else None,
+        }
         if rule is None:
             out["support"].append({**entry, "status": status})
         else:
             out[status].append({"rule": rule, **entry})
     touched = len(out["changed"]) + len(out["added"]) + len(out["removed"])
     total = max(len(set(old_rules.values()) | set(new_rules.values())), 1)
-    return {**out, "blast_radius": {"touched": touched, "total": total,
-                                    "percent": round(100 * touched / total, 1)},
-            "old_enforcer_hash": _digest(old.files.get("manifest.json", b"")),
-            "new_enforcer_hash": _digest(new.files.get("manifest.json", b""))}
+    return {
+        **out,
+        "blast_radius": {"touched": touched, "total": total, "percent": round(100 * touched / total, 1)},
+        "old_enforcer_hash": _digest(old.files.get("manifest.json", b"")),
+        "new_enforcer_hash": _digest(new.files.get("manifest.json", b"")),
+    }
 
 
 def manifest_of(files: dict[str, bytes]) -> dict[str, Any]:

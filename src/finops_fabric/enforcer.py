@@ -36,12 +36,16 @@ def read_tree(root: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for name in sorted(filenames):
+        # os.walk lists a symlink to a directory under dirnames (and does not descend into it).
+        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             p = Path(dirpath) / name
             rel = p.relative_to(root).as_posix()
             if p.is_symlink():
-                raise CheckFailed(f"{rel} in {root} is a symbolic link; an enforcer holds regular files only",
-                                  code="enforcer.symlink", location=Location(file=str(p)))
+                raise CheckFailed(
+                    f"{rel} in {root} is a symbolic link; an enforcer holds regular files only",
+                    code="enforcer.symlink",
+                    location=Location(file=str(p)),
+                )
             files[rel] = p.read_bytes()
     return files
 
@@ -50,13 +54,21 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
         manifest = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckFailed(f"{where}/manifest.json is not valid JSON: {e}", code="enforcer.manifest_invalid",
-                          location=Location(file=f"{where}/manifest.json")) from e
+        raise CheckFailed(
+            f"{where}/manifest.json is not valid JSON: {e}",
+            code="enforcer.manifest_invalid",
+            location=Location(file=f"{where}/manifest.json"),
+        ) from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
-        raise CheckFailed(f"{where}/manifest.json is not an enforcer manifest", code="enforcer.manifest_invalid")
+        raise CheckFailed(
+            f"{where}/manifest.json is not an enforcer manifest", code="enforcer.manifest_invalid"
+        )
     if canonical_json(manifest) != data:
-        raise CheckFailed(f"{where}/manifest.json was edited: it is not the canonical JSON the generator writes",
-                          code="enforcer.manifest_edited", location=Location(file=f"{where}/manifest.json"))
+        raise CheckFailed(
+            f"{where}/manifest.json was edited: it is not the canonical JSON the generator writes",
+            code="enforcer.manifest_edited",
+            location=Location(file=f"{where}/manifest.json"),
+        )
     return manifest
 
 
@@ -88,7 +100,9 @@ def check_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> list
 class Enforcer:
     """A verified, loaded enforcer A. ``decide`` is the generated code's own hot path."""
 
-    def __init__(self, root: str, files: dict[str, bytes], manifest: dict[str, Any], enforcer_hash: str) -> None:
+    def __init__(
+        self, root: str, files: dict[str, bytes], manifest: dict[str, Any], enforcer_hash: str
+    ) -> None:
         self.root = root
         self.files = files
         self.manifest = manifest
@@ -100,7 +114,9 @@ class Enforcer:
                 f"{root} was made by generator {gen.get('id')} v{gen.get('version')} with source "
                 f"{gen.get('source_hash')}, which this installation does not have "
                 f"(it has {self.generator.source_hash})",
-                code="enforcer.generator_mismatch", hint="install the generator version the receipt pins")
+                code="enforcer.generator_mismatch",
+                hint="install the generator version the receipt pins",
+            )
         self._inner = self.generator.load(files, manifest, enforcer_hash)
         self.decide = self._inner.decide
 
@@ -128,18 +144,28 @@ class Enforcer:
 def verify_files(root: Path) -> tuple[dict[str, bytes], dict[str, Any], str]:
     """Read A at ``root`` and check it against its manifest; return (files, manifest, hash(A))."""
     if not root.exists():
-        raise InputError(f"no enforcer at {root}", code="enforcer.not_found", location=Location(file=str(root)))
+        raise InputError(
+            f"no enforcer at {root}", code="enforcer.not_found", location=Location(file=str(root))
+        )
     if not is_enforcer_dir(root):
-        raise InputError(f"{root} is not an enforcer (no manifest.json)", code="enforcer.not_an_enforcer",
-                         location=Location(file=str(root)))
+        raise InputError(
+            f"{root} is not an enforcer (no manifest.json)",
+            code="enforcer.not_an_enforcer",
+            location=Location(file=str(root)),
+        )
     files = read_tree(root)
     manifest = parse_manifest(files[MANIFEST], str(root))
     problems = check_files(files, manifest)
     if problems:
-        detail = "; ".join(f"{p.artifact} {p.problem}" + (f" (rule {p.rule})" if p.rule else "") for p in problems)
-        raise CheckFailed(f"{root} does not match its manifest: {detail}", code="enforcer.tampered",
-                          location=Location(file=str(root)),
-                          hint="generated code is never edited by hand; regenerate it with `mu generate`")
+        detail = "; ".join(
+            f"{p.artifact} {p.problem}" + (f" (rule {p.rule})" if p.rule else "") for p in problems
+        )
+        raise CheckFailed(
+            f"{root} does not match its manifest: {detail}",
+            code="enforcer.tampered",
+            location=Location(file=str(root)),
+            hint="generated code is never edited by hand; regenerate it with `mu generate`",
+        )
     return files, manifest, enforcer_hash_of_manifest(files[MANIFEST])
 
 

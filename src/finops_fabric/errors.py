@@ -106,8 +106,12 @@ class Finding:
     nodes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"gate": self.gate, "focus": self.focus, "message": self.message,
-                                  "severity": self.severity}
+        out: dict[str, object] = {
+            "gate": self.gate,
+            "focus": self.focus,
+            "message": self.message,
+            "severity": self.severity,
+        }
         if self.invariant is not None:
             out["invariant"] = self.invariant
         if self.path is not None:

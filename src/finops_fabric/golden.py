@@ -81,7 +81,7 @@ def run_case(enforcer: Enforcer, case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _edges(values: set[Decimal]) -> list[Decimal]:
-    out = set()
+    out: set[Decimal] = set()
     for v in values:
         out.update((v - CENT, v, v + CENT))
     return sorted(out)
@@ -123,12 +123,17 @@ def _amounts(rule: m.Rule) -> set[Decimal]:
     if isinstance(rule, m.RestrictionRule):
         for leaf in _condition_leaves(rule.condition):
             if leaf.attribute == "amount":
-                vals.update(v for v in (leaf.values if isinstance(leaf, m.Membership) else (leaf.value,))
-                            if isinstance(v, Decimal))
+                vals.update(
+                    v
+                    for v in (leaf.values if isinstance(leaf, m.Membership) else (leaf.value,))
+                    if isinstance(v, Decimal)
+                )
     return vals
 
 
-def _tx(tx_type: object, amount: object, level: object, attrs: dict[str, object], same: bool | None) -> dict[str, Any]:
+def _tx(
+    tx_type: object, amount: object, level: object, attrs: dict[str, object], same: bool | None
+) -> dict[str, Any]:
     tx: dict[str, Any] = {"id": "derived"}
     special = {"type": tx_type, "amount": amount, "actor_level": level}
     for k, v in special.items():
@@ -143,7 +148,10 @@ def _tx(tx_type: object, amount: object, level: object, attrs: dict[str, object]
 
 def rule_cases(policy: m.Policy, rule: m.Rule) -> Iterator[dict[str, Any]]:
     levels: list[object] = [lv.code for lv in policy.levels] + ["ZZ-unknown-level", _MISSING]
-    types: list[object] = list(rule.applies_to or [t.code for t in policy.types]) + ["zz_unknown_type", _MISSING]
+    types: list[object] = list(rule.applies_to or [t.code for t in policy.types]) + [
+        "zz_unknown_type",
+        _MISSING,
+    ]
     amounts: list[object] = [*_edges(_amounts(rule) | {Decimal("1")}), _MISSING]
     attr_choices = _attribute_choices(rule)
     baseline = {k: v[0] for k, v in attr_choices.items()}
@@ -153,16 +161,21 @@ def rule_cases(policy: m.Policy, rule: m.Rule) -> Iterator[dict[str, Any]]:
     for v in attr_choices.values():
         product_size *= len(v)
     if keys and product_size <= PER_RULE_VARIANTS:
-        variants = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*attr_choices.values())]
+        variants = [
+            dict(zip(keys, combo, strict=True)) for combo in itertools.product(*attr_choices.values())
+        ]
     elif keys:
         variants += [{**baseline, k: c} for k in keys for c in attr_choices[k][1:]]
-    sod_choices: list[bool | None] = [False, True, None] if isinstance(rule, m.SegregationOfDutyRule) else [False]
+    sod_choices: list[bool | None] = (
+        [False, True, None] if isinstance(rule, m.SegregationOfDutyRule) else [False]
+    )
     for t, a, lv, attrs, same in itertools.product(types, amounts, levels, variants, sod_choices):
         yield _tx(t, a, lv, attrs, same)
 
 
-def _rule_disagreement(enforcer: Enforcer, interp: Interpreter, rule: m.Rule, module: Any,
-                       tx: dict[str, Any]) -> dict[str, Any] | None:
+def _rule_disagreement(
+    enforcer: Enforcer, interp: Interpreter, rule: m.Rule, module: Any, tx: dict[str, Any]
+) -> dict[str, Any] | None:
     typed = isinstance(tx.get("type"), str)
     if not interp.applies(rule, tx) or (not typed and rule.applies_to):
         return None  # type dispatch is checked by the whole-decision comparison
@@ -178,8 +191,13 @@ def _rule_disagreement(enforcer: Enforcer, interp: Interpreter, rule: m.Rule, mo
         ours = bool(module.matches(t, outcome))
         theirs = interp.effect_matches(rule, tx, outcome)  # type: ignore[arg-type]
         if ours != theirs:
-            return {"rule": rule.iri, "transaction": tx, "decision": outcome,
-                    "enforcer_matches": ours, "interpreter_matches": theirs}
+            return {
+                "rule": rule.iri,
+                "transaction": tx,
+                "decision": outcome,
+                "enforcer_matches": ours,
+                "interpreter_matches": theirs,
+            }
     return None
 
 
@@ -211,8 +229,14 @@ def run_golden_gate(policy: m.Policy, enforcer: Enforcer) -> GoldenReport:
             report.failed_cases.append(case["scenario"])
         theirs = interp.decide(case["transaction"])
         if comparable(result["decision"]) != theirs.comparable():
-            report.disagreements.append({"scenario": case["scenario"], "transaction": case["transaction"],
-                                         "enforcer": result["decision"], "interpreter": theirs.comparable()})
+            report.disagreements.append(
+                {
+                    "scenario": case["scenario"],
+                    "transaction": case["transaction"],
+                    "enforcer": result["decision"],
+                    "interpreter": theirs.comparable(),
+                }
+            )
     modules = enforcer.rule_modules()
     for rule in policy.rules:
         module = modules.get(rule.iri)
@@ -227,10 +251,10 @@ def run_golden_gate(policy: m.Policy, enforcer: Enforcer) -> GoldenReport:
                 break
     for tx in whole_cases(policy):
         report.derived_whole_checks += 1
-        ours = comparable(enforcer.decide(tx).to_dict())
-        theirs = interp.decide(tx).comparable()
-        if ours != theirs:
-            report.disagreements.append({"transaction": tx, "enforcer": ours, "interpreter": theirs})
+        mine = comparable(enforcer.decide(tx).to_dict())
+        oracle = interp.decide(tx).comparable()
+        if mine != oracle:
+            report.disagreements.append({"transaction": tx, "enforcer": mine, "interpreter": oracle})
             if len(report.disagreements) >= 10:
                 break
     return report

@@ -38,8 +38,12 @@ class Outcome:
     audit: tuple[tuple[str, str, tuple[str, ...]], ...]
 
     def comparable(self) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[Any, ...]]:
-        return (self.decision, tuple(sorted(r for r, _ in self.fired)), tuple(sorted(self.notifications)),
-                tuple(sorted(self.audit)))
+        return (
+            self.decision,
+            tuple(sorted(r for r, _ in self.fired)),
+            tuple(sorted(self.notifications)),
+            tuple(sorted(self.audit)),
+        )
 
 
 class _Missing(Exception):
@@ -78,6 +82,11 @@ class Interpreter:
 
     # --- reading the transaction ---------------------------------------------------------
     def _raw(self, tx: Mapping[str, Any], field: str) -> object:
+        if field == "amount":  # read as the decimal it is (as text too), never as its raw spelling
+            return self._amount(tx)
+        if field in ("type", "actor_level"):  # codes are strings; anything else is missing
+            v = tx.get(field)
+            return v if isinstance(v, str) else None
         if field in _CORE:
             return tx.get(field)
         attrs = tx.get("attributes")
@@ -189,7 +198,9 @@ class Interpreter:
             return "field 'actor_level' is missing or unknown"
         return None if rank >= rule.override.rank else "restriction holds below the override authority"
 
-    def effect_matches(self, rule: m.NotificationRule | m.AuditLogRule, tx: Mapping[str, Any], decision: str) -> bool:
+    def effect_matches(
+        self, rule: m.NotificationRule | m.AuditLogRule, tx: Mapping[str, Any], decision: str
+    ) -> bool:
         if rule.event == "Approved" and decision != "APPROVE":
             return False
         if rule.event == "Rejected" and decision != "REJECT":
@@ -222,8 +233,11 @@ class Interpreter:
         notes: list[tuple[str, str]] = []
         audit: list[tuple[str, str, tuple[str, ...]]] = []
         for rule in self.policy.rules:
-            if isinstance(rule, m.NotificationRule | m.AuditLogRule) and self.applies(rule, tx) \
-                    and self.effect_matches(rule, tx, decision):
+            if (
+                isinstance(rule, m.NotificationRule | m.AuditLogRule)
+                and self.applies(rule, tx)
+                and self.effect_matches(rule, tx, decision)
+            ):
                 if isinstance(rule, m.NotificationRule):
                     notes.extend((rule.iri, to) for to in rule.recipients)
                 else:
@@ -231,7 +245,9 @@ class Interpreter:
         return Outcome(decision, tuple(fired), tuple(notes), tuple(audit))
 
 
-def comparable(decision: Mapping[str, Any]) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[Any, ...]]:
+def comparable(
+    decision: Mapping[str, Any],
+) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...], tuple[Any, ...]]:
     """The part of a decision JSON that any two correct implementations must agree on."""
     return (
         decision["decision"],

@@ -18,10 +18,23 @@ from finops_fabric.errors import Finding
 INVARIANTS = ("sod", "levels", "golden", "satisfiable")
 
 
-def _finding(invariant: str, focus: str, message: str, nodes: tuple[str, ...] = (),
-             severity: str = "violation", label: str | None = None) -> Finding:
-    return Finding(gate="invariant", invariant=invariant, focus=focus, message=message,
-                   nodes=nodes or (focus,), severity=severity, label=label)
+def _finding(
+    invariant: str,
+    focus: str,
+    message: str,
+    nodes: tuple[str, ...] = (),
+    severity: str = "violation",
+    label: str | None = None,
+) -> Finding:
+    return Finding(
+        gate="invariant",
+        invariant=invariant,
+        focus=focus,
+        message=message,
+        nodes=nodes or (focus,),
+        severity=severity,
+        label=label,
+    )
 
 
 def check_sod(policy: m.Policy) -> list[Finding]:
@@ -36,11 +49,16 @@ def check_sod(policy: m.Policy) -> list[Finding]:
         both = sorted(set(role.can_approve) & set(role.can_execute) & set(covered))
         for t in both:
             rules = tuple(sorted(covered[t]))
-            out.append(_finding(
-                "sod", role.iri,
-                f'Role "{role.label}" ({role.iri}) may both approve and execute {t} transactions, '
-                f"which segregation of duty ({', '.join(rules)}) forbids",
-                nodes=(role.iri, *rules), label=role.label))
+            out.append(
+                _finding(
+                    "sod",
+                    role.iri,
+                    f'Role "{role.label}" ({role.iri}) may both approve and execute {t} transactions, '
+                    f"which segregation of duty ({', '.join(rules)}) forbids",
+                    nodes=(role.iri, *rules),
+                    label=role.label,
+                )
+            )
     return out
 
 
@@ -53,8 +71,16 @@ def check_levels(policy: m.Policy) -> list[Finding]:
     ):
         for key, iris in groups.items():
             if len(iris) > 1:
-                out.append(_finding("levels", iris[0], f"{what} {key!r} is used by {len(iris)} nodes: "
-                                    + ", ".join(iris) + "; it must be unique", nodes=tuple(iris)))
+                out.append(
+                    _finding(
+                        "levels",
+                        iris[0],
+                        f"{what} {key!r} is used by {len(iris)} nodes: "
+                        + ", ".join(iris)
+                        + "; it must be unique",
+                        nodes=tuple(iris),
+                    )
+                )
     return out
 
 
@@ -72,16 +98,38 @@ def check_golden(policy: m.Policy) -> list[Finding]:
     for g in policy.golden:
         for iri in g.expect_fired or ():
             if iri not in decision_rules:
-                why = "is a notification or audit rule, which never fires" if iri in all_rules else "is not a rule of O"
-                out.append(_finding("golden", g.iri, f'golden case "{g.scenario}" expects {iri} to fire, but it {why}',
-                                    nodes=(g.iri, iri)))
+                why = (
+                    "is a notification or audit rule, which never fires"
+                    if iri in all_rules
+                    else "is not a rule of O"
+                )
+                out.append(
+                    _finding(
+                        "golden",
+                        g.iri,
+                        f'golden case "{g.scenario}" expects {iri} to fire, but it {why}',
+                        nodes=(g.iri, iri),
+                    )
+                )
         if g.expect == "APPROVE" and g.expect_fired:
-            out.append(_finding("golden", g.iri, f'golden case "{g.scenario}" expects APPROVE but lists rules '
-                                "that fire; a fired rule always rejects"))
+            out.append(
+                _finding(
+                    "golden",
+                    g.iri,
+                    f'golden case "{g.scenario}" expects APPROVE but lists rules '
+                    "that fire; a fired rule always rejects",
+                )
+            )
     for scenario, iris in _groups((g.scenario, g.iri) for g in policy.golden).items():
         if len(iris) > 1:
-            out.append(_finding("golden", iris[0], f"golden scenario {scenario!r} is defined {len(iris)} times",
-                                nodes=tuple(iris)))
+            out.append(
+                _finding(
+                    "golden",
+                    iris[0],
+                    f"golden scenario {scenario!r} is defined {len(iris)} times",
+                    nodes=tuple(iris),
+                )
+            )
     return out
 
 
@@ -113,9 +161,13 @@ def _contradictory(leaves: list[m.Comparison | m.Membership]) -> bool:
         if leaf.operator == "eq":
             allowed = {str(v)} if allowed is None else allowed & {str(v)}
         if isinstance(v, Decimal):
-            if leaf.operator in ("gt", "ge") and (lo is None or v > lo[0] or (v == lo[0] and leaf.operator == "gt")):
+            if leaf.operator in ("gt", "ge") and (
+                lo is None or v > lo[0] or (v == lo[0] and leaf.operator == "gt")
+            ):
                 lo = (v, leaf.operator == "ge")
-            if leaf.operator in ("lt", "le") and (hi is None or v < hi[0] or (v == hi[0] and leaf.operator == "lt")):
+            if leaf.operator in ("lt", "le") and (
+                hi is None or v < hi[0] or (v == hi[0] and leaf.operator == "lt")
+            ):
                 hi = (v, leaf.operator == "le")
     if allowed is not None and not allowed:
         return True
@@ -128,16 +180,26 @@ def _contradictory(leaves: list[m.Comparison | m.Membership]) -> bool:
                 nums.append(Decimal(a))
             except ArithmeticError:
                 return False
-        return not any((lo is None or n > lo[0] or (n == lo[0] and lo[1]))
-                       and (hi is None or n < hi[0] or (n == hi[0] and hi[1])) for n in nums)
+        return not any(
+            (lo is None or n > lo[0] or (n == lo[0] and lo[1]))
+            and (hi is None or n < hi[0] or (n == hi[0] and hi[1]))
+            for n in nums
+        )
     return False
 
 
 def check_satisfiable(policy: m.Policy) -> list[Finding]:
     return [
-        _finding("satisfiable", r.iri, f'Restriction "{r.label}" ({r.iri}) has a condition that can never hold, '
-                 "so it never rejects anything", severity="warning", label=r.label)
-        for r in policy.rules if isinstance(r, m.RestrictionRule) and _never_holds(r.condition)
+        _finding(
+            "satisfiable",
+            r.iri,
+            f'Restriction "{r.label}" ({r.iri}) has a condition that can never hold, '
+            "so it never rejects anything",
+            severity="warning",
+            label=r.label,
+        )
+        for r in policy.rules
+        if isinstance(r, m.RestrictionRule) and _never_holds(r.condition)
     ]
 
 

@@ -15,9 +15,9 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ def load_snapshot(canonical: bytes, name: str = "snapshot.nq") -> LoadedOntology
     try:
         triples = tuple(q.triple for q in ox.parse(canonical, ox.RdfFormat.N_QUADS))
     except SyntaxError as e:
-        raise CheckFailed(f"ontology snapshot {name} is not valid N-Quads: {e}", code="store.snapshot_corrupt") from e
+        raise CheckFailed(
+            f"ontology snapshot {name} is not valid N-Quads: {e}", code="store.snapshot_corrupt"
+        ) from e
     raw = RawGraph(triples, (Path(name),))
     return LoadedOntology(raw, canonical, "sha256:" + hashlib.sha256(canonical).hexdigest())
 
@@ -120,8 +122,11 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
             loc = SourceIndex(list(onto.files)).find(node) if node else None
             findings.append(Finding(gate="ontology", focus=node, message=e.message, location=loc))
     onto_violations = [f for f in findings if f.gate == "ontology" and f.severity == "violation"]
-    gates["ontology"] = _gate("FAIL" if onto_violations else "PASS", violations=len(onto_violations),
-                              warnings=sum(1 for f in findings if f.severity == "warning"))
+    gates["ontology"] = _gate(
+        "FAIL" if onto_violations else "PASS",
+        violations=len(onto_violations),
+        warnings=sum(1 for f in findings if f.severity == "warning"),
+    )
     if policy is None:
         gates["invariant"] = _gate("SKIPPED", reason="the ontology gate failed")
     else:
@@ -130,8 +135,12 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
         inv = [Finding(**{**f.__dict__, "location": index.find(f.focus)}) for f in inv]
         findings += inv
         bad = sorted({f.invariant or "" for f in inv if f.severity == "violation"})
-        gates["invariant"] = _gate("FAIL" if bad else "PASS", checked=list(INVARIANTS), violated=bad,
-                                   warnings=[f.invariant for f in inv if f.severity == "warning"])
+        gates["invariant"] = _gate(
+            "FAIL" if bad else "PASS",
+            checked=list(INVARIANTS),
+            violated=bad,
+            warnings=[f.invariant for f in inv if f.severity == "warning"],
+        )
     return Validation(sorted(findings, key=Finding.sort_key), policy, gates)
 
 
@@ -174,8 +183,12 @@ def previous_from(store: Store, previous: Path | None, previous_receipt: Path | 
         if not is_enforcer_dir(previous):
             raise InputError(f"--previous={previous} is not an enforcer directory", code="generate.previous")
         man = parse_manifest((previous / MANIFEST).read_bytes(), str(previous))
-        return Previous(man.get("ontology_hash"), rules_of_manifest(man), _snapshot(store, man.get("ontology_hash")),
-                        f"enforcer {previous}")
+        return Previous(
+            man.get("ontology_hash"),
+            rules_of_manifest(man),
+            _snapshot(store, man.get("ontology_hash")),
+            f"enforcer {previous}",
+        )
     if previous_receipt is not None:
         r = load_receipt(previous_receipt)
         return _previous_of_receipt(store, r, f"receipt {previous_receipt}")
@@ -208,18 +221,35 @@ def delta(old: bytes | None, new: bytes) -> dict[str, list[str]]:
     return {"added": sorted(new_lines - old_lines), "removed": sorted(old_lines - new_lines)}
 
 
-def _rejection(store: Store, base: dict[str, Any], gates: dict[str, dict[str, Any]], findings: list[Finding],
-               reason: str, receipt_file: Path | None) -> GenerateResult:
+def _rejection(
+    store: Store,
+    base: dict[str, Any],
+    gates: dict[str, dict[str, Any]],
+    findings: list[Finding],
+    reason: str,
+    receipt_file: Path | None,
+) -> GenerateResult:
     for g in GATES:
         gates.setdefault(g, _gate("SKIPPED", reason="the line stopped at an earlier gate"))
     invariant_stop = any(f.gate == "invariant" and f.severity == "violation" for f in findings)
-    body = {**base, "kind": "rejection", "time": _now(), "gates": gates, "reason": reason,
-            "findings": [f.to_dict() for f in findings],
-            "compliance_override_required": invariant_stop,
-            "outputs": {"enforcer_hash": None}}
+    body = {
+        **base,
+        "kind": "rejection",
+        "time": _now(),
+        "gates": gates,
+        "reason": reason,
+        "findings": [f.to_dict() for f in findings],
+        "compliance_override_required": invariant_stop,
+        "outputs": {"enforcer_hash": None},
+    }
     if invariant_stop:
-        body["violated_invariants"] = sorted({f.invariant for f in findings
-                                              if f.gate == "invariant" and f.severity == "violation" and f.invariant})
+        body["violated_invariants"] = sorted(
+            {
+                f.invariant
+                for f in findings
+                if f.gate == "invariant" and f.severity == "violation" and f.invariant
+            }
+        )
     sealed = store.append(body)
     if receipt_file is not None:
         from finops_fabric.receipts import write_json_atomic
@@ -242,8 +272,10 @@ def _install(tmp: Path, output: Path) -> None:
     """Move the complete A from ``tmp`` to ``output``; an existing enforcer there is replaced whole."""
     if output.exists():
         if not is_enforcer_dir(output) and any(output.iterdir()):
-            raise InputError(f"--output={output} exists and is not an enforcer; refusing to overwrite it",
-                             code="generate.output_exists")
+            raise InputError(
+                f"--output={output} exists and is not an enforcer; refusing to overwrite it",
+                code="generate.output_exists",
+            )
         old = output.with_name(output.name + ".old-" + tmp.name.rsplit("-", 1)[-1])
         os.rename(output, old)
         os.rename(tmp, output)
@@ -293,7 +325,9 @@ def generate(
     v = validate(onto, schemas)
     gates = dict(v.gates)
     if not v.conforms:
-        reason = "O does not satisfy Σ" if gates["ontology"]["status"] == "FAIL" else "an invariant is violated"
+        reason = (
+            "O does not satisfy Σ" if gates["ontology"]["status"] == "FAIL" else "an invariant is violated"
+        )
         return _rejection(store, base, gates, v.findings, reason, receipt_file)
     assert v.policy is not None
     policy = v.policy
@@ -325,9 +359,13 @@ def generate(
         enforcer = load_enforcer(tmp)
         report = run_golden_gate(policy, enforcer)
         gates["golden"] = _gate("PASS" if report.ok else "FAIL", **report.evidence())
-        golden_summary = {"passed": report.passed, "failed": len(report.failed_cases),
-                          "cases": [{"scenario": c["scenario"], "ok": c["ok"], "problems": c["problems"]}
-                                    for c in report.cases]}
+        golden_summary = {
+            "passed": report.passed,
+            "failed": len(report.failed_cases),
+            "cases": [
+                {"scenario": c["scenario"], "ok": c["ok"], "problems": c["problems"]} for c in report.cases
+            ],
+        }
         base["golden"] = golden_summary
         if not report.ok:
             if report.disagreements:
@@ -336,15 +374,24 @@ def generate(
                 reason = "golden cases failed: O does not decide as compliance's cases expect"
             return _rejection(store, base, gates, v.findings, reason, receipt_file)
         progress("replay gate: regenerating from the stored snapshot")
-        replayed = gen.build(read_policy(load_snapshot(store.get_object("ontology", onto.hash)).raw.triples),
-                             onto.hash, None)
+        replayed = gen.build(
+            read_policy(load_snapshot(store.get_object("ontology", onto.hash)).raw.triples), onto.hash, None
+        )
         same = replayed.get(MANIFEST) == files[MANIFEST]
-        gates["replay"] = _gate("PASS" if same else "FAIL", source="store snapshot of O (canonical N-Quads)",
-                                enforcer_hash="sha256:" + hashlib.sha256(replayed.get(MANIFEST, b"")).hexdigest())
+        gates["replay"] = _gate(
+            "PASS" if same else "FAIL",
+            source="store snapshot of O (canonical N-Quads)",
+            enforcer_hash="sha256:" + hashlib.sha256(replayed.get(MANIFEST, b"")).hexdigest(),
+        )
         if not same:
-            return _rejection(store, base, gates, v.findings, "the O snapshot does not regenerate A", receipt_file)
-        gates["operational"] = _gate("PASS", boot="loaded in-process with every artifact hash verified",
-                                     health=f"decided {len(report.cases) + report.derived_whole_checks} transactions")
+            return _rejection(
+                store, base, gates, v.findings, "the O snapshot does not regenerate A", receipt_file
+            )
+        gates["operational"] = _gate(
+            "PASS",
+            boot="loaded in-process with every artifact hash verified",
+            health=f"decided {len(report.cases) + report.derived_whole_checks} transactions",
+        )
         new_rules = rules_of_manifest(json.loads(files[MANIFEST]))
         changed = sorted(i for i in new_rules if i in prev.rules and prev.rules[i] != new_rules[i])
         unchanged = sorted(i for i in new_rules if prev.rules.get(i) == new_rules[i])
@@ -353,8 +400,12 @@ def generate(
         touched = len(changed) + len(added) + len(removed)
         total = max(len(new_rules) + len(removed), 1)
         gates["waste_elimination"] = _gate(
-            "PASS", modules_reused_from_cache=reused[0], modules_generated=len(new_rules) - reused[0],
-            blast_radius=f"{touched}/{total}", compared_with=prev.source)
+            "PASS",
+            modules_reused_from_cache=reused[0],
+            modules_generated=len(new_rules) - reused[0],
+            blast_radius=f"{touched}/{total}",
+            compared_with=prev.source,
+        )
         store.put_tree(files)
         _install(tmp, output)
     finally:
@@ -363,23 +414,42 @@ def generate(
     outputs = {
         "enforcer_hash": enforcer_hash,
         "artifacts": {a: "sha256:" + hashlib.sha256(b).hexdigest() for a, b in sorted(files.items())},
-        "rules": {a["rule"]: {"artifact": a["path"], "sha256": a["sha256"]}
-                  for a in json.loads(files[MANIFEST])["artifacts"] if "rule" in a},
-        "changed": changed, "unchanged": unchanged, "added": added, "removed": removed,
+        "rules": {
+            a["rule"]: {"artifact": a["path"], "sha256": a["sha256"]}
+            for a in json.loads(files[MANIFEST])["artifacts"]
+            if "rule" in a
+        },
+        "changed": changed,
+        "unchanged": unchanged,
+        "added": added,
+        "removed": removed,
         "blast_radius": {"touched": touched, "total": total, "percent": round(100 * touched / total, 1)},
     }
-    body = {**base, "kind": "generation", "time": _now(), "gates": gates, "outputs": outputs,
-            "findings": [f.to_dict() for f in v.findings]}
+    body = {
+        **base,
+        "kind": "generation",
+        "time": _now(),
+        "gates": gates,
+        "outputs": outputs,
+        "findings": [f.to_dict() for f in v.findings],
+    }
     sealed = store.append(body)
     if receipt_file is not None:
         from finops_fabric.receipts import write_json_atomic
 
         write_json_atomic(receipt_file, sealed)
-    return GenerateResult("generated", sealed, enforcer_hash, changed, unchanged, added, removed, v.findings,
-                          base["golden"])
+    return GenerateResult(
+        "generated", sealed, enforcer_hash, changed, unchanged, added, removed, v.findings, base["golden"]
+    )
 
 
 def unified_diff(old: bytes, new: bytes, name: str) -> list[str]:
-    return list(difflib.unified_diff(old.decode("utf-8", "replace").splitlines(),
-                                     new.decode("utf-8", "replace").splitlines(),
-                                     f"old/{name}", f"new/{name}", lineterm=""))
+    return list(
+        difflib.unified_diff(
+            old.decode("utf-8", "replace").splitlines(),
+            new.decode("utf-8", "replace").splitlines(),
+            f"old/{name}",
+            f"new/{name}",
+            lineterm="",
+        )
+    )

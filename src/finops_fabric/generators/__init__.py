@@ -55,6 +55,9 @@ def get(version: str | None = None) -> Generator:
     v = DEFAULT_VERSION if version is None else str(version).removeprefix("v")
     mod = _MODULES.get(v)
     if mod is None:
-        raise InputError(f"unknown generator version {version!r}; this installation has {', '.join(versions())}",
-                         code="generator.unknown_version", hint="run `mu generators` to list them")
+        raise InputError(
+            f"unknown generator version {version!r}; this installation has {', '.join(versions())}",
+            code="generator.unknown_version",
+            hint="run `mu generators` to list them",
+        )
     return Generator(mod.GENERATOR_ID, mod.VERSION, source_hash(v), mod)

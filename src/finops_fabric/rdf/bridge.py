@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import pyoxigraph as ox
 import rdflib
+
+# rdflib logs a warning with a traceback for every ill-typed literal ("abc"^^xsd:decimal); the
+# ontology gate reports those to the user in plain words, so the log would only add noise.
+logging.getLogger("rdflib.term").setLevel(logging.ERROR)
 
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _RDF_LANG = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"

@@ -7,6 +7,7 @@ named graphs are merged into the default graph. Parse errors name the file and t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,25 +40,33 @@ class RawGraph:
 def policy_files(path: Path) -> list[Path]:
     """The files that make up O at ``path``: the file itself, or every RDF file of a directory."""
     if not path.exists():
-        raise InputError(f"no such file or directory: {path}", code="fabric.unreadable",
-                         location=Location(file=str(path)))
+        raise InputError(
+            f"no such file or directory: {path}", code="fabric.unreadable", location=Location(file=str(path))
+        )
     if path.is_file():
         if _format_of(path) is None:
             raise InputError(
                 f"{path.name}: unknown RDF format (expected one of {', '.join(sorted(FORMATS))})",
-                code="fabric.unknown_format", location=Location(file=str(path)))
+                code="fabric.unknown_format",
+                location=Location(file=str(path)),
+            )
         return [path]
     if not path.is_dir():
-        raise InputError(f"not a file or directory: {path}", code="fabric.unreadable",
-                         location=Location(file=str(path)))
+        raise InputError(
+            f"not a file or directory: {path}", code="fabric.unreadable", location=Location(file=str(path))
+        )
     found: list[Path] = []
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in sorted(names)
-                     if not n.startswith(".") and _format_of(Path(n)) is not None)
+        found.extend(
+            Path(root) / n for n in sorted(names) if not n.startswith(".") and _format_of(Path(n)) is not None
+        )
     if not found:
-        raise InputError(f"no RDF files (.ttl, .trig, .nt, .nq, .jsonld) in directory {path}",
-                         code="fabric.empty_ontology", location=Location(file=str(path)))
+        raise InputError(
+            f"no RDF files (.ttl, .trig, .nt, .nq, .jsonld) in directory {path}",
+            code="fabric.empty_ontology",
+            location=Location(file=str(path)),
+        )
     return sorted(found)
 
 
@@ -67,6 +76,9 @@ def _format_of(path: Path) -> ox.RdfFormat | None:
 
 def _parse_error(path: Path, err: SyntaxError) -> InputError:
     text = str(err.msg) if getattr(err, "msg", None) else str(err)
+    text = re.sub(
+        r"^Parser error (?:between|at) line \d+ column \d+(?: and line \d+ column \d+)?: ", "", text
+    )
     line = err.lineno if isinstance(err.lineno, int) else None
     col = err.offset if isinstance(err.offset, int) else None
     where = f" at line {line}" + (f", column {col}" if col else "") if line else ""
@@ -86,21 +98,28 @@ def _format_name(path: Path) -> str:
 def parse_file(path: Path) -> list[ox.Triple]:
     fmt = _format_of(path)
     if fmt is None:
-        raise InputError(f"{path}: unknown RDF format", code="fabric.unknown_format",
-                         location=Location(file=str(path)))
+        raise InputError(
+            f"{path}: unknown RDF format", code="fabric.unknown_format", location=Location(file=str(path))
+        )
     base = path.resolve().as_uri()
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}", code="fabric.unreadable",
-                         location=Location(file=str(path))) from e
+        raise InputError(
+            f"cannot read {path}: {e.strerror or e}",
+            code="fabric.unreadable",
+            location=Location(file=str(path)),
+        ) from e
     try:
         quads = list(ox.parse(data, fmt, base_iri=base, rename_blank_nodes=True))
     except SyntaxError as e:
         raise _parse_error(path, e) from e
     except ValueError as e:  # e.g. an invalid IRI or encoding
-        raise InputError(f"{path.name} could not be read as {fmt.name}: {e}",
-                         code="fabric.parse_error", location=Location(file=str(path))) from e
+        raise InputError(
+            f"{path.name} could not be read as {fmt.name}: {e}",
+            code="fabric.parse_error",
+            location=Location(file=str(path)),
+        ) from e
     return [q.triple for q in quads]
 
 

@@ -22,8 +22,20 @@ RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 RDFS_LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
 DCT_TITLE = "http://purl.org/dc/terms/title"
 XSD = "http://www.w3.org/2001/XMLSchema#"
-NUMERIC = {XSD + n for n in ("decimal", "integer", "int", "long", "short", "nonNegativeInteger",
-                             "positiveInteger", "double", "float")}
+NUMERIC = {
+    XSD + n
+    for n in (
+        "decimal",
+        "integer",
+        "int",
+        "long",
+        "short",
+        "nonNegativeInteger",
+        "positiveInteger",
+        "double",
+        "float",
+    )
+}
 EVENTS = {FAB + "Approved": "Approved", FAB + "Rejected": "Rejected", FAB + "AnyDecision": "AnyDecision"}
 OPERATORS = {FAB + op: op for op in ("gt", "ge", "lt", "le", "eq", "ne")}
 
@@ -37,7 +49,7 @@ class _Index:
         for t in triples:
             self.po[t.subject][t.predicate.value].append(cast(Term, t.object))
             if t.predicate.value == RDF_TYPE and isinstance(t.object, ox.NamedNode):
-                self.by_type[t.object.value].append(t.subject)
+                self.by_type[t.object.value].append(cast(ox.NamedNode | ox.BlankNode, t.subject))
 
     def objects(self, s: object, p: str) -> list[Term]:
         return self.po.get(s, {}).get(p, [])
@@ -112,8 +124,11 @@ class _Reader:
             return None
         iri = self.iri(s, v, what)
         if iri not in self.levels:
-            raise _fail(s, f"{what} of {_node_name(s)} is {iri}, which is not an authority level; valid: "
-                        + ", ".join(lv.code for lv in sorted(self.levels.values(), key=lambda x: x.rank)))
+            raise _fail(
+                s,
+                f"{what} of {_node_name(s)} is {iri}, which is not an authority level; valid: "
+                + ", ".join(lv.code for lv in sorted(self.levels.values(), key=lambda x: x.rank)),
+            )
         return self.levels[iri]
 
     def type_code(self, s: object, v: Term, what: str) -> str:
@@ -135,7 +150,8 @@ class _Reader:
             if not isinstance(s, ox.NamedNode):
                 raise _fail(s, "a transaction type must be an IRI, not a blank node")
             self.types[s.value] = m.TransactionType(
-                s.value, self.string(s, FAB + "code", "fab:code"), self.string(s, RDFS_LABEL, "rdfs:label"))
+                s.value, self.string(s, FAB + "code", "fab:code"), self.string(s, RDFS_LABEL, "rdfs:label")
+            )
         for s in self.ix.by_type[FAB + "AuthorityLevel"]:
             if not isinstance(s, ox.NamedNode):
                 raise _fail(s, "an authority level must be an IRI, not a blank node")
@@ -143,16 +159,31 @@ class _Reader:
             rank, _ = self.decimal(s, rank_t, "fab:rank")
             if rank != rank.to_integral_value():
                 raise _fail(s, f"fab:rank of {s.value} must be an integer")
-            self.levels[s.value] = m.AuthorityLevel(s.value, self.string(s, FAB + "code", "fab:code"), int(rank))
+            self.levels[s.value] = m.AuthorityLevel(
+                s.value, self.string(s, FAB + "code", "fab:code"), int(rank)
+            )
 
     def roles(self) -> tuple[m.Role, ...]:
         out = []
         for s in self.ix.by_type[FAB + "Role"]:
-            out.append(m.Role(
-                _node_name(s), self.string(s, RDFS_LABEL, "rdfs:label"),
-                tuple(sorted(self.type_code(s, v, "fab:canApprove") for v in self.ix.objects(s, FAB + "canApprove"))),
-                tuple(sorted(self.type_code(s, v, "fab:canExecute") for v in self.ix.objects(s, FAB + "canExecute"))),
-            ))
+            out.append(
+                m.Role(
+                    _node_name(s),
+                    self.string(s, RDFS_LABEL, "rdfs:label"),
+                    tuple(
+                        sorted(
+                            self.type_code(s, v, "fab:canApprove")
+                            for v in self.ix.objects(s, FAB + "canApprove")
+                        )
+                    ),
+                    tuple(
+                        sorted(
+                            self.type_code(s, v, "fab:canExecute")
+                            for v in self.ix.objects(s, FAB + "canExecute")
+                        )
+                    ),
+                )
+            )
         return tuple(sorted(out, key=lambda r: r.iri))
 
     # --- conditions ----------------------------------------------------------------------
@@ -161,22 +192,29 @@ class _Reader:
             raise _fail(c, "conditions are nested more than 64 deep (a cycle?)")
         kinds = self.ix.types(c) & {FAB + k for k in ("Comparison", "Membership", "AllOf", "AnyOf", "Not")}
         if len(kinds) != 1:
-            raise _fail(c, f"condition {_node_name(c)} must have exactly one condition class "
-                        "(fab:Comparison, fab:Membership, fab:AllOf, fab:AnyOf or fab:Not)")
-        kind = kinds.pop()[len(FAB):]
+            raise _fail(
+                c,
+                f"condition {_node_name(c)} must have exactly one condition class "
+                "(fab:Comparison, fab:Membership, fab:AllOf, fab:AnyOf or fab:Not)",
+            )
+        kind = kinds.pop()[len(FAB) :]
         if kind == "Comparison":
             op = self.iri(c, self.one(c, FAB + "operator", "fab:operator"), "fab:operator")
             if op not in OPERATORS:
                 raise _fail(c, f"fab:operator {op} is not one of fab:gt fab:ge fab:lt fab:le fab:eq fab:ne")
-            return m.Comparison(self.string(c, FAB + "attribute", "fab:attribute"),
-                                cast(m.OperatorName, OPERATORS[op]),
-                                self.value(c, self.one(c, FAB + "value", "fab:value")))
+            return m.Comparison(
+                self.string(c, FAB + "attribute", "fab:attribute"),
+                cast(m.OperatorName, OPERATORS[op]),
+                self.value(c, self.one(c, FAB + "value", "fab:value")),
+            )
         if kind == "Membership":
             vals = [self.value(c, v) for v in self.ix.objects(c, FAB + "value")]
             if not vals:
                 raise _fail(c, "a fab:Membership needs at least one fab:value")
-            return m.Membership(self.string(c, FAB + "attribute", "fab:attribute"),
-                                tuple(sorted(set(vals), key=lambda v: (isinstance(v, str), str(v)))))
+            return m.Membership(
+                self.string(c, FAB + "attribute", "fab:attribute"),
+                tuple(sorted(set(vals), key=lambda v: (isinstance(v, str), str(v)))),
+            )
         if kind == "Not":
             return m.Not(self.condition(self.one(c, FAB + "operand", "fab:operand"), depth + 1))
         ops = [self.condition(o, depth + 1) for o in self.ix.objects(c, FAB + "operand")]
@@ -187,8 +225,14 @@ class _Reader:
 
     # --- rules ---------------------------------------------------------------------------
     def rules(self) -> tuple[m.Rule, ...]:
-        classes = ("ApprovalRule", "SegregationOfDutyRule", "RestrictionRule", "FraudCheckRule",
-                   "NotificationRule", "AuditLogRule")
+        classes = (
+            "ApprovalRule",
+            "SegregationOfDutyRule",
+            "RestrictionRule",
+            "FraudCheckRule",
+            "NotificationRule",
+            "AuditLogRule",
+        )
         subjects: dict[str, set[str]] = defaultdict(set)
         for cls in classes:
             for s in self.ix.by_type[FAB + cls]:
@@ -210,14 +254,17 @@ class _Reader:
             "iri": s.value,
             "label": self.string(s, RDFS_LABEL, "rdfs:label"),
             "rationale": self.opt_string(s, FAB + "rationale", "fab:rationale"),
-            "applies_to": tuple(sorted({self.type_code(s, v, "fab:appliesTo")
-                                        for v in self.ix.objects(s, FAB + "appliesTo")})),
+            "applies_to": tuple(
+                sorted({self.type_code(s, v, "fab:appliesTo") for v in self.ix.objects(s, FAB + "appliesTo")})
+            ),
         }
         if cls == "ApprovalRule":
-            thr, text = self.decimal(s, self.one(s, FAB + "amountThreshold", "fab:amountThreshold"),
-                                     "fab:amountThreshold")
-            req = self.level(s, self.one(s, FAB + "requiredAuthority", "fab:requiredAuthority"),
-                             "fab:requiredAuthority")
+            thr, text = self.decimal(
+                s, self.one(s, FAB + "amountThreshold", "fab:amountThreshold"), "fab:amountThreshold"
+            )
+            req = self.level(
+                s, self.one(s, FAB + "requiredAuthority", "fab:requiredAuthority"), "fab:requiredAuthority"
+            )
             assert req is not None
             return m.ApprovalRule(**base, threshold=thr, threshold_text=text, required=req)  # type: ignore[arg-type]
         if cls == "SegregationOfDutyRule":
@@ -226,8 +273,11 @@ class _Reader:
             return m.RestrictionRule(
                 **base,  # type: ignore[arg-type]
                 condition=self.condition(self.one(s, FAB + "condition", "fab:condition")),
-                override=self.level(s, self.opt(s, FAB + "overrideAuthority", "fab:overrideAuthority"),
-                                    "fab:overrideAuthority"),
+                override=self.level(
+                    s,
+                    self.opt(s, FAB + "overrideAuthority", "fab:overrideAuthority"),
+                    "fab:overrideAuthority",
+                ),
                 fraud_check=cls == "FraudCheckRule",
             )
         event_iri = self.iri(s, self.one(s, FAB + "onEvent", "fab:onEvent"), "fab:onEvent")
@@ -236,17 +286,29 @@ class _Reader:
         event = cast(m.EventName, EVENTS[event_iri])
         min_auth = self.level(s, self.opt(s, FAB + "minAuthority", "fab:minAuthority"), "fab:minAuthority")
         if cls == "NotificationRule":
-            recipients = sorted({self._lit(s, v, "fab:recipient") for v in self.ix.objects(s, FAB + "recipient")})
+            recipients = sorted(
+                {self._lit(s, v, "fab:recipient") for v in self.ix.objects(s, FAB + "recipient")}
+            )
             if not recipients:
                 raise _fail(s, f"notification rule {s.value} needs at least one fab:recipient")
             thr_t = self.opt(s, FAB + "amountThreshold", "fab:amountThreshold")
-            thr = self.decimal(s, thr_t, "fab:amountThreshold") if thr_t is not None else None
-            return m.NotificationRule(**base, event=event, recipients=tuple(recipients),  # type: ignore[arg-type]
-                                      min_authority=min_auth, threshold=thr[0] if thr else None,
-                                      threshold_text=thr[1] if thr else None)
+            thr_pair = self.decimal(s, thr_t, "fab:amountThreshold") if thr_t is not None else None
+            return m.NotificationRule(
+                **base,
+                event=event,
+                recipients=tuple(recipients),  # type: ignore[arg-type]
+                min_authority=min_auth,
+                threshold=thr_pair[0] if thr_pair else None,
+                threshold_text=thr_pair[1] if thr_pair else None,
+            )
         flags = sorted({self._lit(s, v, "fab:flag") for v in self.ix.objects(s, FAB + "flag")})
-        return m.AuditLogRule(**base, event=event, ledger=self.string(s, FAB + "ledger", "fab:ledger"),  # type: ignore[arg-type]
-                              min_authority=min_auth, flags=tuple(flags))
+        return m.AuditLogRule(
+            **base,
+            event=event,
+            ledger=self.string(s, FAB + "ledger", "fab:ledger"),  # type: ignore[arg-type]
+            min_authority=min_auth,
+            flags=tuple(flags),
+        )
 
     def _lit(self, s: object, v: Term, what: str) -> str:
         if not isinstance(v, ox.Literal):
@@ -257,37 +319,52 @@ class _Reader:
     def golden(self, rule_iris: set[str]) -> tuple[m.GoldenCase, ...]:
         out = []
         for s in self.ix.by_type[FAB + "GoldenCase"]:
-            amount, amount_text = self.decimal(s, self.one(s, FAB + "txAmount", "fab:txAmount"), "fab:txAmount")
+            amount, amount_text = self.decimal(
+                s, self.one(s, FAB + "txAmount", "fab:txAmount"), "fab:txAmount"
+            )
             level = self.level(s, self.one(s, FAB + "txActorLevel", "fab:txActorLevel"), "fab:txActorLevel")
             assert level is not None
             attrs = []
             for a in self.ix.objects(s, FAB + "txAttribute"):
-                attrs.append((self.string(a, FAB + "attribute", "fab:attribute"),
-                              self.string(a, FAB + "value", "fab:value")))
+                attrs.append(
+                    (
+                        self.string(a, FAB + "attribute", "fab:attribute"),
+                        self.string(a, FAB + "value", "fab:value"),
+                    )
+                )
             expect = self.iri(s, self.one(s, FAB + "expect", "fab:expect"), "fab:expect")
             if expect not in (FAB + "Approve", FAB + "Reject"):
                 raise _fail(s, f"fab:expect of {_node_name(s)} must be fab:Approve or fab:Reject")
-            fired = sorted({self.iri(s, v, "fab:expectFired") for v in self.ix.objects(s, FAB + "expectFired")})
-            notified = sorted({self._lit(s, v, "fab:expectNotified")
-                               for v in self.ix.objects(s, FAB + "expectNotified")})
-            out.append(m.GoldenCase(
-                iri=_node_name(s),
-                scenario=self.string(s, FAB + "scenario", "fab:scenario"),
-                tx_type=self.type_code(s, self.one(s, FAB + "txType", "fab:txType"), "fab:txType"),
-                amount=amount, amount_text=amount_text, actor_level=level.code,
-                approver=self.opt_string(s, FAB + "txApprover", "fab:txApprover"),
-                executor=self.opt_string(s, FAB + "txExecutor", "fab:txExecutor"),
-                attributes=tuple(sorted(attrs)),
-                expect="APPROVE" if expect == FAB + "Approve" else "REJECT",
-                expect_fired=tuple(fired) or None,
-                expect_notified=tuple(notified) or None,
-            ))
+            fired = sorted(
+                {self.iri(s, v, "fab:expectFired") for v in self.ix.objects(s, FAB + "expectFired")}
+            )
+            notified = sorted(
+                {self._lit(s, v, "fab:expectNotified") for v in self.ix.objects(s, FAB + "expectNotified")}
+            )
+            out.append(
+                m.GoldenCase(
+                    iri=_node_name(s),
+                    scenario=self.string(s, FAB + "scenario", "fab:scenario"),
+                    tx_type=self.type_code(s, self.one(s, FAB + "txType", "fab:txType"), "fab:txType"),
+                    amount=amount,
+                    amount_text=amount_text,
+                    actor_level=level.code,
+                    approver=self.opt_string(s, FAB + "txApprover", "fab:txApprover"),
+                    executor=self.opt_string(s, FAB + "txExecutor", "fab:txExecutor"),
+                    attributes=tuple(sorted(attrs)),
+                    expect="APPROVE" if expect == FAB + "Approve" else "REJECT",
+                    expect_fired=tuple(fired) or None,
+                    expect_notified=tuple(notified) or None,
+                )
+            )
         return tuple(sorted(out, key=lambda g: g.scenario))
 
     def policy(self) -> m.Policy:
         policies = self.ix.by_type[FAB + "Policy"]
         if len(policies) != 1:
-            raise CheckFailed(f"O must have exactly one fab:Policy (has {len(policies)})", code="ontology.model")
+            raise CheckFailed(
+                f"O must have exactly one fab:Policy (has {len(policies)})", code="ontology.model"
+            )
         p = policies[0]
         self.read_reference()
         rules = self.rules()

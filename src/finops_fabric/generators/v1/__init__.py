@@ -23,7 +23,9 @@ from finops_fabric.generators.v1.emit import artifact_path, emit_reference, emit
 GENERATOR_ID = "finops-fabric/python-enforcer"
 VERSION = "1"
 MANIFEST_FORMAT = "finops-fabric-enforcer/1"
-HASH_FORMULA = "hash(A) = SHA-256 of manifest.json (RFC 8785 canonical JSON listing every other file's SHA-256)"
+HASH_FORMULA = (
+    "hash(A) = SHA-256 of manifest.json (RFC 8785 canonical JSON listing every other file's SHA-256)"
+)
 
 Cache = tuple[Callable[[str], bytes | None], Callable[[str, bytes], None]]
 
@@ -53,12 +55,14 @@ def golden_document(policy: m.Policy) -> list[dict[str, Any]]:
     ]
 
 
-def build(policy: m.Policy, ontology_hash: str, source_hash: str, cache: Cache | None = None) -> dict[str, bytes]:
+def build(
+    policy: m.Policy, ontology_hash: str, source_hash: str, cache: Cache | None = None
+) -> dict[str, bytes]:
     """Every file of A (path relative to A, ``/`` separators) with its bytes, manifest included."""
     levels = {lv.code: lv.rank for lv in policy.levels}
     files: dict[str, bytes] = {"runtime.py": runtime_source(), "reference.py": emit_reference(policy)}
     rule_of: dict[str, str] = {}
-    processes = []
+    processes: list[dict[str, str]] = []
     for rule in policy.rules:
         path = artifact_path(rule)
         if path in files:  # a hash-prefix collision between two rule IRIs: refuse, never overwrite
@@ -73,18 +77,26 @@ def build(policy: m.Policy, ontology_hash: str, source_hash: str, cache: Cache |
                 cache[1](key, data)
         files[path] = data
         rule_of[path] = rule.iri
-        processes.append({"rule": rule.iri, "artifact": path, "kind": process_kind(rule),
-                          "restart": "in_request_path" if process_kind(rule) == "decision" else "permanent"})
-    files["supervision.json"] = canonical_json({
+        processes.append(
+            {
+                "rule": rule.iri,
+                "artifact": path,
+                "kind": process_kind(rule),
+                "restart": "in_request_path" if process_kind(rule) == "decision" else "permanent",
+            }
+        )
+    processes.sort(key=lambda p: p["artifact"])
+    supervision: dict[str, object] = {
         "format": "finops-fabric-supervision/1",
-        "processes": sorted(processes, key=lambda p: p["artifact"]),
+        "processes": processes,
         "intensity": {"max_restarts": 5, "period_seconds": 60},
-        "backoff": {"initial_seconds": 0.5, "max_seconds": 30, "jitter": 0.2},
-    })
+        "backoff": {"initial_ms": 500, "max_ms": 30000, "jitter_percent": 20},
+    }
+    files["supervision.json"] = canonical_json(supervision)
     files["golden.json"] = canonical_json(golden_document(policy))
     artifacts = []
     for path in sorted(files):
-        entry: dict[str, Any] = {"path": path, "sha256": "sha256:" + hashlib.sha256(files[path]).hexdigest()}
+        entry: dict[str, str] = {"path": path, "sha256": "sha256:" + hashlib.sha256(files[path]).hexdigest()}
         if path in rule_of:
             entry["rule"] = rule_of[path]
             entry["kind"] = process_kind(policy.rule(rule_of[path]))  # type: ignore[arg-type]
@@ -119,6 +131,7 @@ def load(files: dict[str, bytes], manifest: dict[str, Any], enforcer_hash: str) 
     reference = _exec_module("finops_enforcer.reference", "reference.py", files["reference.py"])
     modules = [
         _exec_module("finops_enforcer.rules." + a["path"][6:-3], a["path"], files[a["path"]])
-        for a in manifest["artifacts"] if "rule" in a
+        for a in manifest["artifacts"]
+        if "rule" in a
     ]
     return runtime.Enforcer(reference.RANKS, modules, enforcer_hash)

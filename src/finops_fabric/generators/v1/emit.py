@@ -81,7 +81,7 @@ def _approval(rule: m.ApprovalRule) -> list[str]:
         f"REQUIRED_RANK = {lit(rule.required.rank)}",
         "_MISSING_AMOUNT = (RULE, \"field 'amount' is missing or not a decimal; the rule fails closed\")",
         "_MISSING_LEVEL = (RULE, \"field 'actor_level' is missing or not a known authority level; "
-        "the rule fails closed\")",
+        'the rule fails closed")',
         f"_SUFFIX = {lit(suffix)}",
         "",
         "",
@@ -107,7 +107,8 @@ def _sod(rule: m.SegregationOfDutyRule) -> list[str]:
         "    approver = tx.approver",
         "    executor = tx.executor",
         "    if approver is None or executor is None:",
-        "        missing = [n for n, v in (('approver_id', approver), ('executor_id', executor)) if v is None]",
+        "        pairs = (('approver_id', approver), ('executor_id', executor))",
+        "        missing = [n for n, v in pairs if v is None]",
         "        return (RULE, 'missing field(s): ' + ', '.join(missing) + '; the rule fails closed')",
         "    if approver == executor:",
         "        return (RULE, 'approver ' + approver + ' is also the executor (segregation of duty)')",
@@ -142,7 +143,10 @@ class _CondCompiler:
                 if rank is None:
                     raise CheckFailed(
                         f"rule {self.rule_iri} compares actor_level with {c.value!s}, which is not an "
-                        "authority level code", code="generate.unknown_level", location=Location(node=self.rule_iri))
+                        "authority level code",
+                        code="generate.unknown_level",
+                        location=Location(node=self.rule_iri),
+                    )
                 return f"({self.leaf('rank', '')} {OPS[c.operator]} {self.const(lit(rank))})"
             if isinstance(c.value, Decimal):
                 return f"({self.leaf('dec', c.attribute)} {OPS[c.operator]} {self.const(lit(c.value))})"
@@ -162,6 +166,7 @@ class _CondCompiler:
 
 def condition_text(c: m.Condition) -> str:
     """The condition in words, for reasons a person can read."""
+
     def val(v: m.Value) -> str:
         return str(v) if isinstance(v, Decimal) else json.dumps(v, ensure_ascii=False)
 
@@ -171,8 +176,10 @@ def condition_text(c: m.Condition) -> str:
         return f"{c.attribute} is one of {', '.join(val(v) for v in c.values)}"
     if isinstance(c, m.AllOf | m.AnyOf):
         joiner = " and " if isinstance(c, m.AllOf) else " or "
-        return joiner.join(f"({condition_text(o)})" if isinstance(o, m.AllOf | m.AnyOf) else condition_text(o)
-                           for o in c.operands)
+        return joiner.join(
+            f"({condition_text(o)})" if isinstance(o, m.AllOf | m.AnyOf) else condition_text(o)
+            for o in c.operands
+        )
     return f"not ({condition_text(c.operand)})"
 
 
@@ -185,10 +192,12 @@ def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
     lines += cc.consts
     lines.append(f"_REASON = {lit(text)}")
     if rule.override is not None:
-        lines += [f"OVERRIDE_RANK = {lit(rule.override.rank)}",
-                  f"_OVERRIDE = {lit(f'; override needs {rule.override.code} or above, actor is ')}",
-                  "_MISSING_LEVEL = (RULE, \"field 'actor_level' is missing or not a known authority level; "
-                  "the rule fails closed\")"]
+        lines += [
+            f"OVERRIDE_RANK = {lit(rule.override.rank)}",
+            f"_OVERRIDE = {lit(f'; override needs {rule.override.code} or above, actor is ')}",
+            "_MISSING_LEVEL = (RULE, \"field 'actor_level' is missing or not a known authority level; "
+            'the rule fails closed")',
+        ]
     lines += ["", "", "def check(tx):"]
     accessors = {"dec": "tx.dec({})", "text": "tx.text({})", "rank": "tx.rank"}
     names = []
@@ -201,7 +210,8 @@ def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
         lines += [
             f"    if {cond}:",
             f"        missing = sorted({{n for n, v in ({pairs},) if v is None}})",
-            "        return (RULE, 'missing or invalid field(s): ' + ', '.join(missing) + '; the rule fails closed')",
+            "        why = 'missing or invalid field(s): ' + ', '.join(missing) + '; the rule fails closed'",
+            "        return (RULE, why)",
         ]
     lines.append(f"    if not {holds}:")
     lines.append("        return None")
@@ -235,7 +245,11 @@ def _effect(rule: m.NotificationRule | m.AuditLogRule) -> list[str]:
     if rule.min_authority is not None:
         lines += ["    rank = tx.rank", "    if rank is None or rank < MIN_RANK:", "        return False"]
     if threshold is not None:
-        lines += ["    amount = tx.amount", "    if amount is None or amount <= THRESHOLD:", "        return False"]
+        lines += [
+            "    amount = tx.amount",
+            "    if amount is None or amount <= THRESHOLD:",
+            "        return False",
+        ]
     lines.append("    return True")
     return lines
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 APPROVE = "APPROVE"
 REJECT = "REJECT"
-_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)").fullmatch
+_PLAIN_DECIMAL = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*").fullmatch
 
 
 def to_decimal(value):
@@ -18,9 +18,8 @@ def to_decimal(value):
 
     Binary floats and booleans are refused: money is never a float.
     """
-    if isinstance(value, str):
-        s = value.strip()
-        return Decimal(s) if _PLAIN_DECIMAL(s) else None
+    if type(value) is str:
+        return Decimal(value) if _PLAIN_DECIMAL(value) else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -51,17 +50,23 @@ class Tx:
         get = raw.get
         self.id = get("id")
         t = get("type")
-        self.type = t if isinstance(t, str) else None
-        amount = to_decimal(get("amount"))
+        self.type = t if type(t) is str else None
+        amount = get("amount")
+        amount = to_decimal(amount)
         self.amount = amount
         self.amount_text = None if amount is None else str(amount)
         level = get("actor_level")
-        self.level = level if isinstance(level, str) else None
-        self.rank = ranks.get(level) if self.level is not None else None
-        self.approver = to_text(get("approver_id"))
-        self.executor = to_text(get("executor_id"))
+        if type(level) is str:
+            self.level = level
+            self.rank = ranks.get(level)
+        else:
+            self.level = self.rank = None
+        a = get("approver_id")
+        self.approver = a if type(a) is str else to_text(a)
+        e = get("executor_id")
+        self.executor = e if type(e) is str else to_text(e)
         attrs = get("attributes")
-        self.attributes = attrs if isinstance(attrs, dict) else {}
+        self.attributes = attrs if type(attrs) is dict else {}
 
     def dec(self, name):
         if name == "amount":
@@ -135,20 +140,23 @@ class Enforcer:
 
     def decide(self, raw):
         tx = Tx(raw, self.ranks)
-        fired = []
         t = tx.type
-        checks = self._decide_by_type.get(t, self._decide_any) if t is not None else self._decide_any
-        for check in checks:
-            hit = check(tx)
-            if hit is not None:
-                fired.append(hit)
-        if t is None and self._typed_rules:
-            fired.extend((r, _missing_type(r)) for r in self._typed_rules)
-            fired.sort()
+        if t is None:
+            fired = [hit for check in self._decide_any if (hit := check(tx)) is not None]
+            if self._typed_rules:
+                fired.extend((r, _missing_type(r)) for r in self._typed_rules)
+                fired.sort()
+            effects = self._effects_any
+        else:
+            fired = [
+                hit
+                for check in self._decide_by_type.get(t, self._decide_any)
+                if (hit := check(tx)) is not None
+            ]
+            effects = self._effects_by_type.get(t, self._effects_any)
         outcome = REJECT if fired else APPROVE
         notifications = []
         audit = []
-        effects = self._effects_by_type.get(t, self._effects_any) if t is not None else self._effects_any
         for m in effects:
             if m.matches(tx, outcome):
                 if m.KIND == "notification":
