@@ -148,11 +148,10 @@ def _tx(
 
 def rule_cases(policy: m.Policy, rule: m.Rule) -> Iterator[dict[str, Any]]:
     levels: list[object] = [lv.code for lv in policy.levels] + ["ZZ-unknown-level", _MISSING]
-    types: list[object] = list(rule.applies_to or [t.code for t in policy.types]) + [
-        "zz_unknown_type",
-        _MISSING,
-    ]
-    amounts: list[object] = [*_edges(_amounts(rule) | {Decimal("1")}), _MISSING]
+    # Only the types the rule applies to: dispatch on unknown and missing types is the runtime's
+    # job, and the whole-decision comparison checks it.
+    types: list[object] = list(rule.applies_to or [t.code for t in policy.types])
+    amounts: list[object] = [*_edges(_amounts(rule) or {Decimal("1")}), _MISSING]
     attr_choices = _attribute_choices(rule)
     baseline = {k: v[0] for k, v in attr_choices.items()}
     variants: list[dict[str, object]] = [baseline]

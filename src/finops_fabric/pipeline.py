@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -106,6 +107,14 @@ def _gate(status: str, **evidence: Any) -> dict[str, Any]:
     return {"status": status, "evidence": evidence}
 
 
+def compact(text: str, prefixes: dict[str, str]) -> str:
+    """Write the IRIs in a message the way the policy's own files write them (``ex:rule``)."""
+    for name, ns in sorted(prefixes.items(), key=lambda kv: -len(kv[1])):
+        if ns:
+            text = re.sub(re.escape(ns) + r"([A-Za-z0-9_][\w.-]*[\w-]|[A-Za-z0-9_])", name + r":\1", text)
+    return text
+
+
 def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
     from finops_fabric.rdf import shacl
     from finops_fabric.rdf.locate import SourceIndex
@@ -132,7 +141,10 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
     else:
         inv = check_invariants(policy)
         index = SourceIndex(list(onto.files))
-        inv = [Finding(**{**f.__dict__, "location": index.find(f.focus)}) for f in inv]
+        inv = [
+            Finding(**{**f.__dict__, "location": index.find(f.focus), "message": compact(f.message, index.prefixes())})
+            for f in inv
+        ]
         findings += inv
         bad = sorted({f.invariant or "" for f in inv if f.severity == "violation"})
         gates["invariant"] = _gate(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import cast
+from typing import Any, cast
 
 import pyoxigraph as ox
 
@@ -250,7 +250,7 @@ class _Reader:
         return tuple(out)
 
     def rule(self, s: ox.NamedNode, cls: str) -> m.Rule:
-        base = {
+        base: dict[str, Any] = {
             "iri": s.value,
             "label": self.string(s, RDFS_LABEL, "rdfs:label"),
             "rationale": self.opt_string(s, FAB + "rationale", "fab:rationale"),
@@ -266,12 +266,12 @@ class _Reader:
                 s, self.one(s, FAB + "requiredAuthority", "fab:requiredAuthority"), "fab:requiredAuthority"
             )
             assert req is not None
-            return m.ApprovalRule(**base, threshold=thr, threshold_text=text, required=req)  # type: ignore[arg-type]
+            return m.ApprovalRule(**base, threshold=thr, threshold_text=text, required=req)
         if cls == "SegregationOfDutyRule":
-            return m.SegregationOfDutyRule(**base)  # type: ignore[arg-type]
+            return m.SegregationOfDutyRule(**base)
         if cls in ("RestrictionRule", "FraudCheckRule"):
             return m.RestrictionRule(
-                **base,  # type: ignore[arg-type]
+                **base,
                 condition=self.condition(self.one(s, FAB + "condition", "fab:condition")),
                 override=self.level(
                     s,
@@ -296,7 +296,7 @@ class _Reader:
             return m.NotificationRule(
                 **base,
                 event=event,
-                recipients=tuple(recipients),  # type: ignore[arg-type]
+                recipients=tuple(recipients),
                 min_authority=min_auth,
                 threshold=thr_pair[0] if thr_pair else None,
                 threshold_text=thr_pair[1] if thr_pair else None,
@@ -305,7 +305,7 @@ class _Reader:
         return m.AuditLogRule(
             **base,
             event=event,
-            ledger=self.string(s, FAB + "ledger", "fab:ledger"),  # type: ignore[arg-type]
+            ledger=self.string(s, FAB + "ledger", "fab:ledger"),
             min_authority=min_auth,
             flags=tuple(flags),
         )

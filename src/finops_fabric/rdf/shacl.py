@@ -199,7 +199,10 @@ class _Explainer:
             m for m in report.objects(node, SH.resultMessage) if getattr(m, "language", None) in (None, "en")
         ]
         messages = tuple(sorted(str(m) for m in english))
-        return _Result(focus, one(SH.resultPath), value, component, shape, constraint, severity, messages)
+        path = one(SH.resultPath)
+        if constraint == FABSH.GlobalUniqueness:  # the one global query: ?path names the check
+            constraint, path = path, None
+        return _Result(focus, path, value, component, shape, constraint, severity, messages)
 
     def _specificity(self, r: _Result) -> tuple[int, int, str]:
         rank = SPECIFICITY.index(r.component) if r.component in SPECIFICITY else len(SPECIFICITY)
