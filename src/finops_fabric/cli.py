@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from finops_fabric import commands
 
-    for module in commands.MODULES:
+    for module in commands.modules():
         importlib.import_module(f"finops_fabric.commands.{module}").register(cmd)
     for name, issue in (
         ("deploy", "the daemon, issue 4"),
