@@ -11,11 +11,17 @@ from types import ModuleType
 from typing import Any
 
 from finops_fabric import model as m
-from finops_fabric.errors import InputError
+from finops_fabric.errors import CheckFailed, InputError
 from finops_fabric.generators import v1
 
 DEFAULT_VERSION = "1"
 _MODULES: dict[str, ModuleType] = {"1": v1}
+
+# The lock: the source hash of every released generator. A released generator never changes
+# (an old receipt must replay byte for byte forever); an improvement ships as a new version.
+RELEASED: dict[str, str] = {
+    "1": "sha256:3a703e698bf2cc99400d900b8f74b963cb25d941c726c540640db1d32f4243af",
+}
 
 
 def source_hash(version: str) -> str:
@@ -60,4 +66,12 @@ def get(version: str | None = None) -> Generator:
             code="generator.unknown_version",
             hint="run `mu generators` to list them",
         )
-    return Generator(mod.GENERATOR_ID, mod.VERSION, source_hash(v), mod)
+    actual = source_hash(v)
+    if RELEASED.get(v) != actual:
+        raise CheckFailed(
+            f"generator v{v} in this installation has source {actual}, but the released v{v} has "
+            f"{RELEASED.get(v)}: its files were changed, so receipts made with it could not be replayed",
+            code="generator.modified",
+            hint="restore the released generator; an improvement ships as a new generator version",
+        )
+    return Generator(mod.GENERATOR_ID, mod.VERSION, actual, mod)
