@@ -125,7 +125,7 @@ def test() -> None:
     sh(BIN / "ruff", "check", "src", "tests", "bench", "dev.py")
     sh(BIN / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
     sh(BIN / "mypy")
-    sh(PY, "-m", "pytest", "-p", "no:cacheprovider")
+    sh(PY, "-m", "pytest", "-p", "no:cacheprovider", "-m", "slow or not slow")
     if SHARED.joinpath("acceptance", "jtbd.py").exists():
         sh(
             sys.executable,

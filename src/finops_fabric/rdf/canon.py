@@ -24,22 +24,29 @@ DEFAULT_BUDGET_SECONDS = 20.0
 BUDGET_ENV = "FABRIC_CANON_BUDGET"
 
 
-def _canonicalize_in_process(triples: Sequence[ox.Triple]) -> bytes:
-    ds = ox.Dataset(ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in triples)
+def _canonicalize_in_process(quads: Sequence[ox.Quad]) -> bytes:
+    ds = ox.Dataset(quads)
     ds.canonicalize(ox.CanonicalizationAlgorithm.RDFC_1_0)
     out = ox.serialize(ds, format=ox.RdfFormat.N_QUADS)
     assert out is not None
-    # oxigraph serializes in its own order; canonical N-Quads are sorted by code point.
-    lines = out.decode("utf-8").splitlines(keepends=True)
+    # oxigraph serializes in its own order; canonical N-Quads are sorted by code point (UTF-8 byte
+    # order is code point order). Split on b"\n" only: str.splitlines would also split inside
+    # literals at U+0085, U+2028, U+2029 and U+001C..U+001E, which N-Quads leaves unescaped.
+    lines = [line + b"\n" for line in out.split(b"\n") if line]
     lines.sort()
-    return "".join(lines).encode("utf-8")
+    return b"".join(lines)
 
 
-def ambiguous_blank_nodes(triples: Sequence[ox.Triple]) -> int:
+def _as_quads(triples: Sequence[ox.Triple]) -> list[ox.Quad]:
+    return [ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in triples]
+
+
+def ambiguous_blank_nodes(statements: Sequence[ox.Triple] | Sequence[ox.Quad]) -> int:
     """How many blank nodes share their first-degree signature with another (0: linear case).
 
-    The signature is the sorted list of the node's triples with itself written ``_:a`` and
-    any other blank node ``_:z``, exactly the input of RDFC-1.0's first-degree hash.
+    The signature is the sorted list of the node's triples (or quads, graph name included)
+    with itself written ``_:a`` and any other blank node ``_:z``, exactly the input of
+    RDFC-1.0's first-degree hash.
     """
     mentions: dict[str, list[str]] = {}
 
@@ -48,19 +55,28 @@ def ambiguous_blank_nodes(triples: Sequence[ox.Triple]) -> int:
             return "_:a" if t.value == me else "_:z"
         return str(t)
 
-    for t in triples:
-        for node in (t.subject, t.object):
+    def positions(t: ox.Triple | ox.Quad) -> tuple[object, ...]:
+        if isinstance(t, ox.Quad) and not isinstance(t.graph_name, ox.DefaultGraph):
+            return (t.subject, t.object, t.graph_name)
+        return (t.subject, t.object)
+
+    for t in statements:
+        for node in positions(t):
             if isinstance(node, ox.BlankNode):
                 mentions.setdefault(node.value, [])
     if not mentions:
         return 0
-    for t in triples:
+    for t in statements:
+        nodes = positions(t)
         seen: set[str] = set()
-        for node in (t.subject, t.object):
+        for node in nodes:
             if isinstance(node, ox.BlankNode) and node.value not in seen:
                 seen.add(node.value)
                 me = node.value
-                mentions[me].append(f"{term(t.subject, me)} {t.predicate} {term(t.object, me)}")
+                sig = f"{term(t.subject, me)} {t.predicate} {term(t.object, me)}"
+                if len(nodes) == 3:
+                    sig += f" {term(nodes[2], me)}"
+                mentions[me].append(sig)
     sigs = Counter("\n".join(sorted(v)) for v in mentions.values())
     return sum(n for n in sigs.values() if n > 1)
 
@@ -76,12 +92,16 @@ def _budget() -> float:
     return value if value > 0 else DEFAULT_BUDGET_SECONDS
 
 
-def _canonicalize_with_budget(triples: Sequence[ox.Triple], budget: float) -> bytes:
-    nt = "".join(f"{t.subject} {t.predicate} {t.object} .\n" for t in triples).encode("utf-8")
+def _canonicalize_with_budget(quads: Sequence[ox.Quad], budget: float) -> bytes:
+    nq = ox.serialize(quads, format=ox.RdfFormat.N_QUADS)
+    assert nq is not None
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "finops_fabric.rdf._canon_worker"],
-            input=nt, capture_output=True, timeout=budget, check=False,
+            input=nq,
+            capture_output=True,
+            timeout=budget,
+            check=False,
         )
     except subprocess.TimeoutExpired as e:
         raise InputError(
@@ -91,16 +111,23 @@ def _canonicalize_with_budget(triples: Sequence[ox.Triple], budget: float) -> by
             hint=f"give those blank nodes IRIs or distinguishing properties, or raise {BUDGET_ENV}",
         ) from e
     if proc.returncode != 0:
-        raise InputError(f"canonicalizing O failed: {proc.stderr.decode('utf-8', 'replace').strip()}",
-                         code="fabric.canonicalization_failed")
+        raise InputError(
+            f"canonicalizing O failed: {proc.stderr.decode('utf-8', 'replace').strip()}",
+            code="fabric.canonicalization_failed",
+        )
     return proc.stdout
+
+
+def canonical_dataset_nquads(quads: Sequence[ox.Quad], budget: float | None = None) -> bytes:
+    """The RDFC-1.0 canonical N-Quads of a dataset, named graphs kept (sorted lines, UTF-8)."""
+    if ambiguous_blank_nodes(quads) == 0:
+        return _canonicalize_in_process(quads)
+    return _canonicalize_with_budget(quads, _budget() if budget is None else budget)
 
 
 def canonical_nquads(triples: Sequence[ox.Triple], budget: float | None = None) -> bytes:
     """The RDFC-1.0 canonical N-Quads of the graph (sorted lines, UTF-8)."""
-    if ambiguous_blank_nodes(triples) == 0:
-        return _canonicalize_in_process(triples)
-    return _canonicalize_with_budget(triples, _budget() if budget is None else budget)
+    return canonical_dataset_nquads(_as_quads(triples), budget)
 
 
 def graph_hash(triples: Sequence[ox.Triple], budget: float | None = None) -> str:
