@@ -142,7 +142,13 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
         inv = check_invariants(policy)
         index = SourceIndex(list(onto.files))
         inv = [
-            Finding(**{**f.__dict__, "location": index.find(f.focus), "message": compact(f.message, index.prefixes())})
+            Finding(
+                **{
+                    **f.__dict__,
+                    "location": index.find(f.focus),
+                    "message": compact(f.message, index.prefixes()),
+                }
+            )
             for f in inv
         ]
         findings += inv
