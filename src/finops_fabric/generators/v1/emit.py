@@ -69,6 +69,7 @@ def _preamble(rule: m.Rule, needs_decimal: bool) -> list[str]:
         f"RULE = {lit(rule.iri)}",
         f"LABEL = {lit(rule.label)}",
         f"KIND = {lit(process_kind(rule))}",
+        f"RULE_CLASS = {lit(rule.kind)}",
         f"APPLIES_TO = {lit(rule.applies_to)}",
     ]
     return lines
@@ -183,6 +184,24 @@ def condition_text(c: m.Condition) -> str:
     return f"not ({condition_text(c.operand)})"
 
 
+_CORE_TEXT = {
+    "type": "tx.type",
+    "actor_level": "tx.level",
+    "approver_id": "tx.approver",
+    "executor_id": "tx.executor",
+    "amount": "tx.amount_text",
+}
+
+
+def _accessor(acc: str, attr: str) -> str:
+    """The cheapest expression that reads one leaf of a condition from the transaction."""
+    if acc == "rank":
+        return "tx.rank"
+    if acc == "dec":
+        return "tx.amount" if attr == "amount" else f"tx.dec({lit(attr)})"
+    return _CORE_TEXT.get(attr) or f"tx.attr_text({lit(attr)})"
+
+
 def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
     cc = _CondCompiler(levels, rule.iri)
     holds = cc.expr(rule.condition)
@@ -199,10 +218,9 @@ def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
             'the rule fails closed")',
         ]
     lines += ["", "", "def check(tx):"]
-    accessors = {"dec": "tx.dec({})", "text": "tx.text({})", "rank": "tx.rank"}
     names = []
     for (acc, attr), var in cc.leaves.items():
-        lines.append(f"    {var} = " + accessors[acc].format(lit(attr)))
+        lines.append(f"    {var} = {_accessor(acc, attr)}")
         names.append((attr or "actor_level", var))
     if names:
         cond = " or ".join(f"{v} is None" for _, v in names)

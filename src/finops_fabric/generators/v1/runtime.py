@@ -19,6 +19,9 @@ def to_decimal(value):
     Binary floats and booleans are refused: money is never a float.
     """
     if type(value) is str:
+        whole, dot, frac = value.partition(".")
+        if whole.isdigit() and whole.isascii() and (not dot or (frac.isdigit() and frac.isascii())):
+            return Decimal(value)  # the common case, without the regular expression
         return Decimal(value) if _PLAIN_DECIMAL(value) else None
     if isinstance(value, bool):
         return None
@@ -42,31 +45,45 @@ def to_text(value):
 
 
 class Tx:
-    """A transaction normalised once: the fields every rule reads, with None for missing."""
+    """A transaction normalised once: what most rules read is computed up front, the rest
+    (approver, executor, the amount as text) only when a rule asks. None means missing."""
 
-    __slots__ = ("amount", "amount_text", "approver", "attributes", "executor", "id", "level", "rank", "type")
+    __slots__ = ("amount", "attributes", "level", "rank", "raw", "type")
 
     def __init__(self, raw, ranks):
+        self.raw = raw
         get = raw.get
-        self.id = get("id")
         t = get("type")
         self.type = t if type(t) is str else None
         amount = get("amount")
-        amount = to_decimal(amount)
-        self.amount = amount
-        self.amount_text = None if amount is None else str(amount)
+        if type(amount) is str:  # the common case inline: plain digits with an optional fraction
+            whole, dot, frac = amount.partition(".")
+            if whole.isdigit() and whole.isascii() and (not dot or (frac.isdigit() and frac.isascii())):
+                self.amount = Decimal(amount)
+            else:
+                self.amount = to_decimal(amount)
+        else:
+            self.amount = to_decimal(amount)
         level = get("actor_level")
         if type(level) is str:
             self.level = level
             self.rank = ranks.get(level)
         else:
             self.level = self.rank = None
-        a = get("approver_id")
-        self.approver = a if type(a) is str else to_text(a)
-        e = get("executor_id")
-        self.executor = e if type(e) is str else to_text(e)
         attrs = get("attributes")
         self.attributes = attrs if type(attrs) is dict else {}
+
+    @property
+    def amount_text(self):
+        return None if self.amount is None else str(self.amount)
+
+    @property
+    def approver(self):
+        return to_text(self.raw.get("approver_id"))
+
+    @property
+    def executor(self):
+        return to_text(self.raw.get("executor_id"))
 
     def dec(self, name):
         if name == "amount":
@@ -74,6 +91,9 @@ class Tx:
         if name in ("type", "actor_level", "approver_id", "executor_id"):
             return to_decimal(self.text(name))
         return to_decimal(self.attributes.get(name))
+
+    def attr_text(self, name):
+        return to_text(self.attributes.get(name))
 
     def text(self, name):
         if name == "type":
@@ -121,18 +141,32 @@ class Enforcer:
     def __init__(self, ranks, modules, enforcer_hash):
         self.ranks = dict(ranks)
         self.enforcer_hash = enforcer_hash
-        decision = sorted((m for m in modules if m.KIND == "decision"), key=lambda m: m.RULE)
-        effects = sorted((m for m in modules if m.KIND != "decision"), key=lambda m: m.RULE)
         self.modules = tuple(sorted(modules, key=lambda m: m.RULE))
+        decision = [m for m in self.modules if m.KIND == "decision"]
+        notes = [m for m in self.modules if m.KIND == "notification"]
+        audits = [m for m in self.modules if m.KIND == "audit"]
+
+        def for_type(mods, t):
+            return [m for m in mods if not m.APPLIES_TO or (t is not None and t in m.APPLIES_TO)]
+
         types = sorted({t for m in self.modules for t in m.APPLIES_TO})
-        self._decide_by_type = {
-            t: tuple(m.check for m in decision if not m.APPLIES_TO or t in m.APPLIES_TO) for t in types
-        }
-        self._effects_by_type = {
-            t: tuple(m for m in effects if not m.APPLIES_TO or t in m.APPLIES_TO) for t in types
-        }
-        self._decide_any = tuple(m.check for m in decision if not m.APPLIES_TO)
-        self._effects_any = tuple(m for m in effects if not m.APPLIES_TO)
+        self._plans = {}
+        for t in [*types, None]:
+            mods = for_type(decision, t)
+            self._plans[t] = (
+                # An approval rule can only fire when the amount is missing or above its threshold:
+                # those are checked by threshold first, so the common case costs no call at all.
+                tuple(
+                    sorted(
+                        ((m.THRESHOLD, m.check) for m in mods if m.RULE_CLASS == "approval"),
+                        key=lambda p: p[0],
+                    )
+                ),
+                tuple(m.check for m in mods if m.RULE_CLASS != "approval"),
+                tuple((m.matches, tuple((m.RULE, to) for to in m.RECIPIENTS)) for m in for_type(notes, t)),
+                tuple((m.matches, (m.RULE, m.LEDGER, m.FLAGS)) for m in for_type(audits, t)),
+            )
+        self._any = self._plans.pop(None)
         self._typed_rules = tuple(m.RULE for m in decision if m.APPLIES_TO)
 
     def transaction(self, raw):
@@ -141,26 +175,23 @@ class Enforcer:
     def decide(self, raw):
         tx = Tx(raw, self.ranks)
         t = tx.type
-        if t is None:
-            fired = [hit for check in self._decide_any if (hit := check(tx)) is not None]
-            if self._typed_rules:
-                fired.extend((r, _missing_type(r)) for r in self._typed_rules)
-                fired.sort()
-            effects = self._effects_any
-        else:
-            fired = [
-                hit
-                for check in self._decide_by_type.get(t, self._decide_any)
-                if (hit := check(tx)) is not None
-            ]
-            effects = self._effects_by_type.get(t, self._effects_any)
+        approvals, checks, notes, audits = self._plans.get(t, self._any) if t is not None else self._any
+        fired = [hit for check in checks if (hit := check(tx)) is not None]
+        amount = tx.amount
+        for threshold, check in approvals:
+            if amount is not None and amount <= threshold:
+                break  # sorted by threshold: no later approval rule can fire either
+            hit = check(tx)
+            if hit is not None:
+                fired.append(hit)
+        if t is None and self._typed_rules:
+            fired.extend((r, _missing_type(r)) for r in self._typed_rules)
+        if len(fired) > 1:
+            fired.sort()
         outcome = REJECT if fired else APPROVE
         notifications = []
-        audit = []
-        for m in effects:
-            if m.matches(tx, outcome):
-                if m.KIND == "notification":
-                    notifications.extend((m.RULE, to) for to in m.RECIPIENTS)
-                else:
-                    audit.append((m.RULE, m.LEDGER, m.FLAGS))
-        return Decision(tx.id, outcome, fired, notifications, audit, self.enforcer_hash)
+        for matches, pairs in notes:
+            if matches(tx, outcome):
+                notifications += pairs
+        audit = [entry for matches, entry in audits if matches(tx, outcome)]
+        return Decision(raw.get("id"), outcome, fired, notifications, audit, self.enforcer_hash)
