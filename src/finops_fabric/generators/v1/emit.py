@@ -233,8 +233,15 @@ def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
         ]
     lines.append(f"    if not {holds}:")
     lines.append("        return None")
+    # What the transaction held, so the reason shows why the condition was met.
+    shown = sorted(
+        (name, "tx.level" if acc == "rank" else f"str({var})")
+        for ((acc, _), var), (name, _) in zip(cc.leaves.items(), names, strict=True)
+    )
+    observed = " + ', ' + ".join(f"{lit(name + '=')} + {expr}" for name, expr in shown) or "''"
+    seen = f"    seen = ' (transaction: ' + {observed} + ')'"
     if rule.override is None:
-        lines.append("    return (RULE, _REASON)")
+        lines += [seen, "    return (RULE, _REASON + seen)"]
     else:
         lines += [
             "    rank = tx.rank",
@@ -242,7 +249,8 @@ def _restriction(rule: m.RestrictionRule, levels: dict[str, int]) -> list[str]:
             "        return _MISSING_LEVEL",
             "    if rank >= OVERRIDE_RANK:",
             "        return None",
-            "    return (RULE, _REASON + _OVERRIDE + tx.level)",
+            seen,
+            "    return (RULE, _REASON + seen + _OVERRIDE + tx.level)",
         ]
     return lines
 
