@@ -234,8 +234,9 @@ def _snapshot(store: Store, ontology_hash: object) -> bytes | None:
 
 def delta(old: bytes | None, new: bytes) -> dict[str, list[str]]:
     """ΔO as data: the canonical N-Quads lines added and removed."""
-    old_lines = set(old.decode("utf-8").splitlines()) if old is not None else set()
-    new_lines = set(new.decode("utf-8").splitlines())
+    # N-Quads lines end with "\n" only; str.splitlines would also split at U+2028 inside literals.
+    old_lines = set(old.decode("utf-8").split("\n")) - {""} if old is not None else set()
+    new_lines = set(new.decode("utf-8").split("\n")) - {""}
     return {"added": sorted(new_lines - old_lines), "removed": sorted(old_lines - new_lines)}
 
 

@@ -1,0 +1,137 @@
+"""The HTML audit report, rendered by a real browser (headless Chromium): the summary reads as
+text, a hostile rule label stays text (no markup, no script), the page needs nothing external."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import finops_fabric
+from finops_fabric.cli import main
+
+EXAMPLE = Path(finops_fabric.__file__).parent / "examples" / "acme"
+HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)> & "quoted"'
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER = next((b for b in (shutil.which(n) for n in BROWSERS) if b), None)
+
+pytestmark = pytest.mark.skipif(
+    BROWSER is None,
+    reason="no headless Chromium on PATH (install it with `apt-get install -y chromium`)",
+)
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert BROWSER is not None
+    return subprocess.run(
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class Page(HTMLParser):
+    """The tags, attributes and text of the DOM Chromium dumps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += attrs
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    root = tmp_path_factory.mktemp("report")
+    home = root / "store"
+    assert run("init", "--home", home)[0] == 0
+    o0 = root / "O0"
+    shutil.copytree(EXAMPLE, o0)
+    o1 = root / "O1"
+    shutil.copytree(EXAMPLE, o1)
+    wires = (o1 / "wires.ttl").read_text()
+    escaped = HOSTILE.replace("\\", "\\\\").replace('"', '\\"')
+    wires = wires.replace('"Wires over $50k need L3 or above"', f'"{escaped}"')
+    (o1 / "wires.ttl").write_text(wires.replace('"50000"^^xsd:decimal', '"60000"^^xsd:decimal'))
+    for i, o in enumerate((o0, o1)):
+        got = run("generate", "--home", home, f"--input={o}", f"--output={root / f'A{i}'}")
+        assert got[0] == 0, got
+    page = root / "audit.html"
+    code, out, err = run("audit-trail", "--home", home, "--rebuild", f"--report={page}", "--json")
+    assert code == 0, (out[-2000:], err)
+    doc: dict[str, object] = json.loads(out)
+    return page, doc
+
+
+def test_report_is_self_contained_html(report: tuple[Path, dict[str, object]]) -> None:
+    page, _ = report
+    src = page.read_text()
+    assert src.startswith("<!DOCTYPE html>")
+    assert "<script" not in src and "<link" not in src and "@import" not in src
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", src)
+    assert "&lt;script&gt;alert(&quot;pwned&quot;)" in src
+
+
+def test_chromium_renders_summary_and_hostile_label_as_text(
+    report: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    page, doc = report
+    got = chromium(tmp_path / "profile", "--dump-dom", page.as_uri())
+    assert got.returncode == 0, got.stderr[-2000:]
+    dom = Page()
+    dom.feed(got.stdout)
+    text = " ".join(dom.text)
+    assert doc["summary"] == "2 policy changes, 2 receipts, all verified"
+    assert str(doc["summary"]) in text
+    assert HOSTILE in text  # shown to the reader, character for character
+    assert "script" not in dom.tags and "img" not in dom.tags
+    assert not any(name.startswith("on") for name, _ in dom.attrs)
+    assert "fab:amountThreshold" in text and "60000" in text
+    assert "reproduced" in text and "Tree head" in text
+    # full hashes live in title attributes for the reader to hover
+    titles = [v for k, v in dom.attrs if k == "title"]
+    assert any(v and v.startswith("sha256:") and len(v) == 71 for v in titles)
+
+
+def test_chromium_screenshot(report: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
+    page, _ = report
+    shot = tmp_path / "audit.png"
+    got = chromium(tmp_path / "profile", "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri())
+    assert got.returncode == 0, got.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 20_000
