@@ -121,6 +121,7 @@ def write_bytes_atomic(
     *,
     mode: int | None = None,
     exclusive: bool = False,
+    durable: bool = True,
 ) -> Path:
     """Write ``data`` to ``path`` so that it appears complete or not at all.
 
@@ -133,6 +134,10 @@ def write_bytes_atomic(
 
     ``exclusive``: refuse to replace an existing file (``FileExistsError``); the final step is a
     hard link, which fails atomically when the name exists.
+
+    ``durable``: fsync the file and its directory (the default). A caller writing many files
+    passes ``False`` and makes the batch durable once with ``os.sync()``; atomicity (complete or
+    absent) does not depend on it.
 
     Returns the path written. ``OSError`` is left to the caller, who knows what the file is.
     """
@@ -149,7 +154,8 @@ def write_bytes_atomic(
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if exclusive:
@@ -159,7 +165,8 @@ def write_bytes_atomic(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_directory(directory)
+    if durable:
+        _fsync_directory(directory)
     return target
 
 

@@ -14,7 +14,7 @@ an unknown and a missing one), plus each restriction's edges (every compared val
 outside them, a missing attribute) and approver = / ≠ executor. They are checked rule by rule
 (A's module against the interpreter's reading of that rule), which scales linearly with the
 number of rules, and as whole decisions on a deterministic selection of at most
-``WHOLE_LIMIT`` transactions.
+``WHOLE_LIMIT`` transactions (fewer for a large policy: about ``WHOLE_RULE_EVALUATIONS`` rule evaluations).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from finops_fabric.interpreter import Interpreter, comparable
 
 CENT = Decimal("0.01")
 WHOLE_LIMIT = 20000
+# Whole decisions cost one evaluation per rule: past this many rule evaluations the selection
+# thins out (every rule is still checked on its own boundary cases above).
+WHOLE_RULE_EVALUATIONS = 1_000_000
 PER_RULE_VARIANTS = 512
 _MISSING = object()
 
@@ -146,12 +149,36 @@ def _tx(
     return tx
 
 
+def _reads(rule: m.Rule) -> set[str]:
+    """The transaction fields a rule's outcome depends on (beyond its type)."""
+    if isinstance(rule, m.ApprovalRule):
+        return {"amount", "actor_level"}
+    if isinstance(rule, m.SegregationOfDutyRule):
+        return {"approver_id", "executor_id"}
+    if isinstance(rule, m.RestrictionRule):
+        fields = set(m.condition_attributes(rule.condition))
+        return fields | ({"actor_level"} if rule.override is not None else set())
+    fields = {"actor_level"} if rule.min_authority is not None else set()
+    if isinstance(rule, m.NotificationRule) and rule.threshold is not None:
+        fields.add("amount")
+    return fields
+
+
 def rule_cases(policy: m.Policy, rule: m.Rule) -> Iterator[dict[str, Any]]:
-    levels: list[object] = [lv.code for lv in policy.levels] + ["ZZ-unknown-level", _MISSING]
-    # Only the types the rule applies to: dispatch on unknown and missing types is the runtime's
-    # job, and the whole-decision comparison checks it.
+    """Boundary transactions for one rule, exhaustive over the fields the rule reads.
+
+    A dimension the rule does not read is held at one value (every type and level still meets
+    every threshold in the whole-decision grid); type dispatch, including unknown and missing
+    types, is the runtime's job and is checked by the whole-decision comparison.
+    """
+    reads = _reads(rule)
+    all_levels: list[object] = [lv.code for lv in policy.levels] + ["ZZ-unknown-level", _MISSING]
+    levels = all_levels if "actor_level" in reads else all_levels[:1] or [_MISSING]
     types: list[object] = list(rule.applies_to or [t.code for t in policy.types])
-    amounts: list[object] = [*_edges(_amounts(rule) or {Decimal("1")}), _MISSING]
+    types = types if "type" in reads else types[:1]
+    amounts: list[object] = (
+        [*_edges(_amounts(rule) or {Decimal("1")}), _MISSING] if "amount" in reads else [Decimal("1000")]
+    )
     attr_choices = _attribute_choices(rule)
     baseline = {k: v[0] for k, v in attr_choices.items()}
     variants: list[dict[str, object]] = [baseline]
@@ -165,9 +192,7 @@ def rule_cases(policy: m.Policy, rule: m.Rule) -> Iterator[dict[str, Any]]:
         ]
     elif keys:
         variants += [{**baseline, k: c} for k in keys for c in attr_choices[k][1:]]
-    sod_choices: list[bool | None] = (
-        [False, True, None] if isinstance(rule, m.SegregationOfDutyRule) else [False]
-    )
+    sod_choices: list[bool | None] = [False, True, None] if "approver_id" in reads else [False]
     for t, a, lv, attrs, same in itertools.product(types, amounts, levels, variants, sod_choices):
         yield _tx(t, a, lv, attrs, same)
 
@@ -212,7 +237,8 @@ def whole_cases(policy: m.Policy) -> list[dict[str, Any]]:
     grid = list(itertools.product(types, [*_edges(amounts), _MISSING], levels, [False, True]))
     extra = list(itertools.product(types, levels, range(len(variants))))
     total = len(grid) + len(extra)
-    stride = max(1, -(-total // WHOLE_LIMIT))
+    limit = max(200, min(WHOLE_LIMIT, WHOLE_RULE_EVALUATIONS // max(len(policy.rules), 1)))
+    stride = max(1, -(-total // limit))
     cases = [_tx(t, a, lv, {}, same) for t, a, lv, same in grid[::stride]]
     cases += [_tx(t, Decimal("1000"), lv, variants[i], False) for t, lv, i in extra[::stride]]
     return cases

@@ -79,6 +79,13 @@ class Interpreter:
     def __init__(self, policy: m.Policy) -> None:
         self.policy = policy
         self.ranks = {lv.code: lv.rank for lv in policy.levels}
+        # The rules that can concern a transaction of each type (and of no or an unknown type):
+        # a plain index, so deciding does not scan every rule of a large policy.
+        self._by_type: dict[str | None, tuple[m.Rule, ...]] = {
+            code: tuple(r for r in policy.rules if not r.applies_to or code in r.applies_to)
+            for code in {c for r in policy.rules for c in r.applies_to}
+        }
+        self._untyped = tuple(r for r in policy.rules if not r.applies_to)
 
     # --- reading the transaction ---------------------------------------------------------
     def _raw(self, tx: Mapping[str, Any], field: str) -> object:
@@ -217,8 +224,10 @@ class Interpreter:
 
     def decide(self, tx: Mapping[str, Any]) -> Outcome:
         fired: list[tuple[str, str]] = []
-        has_type = isinstance(tx.get("type"), str)
-        for rule in self.policy.rules:
+        t = tx.get("type")
+        has_type = isinstance(t, str)
+        candidates = self.policy.rules if not has_type else self._by_type.get(t, self._untyped)
+        for rule in candidates:
             if rule.kind not in m.DECISION_KINDS:
                 continue
             if rule.applies_to and not has_type:
@@ -232,7 +241,7 @@ class Interpreter:
         decision = "REJECT" if fired else "APPROVE"
         notes: list[tuple[str, str]] = []
         audit: list[tuple[str, str, tuple[str, ...]]] = []
-        for rule in self.policy.rules:
+        for rule in candidates:
             if (
                 isinstance(rule, m.NotificationRule | m.AuditLogRule)
                 and self.applies(rule, tx)

@@ -281,10 +281,8 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
     for rel, data in sorted(files.items()):
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        p.write_bytes(data)
+    os.sync()  # every file on disk before A is renamed into place (one flush for the batch)
 
 
 def _install(tmp: Path, output: Path) -> None:
