@@ -209,3 +209,15 @@ def policies() -> SimpleNamespace:
         write_tree=write_tree,
         tx=tx,
     )
+
+
+@pytest.fixture
+def mu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """The CLI in-process, with a fresh store in tmp_path (FABRIC_HOME) as the working directory."""
+    from harness import Run
+
+    monkeypatch.setenv("FABRIC_HOME", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    run = Run(capsys)
+    assert run("init")[0] == 0
+    return run

@@ -10,46 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from harness import EX, EXAMPLE, Run, copy_example
 
 from finops_fabric.cli import main
 from finops_fabric.enforcer import load_enforcer
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "finops_fabric" / "examples" / "acme"
-EX = "https://example.com/acme/policy#"
-
-
-class Run:
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
-    def __call__(self, *args: object) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
-        out, err = self.capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
-
-    def json(self, *args: object, code: int = 0) -> Any:
-        got, out, err = self(*args, "--json")
-        assert got == code, (got, out, err)
-        return json.loads(out)
-
-
-@pytest.fixture
-def mu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("FABRIC_HOME", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    run = Run(capsys)
-    assert run("init")[0] == 0
-    return run
-
-
-def copy_example(tmp_path: Path, name: str = "O") -> Path:
-    dest = tmp_path / name
-    shutil.copytree(EXAMPLE, dest)
-    return dest
 
 
 def write_tx(path: Path, **fields: object) -> Path:

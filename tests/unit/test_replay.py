@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import EX, Run, copy_example
 
-from finops_fabric.cli import main
 from finops_fabric.enforcer import read_tree
 from finops_fabric.errors import CheckFailed, InputError
 from finops_fabric.keys import load_public_key
@@ -18,44 +18,10 @@ from finops_fabric.receipts import check_hash, load_receipt, seal, verify_receip
 from finops_fabric.replay import CHECKS, regenerate
 from finops_fabric.store import Store
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "finops_fabric" / "examples" / "acme"
-EX = "https://example.com/acme/policy#"
-
-
-class Run:
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
-    def __call__(self, *args: object) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
-        out, err = self.capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
-
-    def json(self, *args: object, code: int = 0) -> Any:
-        got, out, err = self(*args, "--json")
-        assert got == code, (got, out, err)
-        return json.loads(out)
-
-
-@pytest.fixture
-def mu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("FABRIC_HOME", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)
-    run = Run(capsys)
-    assert run("init")[0] == 0
-    return run
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-def copy_example(tmp_path: Path, name: str = "O") -> Path:
-    dest = tmp_path / name
-    shutil.copytree(EXAMPLE, dest)
-    return dest
 
 
 def changed_example(tmp_path: Path, name: str = "O2") -> Path:
