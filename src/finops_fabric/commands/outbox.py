@@ -1,0 +1,62 @@
+"""`mu outbox status [--env=ENV]` and `mu outbox retry-dead [--env=ENV] [--kind=KIND]`.
+
+``status`` shows, per environment and kind (notification, audit), how many outbox items are
+pending, being delivered, delivered and dead, and the age of the oldest undelivered one.
+``retry-dead`` gives dead-lettered items a fresh start (a running worker picks them up).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from finops_fabric.errors import InputError
+
+ACTIONS = ("status", "retry-dead")
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from finops_fabric.cli import Out
+    from finops_fabric.commands.audit_log import daemon_databases, open_existing
+    from finops_fabric.daemon import outbox
+    from finops_fabric.store import Store
+
+    if args.kind is not None and args.kind not in outbox.KINDS:
+        raise InputError(f"mu outbox: --kind must be one of {', '.join(outbox.KINDS)}", code="cli.usage")
+    store = Store.locate(args.home).require()
+    envs: dict[str, Any] = {}
+    requeued = 0
+    for env, path in daemon_databases(store.home, args.env).items():
+        conn = open_existing(path)
+        try:
+            outbox.ensure_schema(conn)
+            if args.action == "retry-dead":
+                requeued += outbox.requeue_dead(conn, args.kind)
+            envs[env] = outbox.depth(conn)
+        finally:
+            conn.close()
+    doc: dict[str, Any] = {"environments": envs}
+    if args.action == "retry-dead":
+        doc["requeued"] = requeued
+
+    def human() -> list[str]:
+        lines = [f"requeued {requeued} dead item(s)"] if args.action == "retry-dead" else []
+        for env, kinds in envs.items():
+            for kind, d in kinds.items():
+                lines.append(
+                    f"{env} {kind}: {d['pending']} pending, {d['delivering']} delivering, "
+                    f"{d['delivered']} delivered, {d['dead']} dead"
+                    + (f" (oldest waiting {d['oldest_pending_s']:.1f} s)" if d["oldest_pending_s"] else "")
+                )
+        return lines
+
+    Out(args.json).emit(doc, human)
+    return 0
+
+
+def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    sp = cmd("outbox", cmd_outbox, "the daemon's outbox of notifications and audit entries")
+    sp.add_argument("action", choices=ACTIONS)
+    sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument("--kind", metavar="KIND", help="retry-dead: only notification or audit items")

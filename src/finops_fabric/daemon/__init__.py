@@ -1,0 +1,11 @@
+"""The enforcement daemon: decide over HTTP, deploy atomically, log every decision.
+
+- :mod:`.app`: the Starlette app (endpoints, auth check, metrics, OpenAPI document)
+- :mod:`.runtime`: the deployed A, deployment (verify, boot, health-check, atomic switch), epochs
+- :mod:`.decision_log`: the append-only SQLite decision log (group commit, extra writers)
+- :mod:`.auth`: hashed bearer tokens and roles
+- :mod:`.client`: how the CLI finds a daemon through the store and talks to it
+
+Nothing here is imported by ``finops_fabric`` itself: the daemon's dependencies (Starlette,
+uvicorn, prometheus-client, httpx) load only when a daemon command runs.
+"""
