@@ -312,11 +312,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
     tx = read_transaction(Path(args.transaction))
     if args.target:
-        raise InputError(
-            "mu decide --target needs the enforcement daemon, which is not built yet; "
-            "use --enforcer=A to decide with an enforcer directly",
-            code="cli.not_built",
-        )
+        from finops_fabric.daemon.client import decide_remote
+
+        if args.enforcer:
+            raise InputError("give --target=ENV or --enforcer=A, not both", code="cli.usage")
+        decision = decide_remote(_store(args), args.target, tx)
+        Out(args.json).emit(decision, lambda: decision_lines(decision))
+        return 0
     if not args.enforcer:
         raise InputError("give --enforcer=A (or --target=ENV)", code="cli.usage")
     decision = load_enforcer(Path(args.enforcer)).decide(tx).to_dict()

@@ -39,9 +39,13 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     if args.deployment is not None:
         if args.action is not None:
             raise _usage(f"give either an action ({', '.join(ACTIONS)}) or --deployment, not both")
-        raise InputError(
-            "mu receipt --deployment needs the daemon, which is not built yet", code="cli.not_built"
-        )
+        from finops_fabric.cli import Out
+        from finops_fabric.daemon.client import deployment_state_lines, deployment_state_receipt
+        from finops_fabric.store import Store
+
+        receipt = deployment_state_receipt(Store.open(args.home), args.deployment, args.timestamp)
+        Out(args.json).emit(receipt, lambda: deployment_state_lines(receipt))
+        return 0
     if args.timestamp is not None:
         raise _usage("--timestamp goes with --deployment=ENV")
     if args.action == "export":

@@ -1,0 +1,206 @@
+"""`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev]`: run ENV's enforcement service.
+
+    mu daemon token create --role=operator|deployer|auditor [--role=…] [--label=TEXT]
+
+The daemon listens on loopback by default (``--port=0`` picks a free port), writes
+``<store>/daemons/<ENV>.json`` so the CLI finds it and ``<store>/daemons/<ENV>.token`` (0600,
+roles operator and deployer) for the local operator, and removes both on a clean shutdown
+(SIGTERM or Ctrl-C). ``--dev`` turns tokens off and is refused unless bound to loopback.
+On start it boots the A of the newest successful deployment of ENV in the ledger, if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from finops_fabric.cli import Out
+from finops_fabric.errors import InputError
+
+Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+ENV_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_env(env: str | None) -> str:
+    if not env:
+        raise InputError("give --env=ENV (for example --env=test)", code="cli.usage")
+    if not ENV_NAME.fullmatch(env):
+        raise InputError(
+            f"--env={env!r} is not an environment name (lowercase letters, digits, - and _)", code="cli.usage"
+        )
+    return env
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say they are
+    # TCP; without it every small response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            code="daemon.listen",
+            hint="choose another --port (or --port=0 for a free one)",
+        ) from exc
+    return sock
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    if args.action == "token":
+        return _token(args)
+    import uvicorn
+
+    from finops_fabric.daemon import auth, client
+    from finops_fabric.daemon.app import create_app
+    from finops_fabric.daemon.runtime import Runtime
+    from finops_fabric.store import Store
+
+    env = check_env(args.env)
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port={args.port} is not a port number (0-65535)", code="cli.usage")
+    if args.dev and not is_loopback(args.host):
+        raise InputError(
+            f"--dev turns off tokens and is only allowed on loopback, not on --host={args.host}",
+            code="daemon.dev_not_loopback",
+        )
+    store = Store.open(args.home)
+    running = client.read_discovery(store, env)
+    if running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
+        raise InputError(
+            f"a {env} daemon already runs for this store (pid {running.pid} at {running.url})",
+            code="daemon.running",
+            hint="stop it first, or use another --env",
+        )
+    sock = _listen(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    runtime = Runtime(store, env)
+    restored = runtime.restore()
+    app = create_app(store, env, dev=args.dev, runtime=runtime)
+    token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
+    tpath = client.token_path(store, env)
+    tpath.parent.mkdir(parents=True, exist_ok=True)
+    from finops_fabric.canonical import write_bytes_atomic
+
+    write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=0o600)
+    info = client.DaemonInfo(
+        env, str(host), int(port), os.getpid(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", workers=1)
+    server = uvicorn.Server(config)
+    dpath = client.write_discovery(store, info, auth.hash_token(token)[:12], args.dev)
+    print(
+        f"mu daemon: serving {env} at {info.url} (pid {info.pid}); "
+        + (f"running {restored}" if restored else "nothing deployed yet")
+        + ("; development mode: no tokens" if args.dev else f"; local token in {tpath}"),
+        file=sys.stderr,
+        flush=True,
+    )
+    cleaned: list[bool] = []
+
+    def cleanup() -> None:
+        """Remove the discovery and token files (once): at the lifespan's shutdown, because
+        uvicorn re-raises SIGTERM after a graceful shutdown, which ends the process."""
+        if cleaned:
+            return
+        cleaned.append(True)
+        current = client.read_discovery(store, env)
+        if current is None or current.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                dpath.unlink()
+        with contextlib.suppress(OSError):
+            tpath.unlink()
+        with contextlib.suppress(Exception):
+            auth.revoke_local(store.home, env)
+        print(f"mu daemon: {env} stopped", file=sys.stderr, flush=True)
+
+    app.state.on_shutdown.append(cleanup)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        cleanup()
+        sock.close()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from finops_fabric.daemon import auth
+    from finops_fabric.store import Store
+
+    if args.verb != "create":
+        raise InputError("mu daemon token: the action is `create`", code="cli.usage")
+    roles = args.role or []
+    if not roles:
+        raise InputError(f"give --role ({', '.join(auth.ROLES)})", code="cli.usage")
+    store = Store.open(args.home)
+    token = auth.create_token(store.home, roles, label=args.label or "")
+    doc: dict[str, Any] = {"token": token, "roles": sorted(set(roles)), "sha256": auth.hash_token(token)}
+    Out(args.json).emit(
+        doc,
+        lambda: [
+            token,
+            f"(roles {', '.join(sorted(set(roles)))}; shown once: only its SHA-256 is kept in "
+            f"{auth.tokens_path(store.home)})",
+        ],
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
+    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
+
+
+def register(cmd: Register) -> None:
+    sp = cmd("daemon", cmd_daemon, "run the enforcement service for ENV (or: daemon token create --role=R)")
+    sp.add_argument("--env", metavar="ENV", help="the environment this daemon serves (test, production, …)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback)")
+    sp.add_argument(
+        "--port", type=int, default=0, help="port (default 0: a free port, recorded in the store)"
+    )
+    sp.add_argument("--dev", action="store_true", help="development mode: no tokens (loopback only)")
+    actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
+    tk = actions.add_parser("token", help="manage access tokens", description="create an access token")
+    tk.add_argument("verb", choices=["create"], help="create: print a new token once")
+    tk.add_argument(
+        "--role", action="append", metavar="ROLE", help="operator, deployer or auditor (repeatable)"
+    )
+    tk.add_argument("--label", help="a note kept with the token's hash")
+    _common(tk)

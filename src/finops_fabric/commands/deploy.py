@@ -1,0 +1,87 @@
+"""`mu deploy --target=ENV --enforcer=A [--wait=60] [--now] [--receipt=FILE]`: hand A to ENV's daemon.
+
+The CLI checks A byte for byte against its manifest and its generation receipt in the store
+(an A without a receipt, or with any byte changed, is refused: exit 1, nothing changes), finds
+the daemon through ``<store>/daemons/<ENV>.json`` (waiting up to ``--wait`` seconds for it),
+and posts A. The daemon verifies A again, boots it, runs its golden cases and switches
+atomically; a production daemon waits for its next epoch window unless ``--now``. The signed
+deployment receipt (PASS or FAIL, with why) is printed and kept in the ledger.
+Exit 0 deployed; 1 refused or failed (the old A keeps serving); 2 bad input or no daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from finops_fabric.cli import Out, progress_printer
+
+Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _short(h: object) -> str:
+    return str(h).removeprefix("sha256:")[:12]
+
+
+def deployment_lines(doc: dict[str, Any], env: str, verb: str = "deployed") -> list[str]:
+    r = doc["receipt"]
+    if doc["status"] != "deployed":
+        return [
+            f"FAILED: {doc.get('reason')}",
+            f"{env} keeps running {r['outputs'].get('serving') or 'nothing'}",
+            f"{r['kind']} receipt {r['receipt_hash']} (gates.operational FAIL)",
+        ]
+    return [
+        f"{verb} {doc['enforcer_hash']} to {env}",
+        f"restarted {len(doc['restarted'])} rule(s), kept {len(doc['kept'])}"
+        + (f", removed {len(doc['removed'])}" if doc.get("removed") else ""),
+        *[f"  restarted {rule}" for rule in doc["restarted"]],
+        f"{r['kind']} receipt {r['receipt_hash']}",
+    ]
+
+
+def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str = "deployed") -> int:
+    if args.receipt:
+        from finops_fabric.receipts import write_json_atomic
+
+        write_json_atomic(Path(args.receipt), doc["receipt"])
+    Out(args.json).emit(doc, lambda: deployment_lines(doc, args.target, verb))
+    return 0 if status == 200 and doc.get("status") == "deployed" else 1
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.client import post_deployment, verify_receipted
+    from finops_fabric.store import Store
+
+    env = check_env(args.target)
+    store = Store.open(args.home)
+    path = Path(args.enforcer)
+    _digest, receipt = verify_receipted(store, path)
+    status, doc = post_deployment(
+        store,
+        env,
+        path,
+        receipt["receipt_hash"],
+        now=args.now,
+        wait=args.wait,
+        progress=progress_printer(args),
+    )
+    return finish(args, status, doc)
+
+
+def add_deploy_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--target", required=True, metavar="ENV", help="the environment (test, production, …)")
+    sp.add_argument(
+        "--wait", type=float, default=60.0, metavar="SECONDS", help="wait this long for the daemon"
+    )
+    sp.add_argument("--now", action="store_true", help="do not wait for the epoch window (deployer)")
+    sp.add_argument("--receipt", metavar="FILE", help="also write the deployment receipt here")
+
+
+def register(cmd: Register) -> None:
+    sp = cmd("deploy", cmd_deploy, "hand A to ENV's daemon: verify, boot, health-check, switch atomically")
+    sp.add_argument("--enforcer", required=True, metavar="A")
+    add_deploy_options(sp)

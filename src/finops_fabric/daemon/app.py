@@ -1,0 +1,563 @@
+"""The daemon's HTTP API (Starlette, served by uvicorn).
+
+    POST /v1/decisions    transaction JSON → decision JSON (logged durably before the reply)
+    GET  /v1/health       overall and per process: ok | degraded | failed
+    GET  /metrics         Prometheus text format
+    GET  /v1/deployment   what runs now: enforcer hash, receipts, per-rule artifact hashes
+    POST /v1/deployments  deploy a receipted A (verify, boot, health-check, switch)
+    GET  /openapi.json    the OpenAPI 3.1 description of the above
+
+Every endpoint needs ``Authorization: Bearer <token>`` unless the app runs in development mode
+(only allowed on loopback, checked by ``mu daemon``). Errors are JSON:
+``{"error": {"code", "message"}}``.
+
+Extension points for the other processes of the daemon (outbox, notifier, supervisor):
+``app.state.metrics`` (:class:`Metrics`), ``app.state.decision_writers`` (callables run inside
+each decision's SQLite transaction with the decision row id), ``app.state.health_sources``
+(name → callable returning ``{"status": ..., ...}``), ``app.state.on_startup`` /
+``app.state.on_shutdown`` (callables, sync or async, run by the lifespan).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from finops_fabric import __version__
+from finops_fabric.daemon import decision_log
+from finops_fabric.daemon.auth import TokenBook
+from finops_fabric.daemon.runtime import Runtime, cron_matches, epoch_schedule, next_epoch, now_utc
+from finops_fabric.errors import FabricError
+from finops_fabric.store import Store
+
+__all__ = ["Metrics", "create_app", "openapi_document"]
+
+_RANK = {"ok": 0, "degraded": 1, "failed": 2}
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The daemon's Prometheus metrics, in a registry of their own.
+
+    ``decisions`` (counter, label outcome), ``latency`` (histogram, seconds, request in to
+    response ready, including the durable log write), ``deployments`` (counter, label result),
+    ``queue_depth`` (gauge, label queue: the outbox sets it), ``restarts`` (counter, label
+    process: the supervisor increments it)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.decisions = Counter(
+            "decisions", "Decisions made, by outcome", ["outcome"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "decision_latency_seconds",
+            "Time to decide and durably log one decision",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.deployments = Counter(
+            "deployments", "Deployments attempted, by result", ["result"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "outbox_queue_depth", "Entries waiting in the outbox, by queue", ["queue"], registry=self.registry
+        )
+        self.restarts = Counter(
+            "process_restarts", "Supervised process restarts, by process", ["process"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _error(status: int, code: str, message: str, **more: Any) -> Response:
+    body = {"error": {"code": code, "message": message, **more}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(json.dumps(body, sort_keys=True), status, headers=headers, media_type="application/json")
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(doc, sort_keys=True, default=str), status, headers=headers, media_type="application/json"
+    )
+
+
+def create_app(
+    store: Store,
+    env: str,
+    *,
+    dev: bool = False,
+    runtime: Runtime | None = None,
+    writer: decision_log.DecisionWriter | None = None,
+) -> Starlette:
+    """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only)."""
+    runtime = runtime if runtime is not None else Runtime(store, env)
+    writer = (
+        writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
+    )
+    metrics = Metrics()
+    tokens = TokenBook(store.home)
+    decision_writers: list[decision_log.ExtraWriter] = []
+    health_sources: dict[str, Callable[[], dict[str, Any]]] = {}
+    on_startup: list[Callable[[], Any]] = []
+    on_shutdown: list[Callable[[], Any]] = []
+    outcome_counters: dict[str, Any] = {}
+
+    def deny(request: Request, permission: str) -> Response | None:
+        if dev:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _error(401, "auth.missing", "this endpoint needs Authorization: Bearer <token>")
+        roles = tokens.roles(token.strip())
+        if roles is None:
+            return _error(401, "auth.invalid", "the bearer token is not valid for this store")
+        if not TokenBook.allows(roles, permission):
+            return _error(
+                403,
+                "auth.forbidden",
+                f"a token with role(s) {', '.join(sorted(roles)) or 'none'} may not {permission}",
+            )
+        return None
+
+    async def decide(request: Request) -> Response:
+        started = time.perf_counter()
+        if (denied := deny(request, "decide")) is not None:
+            return denied
+        active = runtime.active  # read once: this request finishes on this A
+        if active is None:
+            return _error(
+                503,
+                "daemon.not_deployed",
+                f"nothing is deployed to {env} yet; deploy an enforcer first "
+                f"(mu deploy --target={env} --enforcer=A)",
+            )
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening; nothing was decided
+        try:
+            tx = json.loads(body, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, "tx.invalid_json", f"the request body is not valid JSON: {exc}")
+        if not isinstance(tx, dict):
+            return _error(400, "tx.not_object", "the request body must be one JSON object (a transaction)")
+        try:
+            decision = active.enforcer.decide(tx).to_dict()
+            entry = decision_log.LoggedDecision.of(
+                env, tx, decision, active.enforcer.hash, active.generation_receipt_hash
+            )
+        except Exception as exc:
+            return _error(400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}")
+        row_id = await writer.write(entry, decision_writers)
+        outcome = entry.outcome
+        counter = outcome_counters.get(outcome)
+        if counter is None:
+            counter = outcome_counters[outcome] = metrics.decisions.labels(outcome=outcome)
+        counter.inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return Response(
+            json.dumps(decision, sort_keys=True),
+            200,
+            headers={"X-Decision-Id": str(row_id), "X-Enforcer-Hash": active.enforcer.hash},
+            media_type="application/json",
+        )
+
+    def health_doc() -> dict[str, Any]:
+        active = runtime.active
+        processes: dict[str, dict[str, Any]] = {
+            "decision": {
+                "status": "ok" if active is not None else "degraded",
+                "enforcer_hash": active.hash if active is not None else None,
+                "detail": runtime.last_health.get("detail") if active is not None else "nothing deployed yet",
+            }
+        }
+        for name, source in sorted(health_sources.items()):
+            try:
+                processes[name] = dict(source())
+            except Exception as exc:
+                processes[name] = {"status": "failed", "detail": f"health source raised: {exc}"}
+        worst = max((_RANK.get(str(p.get("status")), 2) for p in processes.values()), default=0)
+        overall = next(k for k, v in _RANK.items() if v == worst)
+        return {"status": overall, "env": env, "version": __version__, "processes": processes}
+
+    async def health(request: Request) -> Response:
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        doc = health_doc()
+        return _json(doc, 503 if doc["status"] == "failed" else 200)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        return Response(metrics.render(), 200, media_type=CONTENT_TYPE_LATEST)
+
+    async def deployment(request: Request) -> Response:
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        active = runtime.active
+        if active is None:
+            return _error(404, "daemon.not_deployed", f"nothing is deployed to {env} yet", env=env)
+        return _json({"deployed": True, **active.describe()})
+
+    async def deploy(request: Request) -> Response:
+        if (denied := deny(request, "deploy")) is not None:
+            return denied
+        try:
+            req = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, "deploy.invalid_json", f"the request body is not valid JSON: {exc}")
+        if not isinstance(req, dict) or not isinstance(req.get("enforcer"), str):
+            return _error(400, "deploy.bad_request", 'give {"enforcer": PATH, "generation_receipt_hash": H}')
+        receipt_hash = req.get("generation_receipt_hash")
+        if not isinstance(receipt_hash, str):
+            return _error(400, "deploy.bad_request", "give generation_receipt_hash (the receipt of A)")
+        if req.get("env", env) != env:
+            return _error(400, "deploy.wrong_env", f"this daemon serves {env}, not {req.get('env')}")
+        kind = req.get("kind", "deployment")
+        if kind not in ("deployment", "rollback"):
+            return _error(400, "deploy.bad_request", "kind is deployment or rollback")
+        try:
+            schedule = epoch_schedule(store, env)
+        except FabricError as exc:
+            return _error(500, exc.code, exc.message)
+        now = now_utc()
+        if schedule is not None and not req.get("now") and not cron_matches(schedule, now):
+            nxt = next_epoch(schedule, now)
+            return _error(
+                409,
+                "deploy.outside_epoch",
+                f"{env} deploys only in its epoch window ({schedule}); the next one opens at "
+                f"{nxt.strftime('%Y-%m-%dT%H:%MZ')} (or deploy with --now)",
+                next_epoch=nxt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                schedule=schedule,
+            )
+        extra: dict[str, Any] = {}
+        if kind == "rollback":
+            extra["rollback_to"] = req.get("rollback_to")
+        if req.get("now") and schedule is not None:
+            extra["epoch"] = {"schedule": schedule, "bypassed": True}
+        elif schedule is not None:
+            extra["epoch"] = {"schedule": schedule, "window": now.strftime("%Y-%m-%dT%H:%MZ")}
+        try:
+            result = await run_in_threadpool(
+                runtime.deploy, Path(req["enforcer"]), receipt_hash, kind=kind, extra=extra
+            )
+        except FabricError as exc:
+            metrics.deployments.labels(result="refused").inc()
+            return _error(422, exc.code, exc.message)
+        metrics.deployments.labels(result="ok" if result.ok else "failed").inc()
+        return _json(result.to_dict(), 200 if result.ok else 422)
+
+    async def openapi(request: Request) -> Response:
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        return _json(openapi_document())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for hook in on_startup:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                try:
+                    result = hook()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # noqa: S110 - one failing hook must not stop the others
+                    pass
+            writer.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/decisions", decide, methods=["POST"]),
+            Route("/v1/health", health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/v1/deployment", deployment, methods=["GET"]),
+            Route("/v1/deployments", deploy, methods=["POST"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.env = env
+    app.state.dev = dev
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    app.state.decision_log = writer
+    app.state.decision_writers = decision_writers
+    app.state.health_sources = health_sources
+    app.state.on_startup = on_startup
+    app.state.on_shutdown = on_shutdown
+    return app
+
+
+# --- OpenAPI --------------------------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description, **_content(_ref("Error"))}
+
+
+_AUTH_ERRORS = {
+    "401": _err("missing or invalid bearer token"),
+    "403": _err("the token's role may not do this"),
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A hand-written OpenAPI 3.1 document for the daemon's endpoints."""
+    rule_list = {"type": "array", "items": {"type": "string", "description": "rule IRI"}}
+    hash_ = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "FinOps Fabric enforcement daemon",
+            "version": __version__,
+            "description": "Decide transactions with a deployed enforcer A; deploy, observe, audit.",
+        },
+        "servers": [{"url": "http://127.0.0.1:{port}", "variables": {"port": {"default": "8080"}}}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/decisions": {
+                "post": {
+                    "summary": "Decide one transaction (role operator)",
+                    "description": "Numbers are read as exact decimals. The decision is logged durably "
+                    "(with the enforcer hash and generation receipt hash) before the response is sent.",
+                    "requestBody": {"required": True, **_content(_ref("Transaction"))},
+                    "responses": {
+                        "200": {
+                            "description": "the decision",
+                            "headers": {
+                                "X-Decision-Id": {"schema": {"type": "string"}},
+                                "X-Enforcer-Hash": {"schema": hash_},
+                            },
+                            **_content(_ref("Decision")),
+                        },
+                        "400": _err("the body is not a JSON object, or cannot be decided"),
+                        **_AUTH_ERRORS,
+                        "503": _err("nothing is deployed yet"),
+                    },
+                }
+            },
+            "/v1/health": {
+                "get": {
+                    "summary": "Overall and per-process health (role any)",
+                    "responses": {
+                        "200": {"description": "ok or degraded", **_content(_ref("Health"))},
+                        **_AUTH_ERRORS,
+                        "503": {"description": "a process failed", **_content(_ref("Health"))},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (role any)",
+                    "description": "decisions_total{outcome}, decision_latency_seconds, "
+                    "deployments_total{result}, outbox_queue_depth{queue}, process_restarts_total{process}",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/v1/deployment": {
+                "get": {
+                    "summary": "What runs now (role any)",
+                    "responses": {
+                        "200": {"description": "the deployed A", **_content(_ref("Deployment"))},
+                        **_AUTH_ERRORS,
+                        "404": _err("nothing is deployed yet"),
+                    },
+                }
+            },
+            "/v1/deployments": {
+                "post": {
+                    "summary": "Deploy a receipted A (role deployer)",
+                    "description": "Verify A against its generation receipt, boot it, run its golden cases, "
+                    "and switch atomically. On failure the old A keeps serving. Either way a deployment "
+                    "(or rollback) receipt is appended to the store's ledger.",
+                    "requestBody": {"required": True, **_content(_ref("DeployRequest"))},
+                    "responses": {
+                        "200": {"description": "deployed", **_content(_ref("DeployResult"))},
+                        "400": _err("malformed request"),
+                        **_AUTH_ERRORS,
+                        "409": _err("outside the environment's epoch window (see next_epoch)"),
+                        "422": {
+                            "description": "refused (no generation receipt) or failed (receipt says why)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"oneOf": [_ref("DeployResult"), _ref("Error")]}
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document (role any)",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1", **_content({"type": "object"})},
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    },
+                },
+                "Transaction": {
+                    "type": "object",
+                    "description": "A transaction of POLICY-LANGUAGE.md (id, type, amount, currency, "
+                    "actor_id, actor_level, ...); amounts as strings or JSON numbers, read exactly",
+                    "additionalProperties": True,
+                },
+                "Decision": {
+                    "type": "object",
+                    "required": ["decision", "fired", "notifications", "audit", "enforcer_hash"],
+                    "properties": {
+                        "transaction_id": {"type": ["string", "null"]},
+                        "decision": {"enum": ["APPROVE", "REJECT"]},
+                        "fired": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"rule": {"type": "string"}, "reason": {"type": "string"}},
+                            },
+                        },
+                        "notifications": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"rule": {"type": "string"}, "recipient": {"type": "string"}},
+                            },
+                        },
+                        "audit": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "rule": {"type": "string"},
+                                    "ledger": {"type": "string"},
+                                    "flags": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                        },
+                        "enforcer_hash": hash_,
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "processes"],
+                    "properties": {
+                        "status": {"enum": ["ok", "degraded", "failed"]},
+                        "env": {"type": "string"},
+                        "version": {"type": "string"},
+                        "processes": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"enum": ["ok", "degraded", "failed"]}},
+                            },
+                        },
+                    },
+                },
+                "Deployment": {
+                    "type": "object",
+                    "properties": {
+                        "deployed": {"type": "boolean"},
+                        "env": {"type": "string"},
+                        "enforcer_hash": hash_,
+                        "generation_receipt_hash": hash_,
+                        "deployment_receipt_hash": {"oneOf": [hash_, {"type": "null"}]},
+                        "deployed_at": {"type": "string", "format": "date-time"},
+                        "ontology_hash": hash_,
+                        "rules": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {"artifact": {"type": "string"}, "sha256": hash_},
+                            },
+                        },
+                    },
+                },
+                "DeployRequest": {
+                    "type": "object",
+                    "required": ["enforcer", "generation_receipt_hash"],
+                    "properties": {
+                        "enforcer": {
+                            "type": "string",
+                            "description": "absolute path of A on the daemon's host",
+                        },
+                        "generation_receipt_hash": hash_,
+                        "env": {"type": "string"},
+                        "kind": {"enum": ["deployment", "rollback"]},
+                        "rollback_to": {"type": "string"},
+                        "now": {"type": "boolean", "description": "deploy outside the epoch window"},
+                    },
+                },
+                "DeployResult": {
+                    "type": "object",
+                    "required": ["status", "receipt_hash", "restarted", "kept", "receipt"],
+                    "properties": {
+                        "status": {"enum": ["deployed", "failed"]},
+                        "enforcer_hash": {"oneOf": [hash_, {"type": "null"}]},
+                        "receipt_hash": hash_,
+                        "restarted": rule_list,
+                        "kept": rule_list,
+                        "removed": rule_list,
+                        "reason": {"type": ["string", "null"]},
+                        "receipt": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,159 @@
+"""Bearer tokens for the daemon: ``<store>/tokens.json`` holds SHA-256 hashes, never a token.
+
+Roles and what they may do::
+
+    operator  decide, read
+    deployer  deploy (and roll back), read
+    auditor   read
+
+A token carries one or more roles. ``mu daemon`` writes a token for the local operator to
+``<store>/daemons/<env>.token`` (mode 0600) with the roles operator and deployer, so the
+person who started the daemon can deploy to it and decide through it with no setup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from finops_fabric.canonical import write_bytes_atomic
+from finops_fabric.errors import InputError, Location
+
+__all__ = ["PERMISSIONS", "ROLES", "TokenBook", "create_token", "hash_token", "revoke_local"]
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "operator": frozenset({"decide", "read"}),
+    "deployer": frozenset({"deploy", "read"}),
+    "auditor": frozenset({"read"}),
+}
+ROLES = tuple(PERMISSIONS)
+TOKEN_PREFIX = "mu_"  # noqa: S105 - a prefix, not a secret
+
+
+def tokens_path(home: Path) -> Path:
+    return Path(home) / "tokens.json"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    lock = Path(home) / ".tokens.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read {path}: {exc}", code="tokens.unreadable", location=Location(file=str(path))
+        ) from exc
+    tokens = doc.get("tokens") if isinstance(doc, dict) else None
+    if not isinstance(tokens, list):
+        raise InputError(
+            f"{path} is not a token list", code="tokens.unreadable", location=Location(file=str(path))
+        )
+    return [t for t in tokens if isinstance(t, dict)]
+
+
+def _write(path: Path, tokens: list[dict[str, Any]]) -> None:
+    data = json.dumps({"tokens": tokens}, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+    write_bytes_atomic(path, data, mode=0o600)
+
+
+def _check_roles(roles: list[str]) -> None:
+    bad = [r for r in roles if r not in PERMISSIONS]
+    if bad or not roles:
+        raise InputError(
+            f"unknown role {', '.join(bad) or '(none)'}; roles are: {', '.join(ROLES)}", code="tokens.role"
+        )
+
+
+def create_token(home: Path, roles: list[str], *, local_env: str | None = None, label: str = "") -> str:
+    """Make a new token with ``roles``, store only its hash, and return it (shown once).
+    ``local_env``: the local operator's token for that env, replacing the previous one."""
+    _check_roles(roles)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    entry: dict[str, Any] = {
+        "sha256": hash_token(token),
+        "roles": sorted(set(roles)),
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "label": label,
+    }
+    if local_env is not None:
+        entry["local_env"] = local_env
+    path = tokens_path(home)
+    with _locked(home):
+        tokens = [t for t in _read(path) if local_env is None or t.get("local_env") != local_env]
+        tokens.append(entry)
+        _write(path, tokens)
+    return token
+
+
+def revoke_local(home: Path, env: str) -> None:
+    """Remove the local operator's token of ``env`` (at daemon shutdown)."""
+    path = tokens_path(home)
+    with _locked(home):
+        tokens = _read(path)
+        kept = [t for t in tokens if t.get("local_env") != env]
+        if len(kept) != len(tokens):
+            _write(path, kept)
+
+
+class TokenBook:
+    """The token hashes of a store, re-read when ``tokens.json`` changes (one ``stat`` a request)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = tokens_path(home)
+        self._stamp: tuple[int, int, int] | None = None
+        self._roles: dict[str, frozenset[str]] = {}
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = (0, 0, 0)
+        if stamp == self._stamp:
+            return
+        try:
+            tokens = _read(self.path)
+        except InputError:
+            tokens = []  # an unreadable token file lets nobody in
+        self._roles = {
+            str(t.get("sha256")): frozenset(r for r in t.get("roles", []) if r in PERMISSIONS) for t in tokens
+        }
+        self._stamp = stamp
+
+    def roles(self, token: str) -> frozenset[str] | None:
+        """The roles of ``token``, or ``None`` when it is not a known token."""
+        self._refresh()
+        digest = hash_token(token)
+        for known, roles in self._roles.items():
+            if hmac.compare_digest(known, digest):
+                return roles
+        return None
+
+    @staticmethod
+    def allows(roles: frozenset[str], permission: str) -> bool:
+        return any(permission in PERMISSIONS[r] for r in roles)

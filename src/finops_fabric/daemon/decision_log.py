@@ -1,0 +1,383 @@
+"""The daemon's append-only decision log: SQLite (WAL) in ``<store>/daemon-<env>.db``.
+
+Every decision is one row, written in its own transaction (or inside a group commit whose
+COMMIT happens before any of its responses is sent), with the transaction id, the exact
+transaction JSON, the outcome, the rules that fired, the enforcer hash and the generation
+receipt hash that made it, and a timestamp. UPDATE and DELETE are refused by triggers.
+
+Other parts of the daemon (the outbox) add rows of their own in the SAME SQLite transaction
+as the decision: :func:`commit_decision` (and the group-commit :class:`DecisionWriter`) call
+each ``extra_writers`` callable with the open connection and the new decision's row id, so a
+decision and its outbox entries are durable together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from finops_fabric.errors import InputError, Location
+
+__all__ = [
+    "SCHEMA",
+    "DecisionWriter",
+    "ExtraWriter",
+    "LoggedDecision",
+    "commit_decision",
+    "connect",
+    "db_path",
+    "dumps_exact",
+    "query",
+    "record",
+]
+
+#: Called inside the decision's SQLite transaction with the connection and the decision row id.
+ExtraWriter = Callable[[sqlite3.Connection, int], None]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id                      INTEGER PRIMARY KEY AUTOINCREMENT,
+    decided_at              TEXT NOT NULL,
+    env                     TEXT NOT NULL,
+    transaction_id          TEXT,
+    transaction_json        TEXT NOT NULL,
+    outcome                 TEXT NOT NULL,
+    fired                   TEXT NOT NULL,
+    decision_json           TEXT NOT NULL,
+    enforcer_hash           TEXT NOT NULL,
+    generation_receipt_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_tx ON decisions (transaction_id);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions (decided_at);
+CREATE INDEX IF NOT EXISTS decisions_outcome ON decisions (outcome, id);
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+"""
+
+_INSERT = (
+    "INSERT INTO decisions (decided_at, env, transaction_id, transaction_json, outcome, fired,"
+    " decision_json, enforcer_hash, generation_receipt_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def db_path(home: Path, env: str) -> Path:
+    return Path(home) / f"daemon-{env}.db"
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and create) the decision log; autocommit mode, transactions are explicit."""
+    try:
+        if readonly:
+            if not path.is_file():
+                raise InputError(
+                    f"no decision log at {path}: no daemon has run for this environment in this store",
+                    code="decisions.missing",
+                    location=Location(file=str(path)),
+                )
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            return conn
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        return conn
+    except sqlite3.Error as exc:
+        raise InputError(
+            f"cannot open the decision log {path}: {exc}",
+            code="decisions.unreadable",
+            location=Location(file=str(path)),
+        ) from exc
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dumps_exact(obj: Any) -> str:
+    """Canonical JSON (sorted keys, no whitespace) that writes a ``Decimal`` exactly as parsed,
+    never through a binary float."""
+    if isinstance(obj, dict):
+        items = sorted(obj.items())
+        return (
+            "{"
+            + ",".join(json.dumps(str(k), ensure_ascii=False) + ":" + dumps_exact(v) for k, v in items)
+            + "}"
+        )
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(dumps_exact(v) for v in obj) + "]"
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise ValueError(f"{obj} is not a finite number")
+        return str(obj)
+    return json.dumps(obj, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """What is written for one decision (computed off the database lock)."""
+
+    env: str
+    transaction_id: str | None
+    transaction_json: str
+    outcome: str
+    fired: str
+    decision_json: str
+    enforcer_hash: str
+    generation_receipt_hash: str
+    decided_at: str
+
+    @classmethod
+    def of(
+        cls,
+        env: str,
+        tx: Mapping[str, Any],
+        decision: Mapping[str, Any],
+        enforcer_hash: str,
+        receipt_hash: str,
+    ) -> LoggedDecision:
+        tx_id = tx.get("id")
+        return cls(
+            env=env,
+            transaction_id=None if tx_id is None else str(tx_id),
+            transaction_json=dumps_exact(dict(tx)),
+            outcome=str(decision["decision"]),
+            fired=json.dumps([f["rule"] for f in decision.get("fired", [])]),
+            decision_json=json.dumps(decision, sort_keys=True, separators=(",", ":"), default=str),
+            enforcer_hash=enforcer_hash,
+            generation_receipt_hash=receipt_hash,
+            decided_at=_now(),
+        )
+
+    def params(self) -> tuple[object, ...]:
+        return (
+            self.decided_at,
+            self.env,
+            self.transaction_id,
+            self.transaction_json,
+            self.outcome,
+            self.fired,
+            self.decision_json,
+            self.enforcer_hash,
+            self.generation_receipt_hash,
+        )
+
+
+def record(conn: sqlite3.Connection, entry: LoggedDecision, extra_writers: Sequence[ExtraWriter] = ()) -> int:
+    """Insert one decision inside the caller's open transaction; run ``extra_writers`` with
+    its row id; return the row id."""
+    cur = conn.execute(_INSERT, entry.params())
+    row_id = cur.lastrowid
+    assert row_id is not None
+    for writer in extra_writers:
+        writer(conn, row_id)
+    return row_id
+
+
+def commit_decision(
+    db: sqlite3.Connection, entry: LoggedDecision, extra_writers: Sequence[ExtraWriter] = ()
+) -> int:
+    """One decision (and the extra writers' rows) in ONE SQLite transaction: BEGIN, INSERT,
+    writers, COMMIT. Rolls everything back if any part fails."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row_id = record(db, entry, extra_writers)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return row_id
+
+
+# --- group commit -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    entry: LoggedDecision
+    writers: Sequence[ExtraWriter]
+    done: Callable[[int | None, BaseException | None], None]
+
+
+class DecisionWriter:
+    """A writer thread that commits queued decisions in groups: every decision in a group is
+    inside one COMMIT (each in its own SAVEPOINT with its extra writers, so one failing decision
+    does not take the others with it); the caller is told only after the COMMIT returned, so a
+    response is never sent for a decision that is not durable."""
+
+    def __init__(self, path: Path, *, max_batch: int = 256) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._conn = connect(path)
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(
+        self,
+        entry: LoggedDecision,
+        writers: Sequence[ExtraWriter],
+        done: Callable[[int | None, BaseException | None], None],
+    ) -> None:
+        if self._closed:
+            done(None, RuntimeError("the decision log is closed"))
+            return
+        self._queue.put(_Job(entry, writers, done))
+
+    async def write(self, entry: LoggedDecision, writers: Sequence[ExtraWriter] = ()) -> int:
+        """Queue ``entry`` and wait (without blocking the event loop) until it is committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+
+        def done(row_id: int | None, exc: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, fut, row_id, exc)
+
+        self.submit(entry, writers, done)
+        return await fut
+
+    def write_sync(self, entry: LoggedDecision, writers: Sequence[ExtraWriter] = ()) -> int:
+        ev = threading.Event()
+        out: list[Any] = [None, None]
+
+        def done(row_id: int | None, exc: BaseException | None) -> None:
+            out[0], out[1] = row_id, exc
+            ev.set()
+
+        self.submit(entry, writers, done)
+        ev.wait()
+        if out[1] is not None:
+            raise out[1]
+        return int(out[0])
+
+    def _run(self) -> None:
+        conn = self._conn
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[int | None, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT d")
+                try:
+                    results.append((record(conn, job.entry, job.writers), None))
+                    conn.execute("RELEASE d")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO d")
+                    conn.execute("RELEASE d")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for job in batch:
+                job.done(None, exc)
+            return
+        for job, (row_id, err) in zip(batch, results, strict=True):
+            job.done(row_id, err)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+def _settle(fut: asyncio.Future[int], row_id: int | None, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        assert row_id is not None
+        fut.set_result(row_id)
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+def _row(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    (rid, at, env, tx_id, tx_json, outcome, fired, decision_json, enforcer_hash, receipt_hash) = tuple(r)
+    return {
+        "id": rid,
+        "decided_at": at,
+        "env": env,
+        "transaction_id": tx_id,
+        "transaction": json.loads(tx_json, parse_float=Decimal),
+        "outcome": outcome,
+        "fired": json.loads(fired),
+        "decision": json.loads(decision_json),
+        "enforcer_hash": enforcer_hash,
+        "generation_receipt_hash": receipt_hash,
+    }
+
+
+def query(
+    conn: sqlite3.Connection,
+    *,
+    transaction_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    outcome: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Decisions in log order, filtered; ``since``/``until`` compare ISO 8601 UTC timestamps
+    (``decided_at >= since`` and ``decided_at < until``)."""
+    where: list[str] = []
+    params: list[object] = []
+    if transaction_id is not None:
+        where.append("transaction_id = ?")
+        params.append(transaction_id)
+    if since is not None:
+        where.append("decided_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("decided_at < ?")
+        params.append(until)
+    if outcome is not None:
+        where.append("outcome = ?")
+        params.append(outcome)
+    sql = (
+        "SELECT id, decided_at, env, transaction_id, transaction_json, outcome, fired, decision_json,"
+        " enforcer_hash, generation_receipt_hash FROM decisions"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id"
+    if limit is not None:
+        # only fixed SQL text is composed here; every value is a bound parameter
+        newest = sql.replace(" ORDER BY id", " ORDER BY id DESC")
+        sql = f"SELECT * FROM ({newest} LIMIT ?) ORDER BY id"  # noqa: S608
+        params.append(limit)
+    return [_row(r) for r in conn.execute(sql, params).fetchall()]
