@@ -45,7 +45,9 @@ def best_of(
 def machine() -> dict[str, Any]:
     import os
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
+        "load_average_1_5_15": load,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -118,3 +120,12 @@ def child_env(home: Path | str) -> dict[str, str]:
     if src in sys.path:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def machine_line() -> str:
+    """One line for a person: interpreter, CPUs and the load average now (a busy machine skews
+    wall times; best-of repeats and same-run ratios are what to read)."""
+    m = machine()
+    load = m["load_average_1_5_15"]
+    busy = f", load average {load[0]:.2f} (1 min)" if load else ""
+    return f"{m['implementation']} {m['python']}, {m['cpus']} CPUs{busy}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal, TypeAlias
 
 FAB = "https://w3id.org/finops-fabric/ns#"
@@ -206,7 +207,8 @@ class Policy:
         return None
 
     def rule(self, iri: str) -> Rule | None:
-        for r in self.rules:
-            if r.iri == iri:
-                return r
-        return None
+        return self._rules_by_iri.get(iri)
+
+    @cached_property
+    def _rules_by_iri(self) -> dict[str, Rule]:
+        return {r.iri: r for r in self.rules}

@@ -528,9 +528,9 @@ def test_cli_verify_unreadable_envelope_exit_2(mu: Run, made: SimpleNamespace, t
     assert code == 2 and "line 2" in err
 
 
-def test_cli_deployment_receipt_is_reserved(mu: Run) -> None:
-    code, _, err = mu("receipt", "--deployment=production", "--timestamp=2025-01-01T00:00:00Z")
-    assert code == 2 and "needs the daemon, which is not built yet" in err
+def test_cli_deployment_receipt_and_export_do_not_mix(mu: Run, made: SimpleNamespace) -> None:
+    code, _, err = mu("receipt", "--deployment=production", "export", made.receipt_path)
+    assert code == 2 and "Traceback" not in err
 
 
 def test_cli_export_without_a_store(mu: Run, made: SimpleNamespace, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import pyoxigraph as ox
 import rdflib
 
+from finops_fabric.rdf.load import Statement
+
 # rdflib logs a warning with a traceback for every ill-typed literal ("abc"^^xsd:decimal); the
 # ontology gate reports those to the user in plain words, so the log would only add noise.
 logging.getLogger("rdflib.term").setLevel(logging.ERROR)
@@ -31,7 +33,7 @@ def to_rdflib_term(term: object) -> rdflib.term.Node:
     raise TypeError(f"unsupported RDF term {term!r}")
 
 
-def to_rdflib(triples: Iterable[ox.Triple]) -> rdflib.Graph:
+def to_rdflib(triples: Iterable[Statement]) -> rdflib.Graph:
     g = rdflib.Graph()
     add = g.add
     for t in triples:

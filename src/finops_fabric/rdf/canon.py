@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import pyoxigraph as ox
 
 from finops_fabric.errors import InputError
+from finops_fabric.rdf.load import Statement
 
 DEFAULT_BUDGET_SECONDS = 20.0
 BUDGET_ENV = "FABRIC_CANON_BUDGET"
@@ -37,11 +38,15 @@ def _canonicalize_in_process(quads: Sequence[ox.Quad]) -> bytes:
     return b"".join(lines)
 
 
-def _as_quads(triples: Sequence[ox.Triple]) -> list[ox.Quad]:
-    return [ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in triples]
+def _as_quads(triples: Sequence[Statement]) -> Sequence[ox.Quad]:
+    """Statements as quads in the default graph (loaded policies already are: no copy then)."""
+    default = ox.DefaultGraph()
+    if all(isinstance(t, ox.Quad) and t.graph_name == default for t in triples):
+        return triples  # type: ignore[return-value]
+    return [ox.Quad(t.subject, t.predicate, t.object, default) for t in triples]
 
 
-def ambiguous_blank_nodes(statements: Sequence[ox.Triple] | Sequence[ox.Quad]) -> int:
+def ambiguous_blank_nodes(statements: Sequence[Statement]) -> int:
     """How many blank nodes share their first-degree signature with another (0: linear case).
 
     The signature is the sorted list of the node's triples (or quads, graph name included)
@@ -125,10 +130,10 @@ def canonical_dataset_nquads(quads: Sequence[ox.Quad], budget: float | None = No
     return _canonicalize_with_budget(quads, _budget() if budget is None else budget)
 
 
-def canonical_nquads(triples: Sequence[ox.Triple], budget: float | None = None) -> bytes:
+def canonical_nquads(triples: Sequence[Statement], budget: float | None = None) -> bytes:
     """The RDFC-1.0 canonical N-Quads of the graph (sorted lines, UTF-8)."""
     return canonical_dataset_nquads(_as_quads(triples), budget)
 
 
-def graph_hash(triples: Sequence[ox.Triple], budget: float | None = None) -> str:
+def graph_hash(triples: Sequence[Statement], budget: float | None = None) -> str:
     return "sha256:" + hashlib.sha256(canonical_nquads(triples, budget)).hexdigest()

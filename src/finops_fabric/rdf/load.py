@@ -11,10 +11,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import pyoxigraph as ox
 
 from finops_fabric.errors import InputError, Location
+
+Statement: TypeAlias = ox.Triple | ox.Quad  # a triple, or a quad in the default graph
 
 FORMATS: dict[str, ox.RdfFormat] = {
     ".ttl": ox.RdfFormat.TURTLE,
@@ -31,9 +34,9 @@ FORMATS: dict[str, ox.RdfFormat] = {
 
 @dataclass(frozen=True)
 class RawGraph:
-    """The triples of O (as oxigraph triples in the default graph) and the files they came from."""
+    """The statements of O (oxigraph quads, all in the default graph) and the files they came from."""
 
-    triples: tuple[ox.Triple, ...]
+    triples: tuple[Statement, ...]  # quads in the default graph (or triples)
     files: tuple[Path, ...]
 
 
@@ -95,7 +98,7 @@ def _format_name(path: Path) -> str:
     return fmt.name if fmt is not None else "RDF"
 
 
-def parse_file(path: Path) -> list[ox.Triple]:
+def parse_file(path: Path) -> list[ox.Quad]:
     fmt = _format_of(path)
     if fmt is None:
         raise InputError(
@@ -120,14 +123,19 @@ def parse_file(path: Path) -> list[ox.Triple]:
             code="fabric.parse_error",
             location=Location(file=str(path)),
         ) from e
-    return [q.triple for q in quads]
+    # Statements stay quads in the default graph (what canonicalization takes, so hashing does
+    # not rebuild them); a named graph's quads are moved into the default graph: O is one graph.
+    default = ox.DefaultGraph()
+    return [
+        q if q.graph_name == default else ox.Quad(q.subject, q.predicate, q.object, default) for q in quads
+    ]
 
 
 def load_graph(path: Path | str, extra: Iterable[Path] = ()) -> RawGraph:
     """Parse every file of O at ``path`` into one graph (duplicates removed)."""
     files = policy_files(Path(path)) + list(extra)
-    seen: set[ox.Triple] = set()
-    triples: list[ox.Triple] = []
+    seen: set[Statement] = set()
+    triples: list[Statement] = []
     for f in files:
         for t in parse_file(f):
             if t not in seen:
@@ -138,8 +146,8 @@ def load_graph(path: Path | str, extra: Iterable[Path] = ()) -> RawGraph:
 
 def load_many(paths: Sequence[Path]) -> RawGraph:
     """Parse a list of files (for example shapes graphs) into one graph."""
-    seen: set[ox.Triple] = set()
-    triples: list[ox.Triple] = []
+    seen: set[Statement] = set()
+    triples: list[Statement] = []
     files: list[Path] = []
     for p in paths:
         for f in policy_files(Path(p)):

@@ -16,6 +16,7 @@ import pyoxigraph as ox
 
 from finops_fabric import model as m
 from finops_fabric.errors import CheckFailed, Location
+from finops_fabric.rdf.load import Statement
 
 FAB = m.FAB
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
@@ -43,7 +44,7 @@ Term = ox.NamedNode | ox.BlankNode | ox.Literal
 
 
 class _Index:
-    def __init__(self, triples: Sequence[ox.Triple]) -> None:
+    def __init__(self, triples: Sequence[Statement]) -> None:
         self.po: dict[object, dict[str, list[Term]]] = defaultdict(lambda: defaultdict(list))
         self.by_type: dict[str, list[ox.NamedNode | ox.BlankNode]] = defaultdict(list)
         for t in triples:
@@ -71,7 +72,7 @@ def _fail(node: object, msg: str) -> CheckFailed:
 
 
 class _Reader:
-    def __init__(self, triples: Sequence[ox.Triple]) -> None:
+    def __init__(self, triples: Sequence[Statement]) -> None:
         self.ix = _Index(triples)
         self.types: dict[str, m.TransactionType] = {}
         self.levels: dict[str, m.AuthorityLevel] = {}
@@ -380,6 +381,6 @@ class _Reader:
         )
 
 
-def read_policy(triples: Sequence[ox.Triple]) -> m.Policy:
+def read_policy(triples: Sequence[Statement]) -> m.Policy:
     """Build the typed model of O; raise ``CheckFailed`` (code ``ontology.model``) if O is not usable."""
     return _Reader(triples).policy()

@@ -30,7 +30,7 @@ from rdflib.term import BNode, Literal, Node, URIRef
 
 from finops_fabric.errors import Finding, InputError, Location
 from finops_fabric.rdf.bridge import to_rdflib, to_rdflib_term
-from finops_fabric.rdf.load import RawGraph, load_many, parse_file
+from finops_fabric.rdf.load import RawGraph, Statement, load_many, parse_file
 from finops_fabric.rdf.locate import SourceIndex
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -100,7 +100,7 @@ def validate_shapes(data: RawGraph, extra_shapes: Sequence[Path] = ()) -> list[F
 
 
 @functools.cache
-def _base_shapes() -> tuple[ox.Triple, ...]:
+def _base_shapes() -> tuple[Statement, ...]:
     return tuple(parse_file(BASE_SHAPES))
 
 
@@ -110,7 +110,7 @@ def _vocabulary() -> frozenset[str]:
     return frozenset(t.subject.value for t in parse_file(VOCABULARY) if isinstance(t.subject, ox.NamedNode))
 
 
-def _unknown_terms(triples: Iterable[ox.Triple]) -> list[tuple[Node, URIRef, URIRef | None]]:
+def _unknown_terms(triples: Iterable[Statement]) -> list[tuple[Node, URIRef, URIRef | None]]:
     """(node, property, class) for each fab: property, or fab: class, that the vocabulary lacks."""
     known, namespace, rdf_type = _vocabulary(), str(FAB), str(RDF.type)
     found: set[tuple[Node, URIRef, URIRef | None]] = set()

@@ -170,7 +170,7 @@ def test_named_graphs_are_merged_into_the_default_graph(tmp_path: Path) -> None:
         (f"<{EX}e>", f"<{EX}p>", f"<{EX}f>"),
     }
     assert len(raw.triples) == 3
-    assert all(isinstance(t, ox.Triple) for t in raw.triples)
+    assert all(isinstance(t, ox.Quad) and t.graph_name == ox.DefaultGraph() for t in raw.triples)
 
 
 def test_a_directory_is_one_graph_without_duplicates(tmp_path: Path) -> None:

@@ -1,0 +1,468 @@
+"""The hot path: ``enforcer.decide(tx)`` of a generated A versus a hand-written function.
+
+    python3 bench/bench_decide.py [--quick] [--json]
+
+It generates A for the 15-rule p15 policy (embedded below) with ``mu init`` + ``mu generate``
+in a temporary store (FABRIC_HOME), loads it with ``load_enforcer``, and times ``decide`` over
+a fixed mix of transactions against ``hand_decide``: the same 15 rules written by hand in
+plain Python, doing the same work (amount parsed to Decimal from its string, level rank looked
+up, every rule of the type evaluated, the same decision object with decision, fired
+(rule, reason) list, notifications and audit). Before timing, both must give the same
+decision, fired rules, notifications and audit on every transaction of the mix (else abort);
+reasons are compared too and reported.
+
+Method: timeit-style, each callable runs the whole mix ``number`` times per repeat, repeats
+alternate between the callables, and the BEST repeat is reported. The ratio compares figures
+from the same run. Target: generated within 1.5x of hand-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c
+
+c.ensure_package()
+
+TARGET_RATIO = 1.5
+
+# /work/shared/acceptance/data/p15/policy.ttl, verbatim (a user's clone has no ../shared).
+P15 = """\
+@prefix fab: <https://w3id.org/finops-fabric/ns#> .
+@prefix ex: <https://example.com/acme/policy#> .
+@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+@prefix dcterms: <http://purl.org/dc/terms/> .
+# A 15-rule policy for the minimal-blast-radius scenario (5.1).
+ex:policy a fab:Policy ; dcterms:title "ACME fifteen controls" .
+ex:purchase a fab:TransactionType ; fab:code "purchase" ; rdfs:label "Purchase" .
+ex:wire a fab:TransactionType ; fab:code "wire" ; rdfs:label "Wire" .
+ex:refund a fab:TransactionType ; fab:code "refund" ; rdfs:label "Refund" .
+ex:payroll a fab:TransactionType ; fab:code "payroll" ; rdfs:label "Payroll" .
+ex:vendor_onboarding a fab:TransactionType ; fab:code "vendor_onboarding" ; rdfs:label "Vendor onboarding" .
+ex:L1 a fab:AuthorityLevel ; fab:code "L1" ; fab:rank 1 .
+ex:L2 a fab:AuthorityLevel ; fab:code "L2" ; fab:rank 2 .
+ex:L3 a fab:AuthorityLevel ; fab:code "L3" ; fab:rank 3 .
+ex:CFO a fab:AuthorityLevel ; fab:code "CFO" ; fab:rank 4 .
+ex:Board a fab:AuthorityLevel ; fab:code "Board" ; fab:rank 5 .
+ex:approval-purchase a fab:ApprovalRule ; rdfs:label "purchase over 100000 needs L3" ;
+    fab:appliesTo ex:purchase ; fab:amountThreshold "100000"^^xsd:decimal ; fab:requiredAuthority ex:L3 .
+ex:approval-purchase-board a fab:ApprovalRule ; rdfs:label "purchase over 1000000 needs Board" ;
+    fab:appliesTo ex:purchase ; fab:amountThreshold "1000000"^^xsd:decimal ; fab:requiredAuthority ex:Board .
+ex:approval-wire a fab:ApprovalRule ; rdfs:label "wire over 50000 needs L3" ;
+    fab:appliesTo ex:wire ; fab:amountThreshold "50000"^^xsd:decimal ; fab:requiredAuthority ex:L3 .
+ex:approval-wire-cfo a fab:ApprovalRule ; rdfs:label "wire over 1000000 needs CFO" ;
+    fab:appliesTo ex:wire ; fab:amountThreshold "1000000"^^xsd:decimal ; fab:requiredAuthority ex:CFO .
+ex:approval-refund a fab:ApprovalRule ; rdfs:label "refund over 10000 needs L2" ;
+    fab:appliesTo ex:refund ; fab:amountThreshold "10000"^^xsd:decimal ; fab:requiredAuthority ex:L2 .
+ex:approval-payroll a fab:ApprovalRule ; rdfs:label "payroll over 250000 needs CFO" ;
+    fab:appliesTo ex:payroll ; fab:amountThreshold "250000"^^xsd:decimal ; fab:requiredAuthority ex:CFO .
+ex:approval-vendor a fab:ApprovalRule ; rdfs:label "vendor_onboarding over 0.01 needs L2" ;
+    fab:appliesTo ex:vendor_onboarding ; fab:amountThreshold "0.01"^^xsd:decimal ; fab:requiredAuthority ex:L2 .
+ex:approval-refund-l3 a fab:ApprovalRule ; rdfs:label "refund over 50000 needs L3" ;
+    fab:appliesTo ex:refund ; fab:amountThreshold "50000"^^xsd:decimal ; fab:requiredAuthority ex:L3 .
+ex:approval-payroll-board a fab:ApprovalRule ; rdfs:label "payroll over 5000000 needs Board" ;
+    fab:appliesTo ex:payroll ; fab:amountThreshold "5000000"^^xsd:decimal ; fab:requiredAuthority ex:Board .
+ex:approval-purchase-l2 a fab:ApprovalRule ; rdfs:label "purchase over 25000 needs L2" ;
+    fab:appliesTo ex:purchase ; fab:amountThreshold "25000"^^xsd:decimal ; fab:requiredAuthority ex:L2 .
+ex:sod-wire a fab:SegregationOfDutyRule ; rdfs:label "Wire approver is not its executor" ; fab:appliesTo ex:wire .
+ex:sod-payroll a fab:SegregationOfDutyRule ; rdfs:label "Payroll approver is not its executor" ; fab:appliesTo ex:payroll .
+ex:sanctions a fab:RestrictionRule ; rdfs:label "No sanctioned countries" ;
+    fab:condition [ a fab:Membership ; fab:attribute "country" ; fab:value "IR", "KP", "SY", "CU" ] .
+ex:fraud-check a fab:FraudCheckRule ; rdfs:label "High-risk vendors over $25k need the CFO" ;
+    fab:condition [ a fab:AllOf ; fab:operand [ a fab:Comparison ; fab:attribute "vendor_risk" ; fab:operator fab:eq ; fab:value "high" ] , [ a fab:Comparison ; fab:attribute "amount" ; fab:operator fab:gt ; fab:value "25000"^^xsd:decimal ] ] ;
+    fab:overrideAuthority ex:CFO .
+ex:notify-finance a fab:NotificationRule ; rdfs:label "Finance hears about rejections" ; fab:onEvent fab:Rejected ; fab:recipient "finance@acme.example" .
+ex:case-105k-L2 a fab:GoldenCase ; fab:scenario "transaction_105k_L2_actor" ;
+    fab:txType ex:purchase ; fab:txAmount "105000"^^xsd:decimal ; fab:txActorLevel ex:L2 ;
+    fab:txApprover "u-1" ; fab:txExecutor "u-2" ;
+    fab:txAttribute [ fab:attribute "country" ; fab:value "US" ] , [ fab:attribute "vendor_risk" ; fab:value "low" ] ;
+    fab:expect fab:Reject ; fab:expectFired ex:approval-purchase ; fab:expectNotified "finance@acme.example" .
+ex:case-105k-L3 a fab:GoldenCase ; fab:scenario "transaction_105k_L3_actor" ;
+    fab:txType ex:purchase ; fab:txAmount "105000"^^xsd:decimal ; fab:txActorLevel ex:L3 ;
+    fab:txApprover "u-1" ; fab:txExecutor "u-2" ;
+    fab:txAttribute [ fab:attribute "country" ; fab:value "US" ] , [ fab:attribute "vendor_risk" ; fab:value "low" ] ;
+    fab:expect fab:Approve .
+"""  # noqa: E501
+
+
+# --- the mix of transactions -------------------------------------------------------------------
+
+
+def _tx(n: int, tx_type: str | None, amount: str, level: str, **kw: Any) -> dict[str, Any]:
+    tx: dict[str, Any] = {
+        "id": f"tx-{n}",
+        "amount": amount,
+        "currency": "USD",
+        "actor_id": "u-7",
+        "actor_level": level,
+        "approver_id": kw.pop("approver", "u-1"),
+        "executor_id": kw.pop("executor", "u-2"),
+        "attributes": kw.pop("attributes", {"country": "US", "vendor_risk": "low"}),
+    }
+    if tx_type is not None:
+        tx["type"] = tx_type
+    assert not kw
+    return tx
+
+
+MIX: list[dict[str, Any]] = [
+    _tx(1, "purchase", "105000.00", "L2"),  # above 100k, needs L3
+    _tx(2, "purchase", "105000.00", "L3"),  # approved
+    _tx(3, "purchase", "2000000.00", "L3"),  # above 1M, needs Board
+    _tx(4, "purchase", "30000.00", "L1"),  # above 25k, needs L2
+    _tx(5, "purchase", "950.00", "L1"),  # below every threshold
+    _tx(6, "wire", "60000.00", "L2"),  # above 50k, needs L3
+    _tx(7, "wire", "60000.00", "L3", executor="u-1"),  # approver = executor
+    _tx(8, "wire", "2000000.00", "CFO"),  # approved
+    _tx(9, "refund", "12000.00", "L1"),  # above 10k, needs L2
+    _tx(10, "refund", "60000.00", "L2"),  # above 50k, needs L3
+    _tx(11, "refund", "500.00", "L1"),  # approved
+    _tx(12, "payroll", "300000.00", "L3"),  # above 250k, needs CFO
+    _tx(13, "payroll", "6000000.00", "CFO"),  # above 5M, needs Board
+    _tx(14, "payroll", "100000.00", "L2", executor="u-1"),  # approver = executor
+    _tx(15, "payroll", "90000.00", "L2"),  # approved
+    _tx(16, "vendor_onboarding", "100.00", "L1"),  # above 0.01, needs L2
+    _tx(17, "vendor_onboarding", "100.00", "L2"),  # approved
+    _tx(18, "purchase", "500.00", "L1", attributes={"country": "IR", "vendor_risk": "low"}),  # sanctioned
+    _tx(19, "purchase", "30000.00", "L2", attributes={"country": "US", "vendor_risk": "high"}),  # fraud
+    _tx(20, "purchase", "30000.00", "CFO", attributes={"country": "US", "vendor_risk": "high"}),  # override
+    _tx(21, "wire", "1000.00", "L1", attributes={}),  # attributes missing: fails closed
+    _tx(22, None, "1000.00", "L2"),  # type missing: fails closed on every typed rule
+]
+
+
+# --- the hand-written enforcer for exactly the p15 policy ---------------------------------------
+
+P = "https://example.com/acme/policy#"
+RANKS = {"L1": 1, "L2": 2, "L3": 3, "CFO": 4, "Board": 5}
+_PLAIN = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*").fullmatch
+MISSING_AMOUNT = "field 'amount' is missing or not a decimal; the rule fails closed"
+MISSING_LEVEL = "field 'actor_level' is missing or not a known authority level; the rule fails closed"
+# Per type, its approval rules in rule-IRI order: (rule, threshold, threshold text, rank, code).
+APPROVALS: dict[str, tuple[tuple[str, Decimal, str, int, str], ...]] = {
+    "purchase": (
+        (P + "approval-purchase", Decimal("100000"), "100000", 3, "L3"),
+        (P + "approval-purchase-board", Decimal("1000000"), "1000000", 5, "Board"),
+        (P + "approval-purchase-l2", Decimal("25000"), "25000", 2, "L2"),
+    ),
+    "wire": (
+        (P + "approval-wire", Decimal("50000"), "50000", 3, "L3"),
+        (P + "approval-wire-cfo", Decimal("1000000"), "1000000", 4, "CFO"),
+    ),
+    "refund": (
+        (P + "approval-refund", Decimal("10000"), "10000", 2, "L2"),
+        (P + "approval-refund-l3", Decimal("50000"), "50000", 3, "L3"),
+    ),
+    "payroll": (
+        (P + "approval-payroll", Decimal("250000"), "250000", 4, "CFO"),
+        (P + "approval-payroll-board", Decimal("5000000"), "5000000", 5, "Board"),
+    ),
+    "vendor_onboarding": ((P + "approval-vendor", Decimal("0.01"), "0.01", 2, "L2"),),
+}
+SOD = {"wire": P + "sod-wire", "payroll": P + "sod-payroll"}
+TYPED_RULES = tuple(sorted([r[0] for rs in APPROVALS.values() for r in rs] + list(SOD.values())))
+FRAUD, SANCTIONS, NOTIFY = P + "fraud-check", P + "sanctions", P + "notify-finance"
+FRAUD_LIMIT, FRAUD_OVERRIDE_RANK = Decimal("25000"), 4
+FRAUD_REASON = 'High-risk vendors over $25k need the CFO: amount > 25000 and vendor_risk = "high"'
+FRAUD_OVERRIDE = "; override needs CFO or above, actor is "
+SANCTIONED = frozenset(("IR", "KP", "SY", "CU"))
+SANCTIONS_REASON = 'No sanctioned countries: country is one of "CU", "IR", "KP", "SY"'
+
+
+def _decimal(v: object) -> Decimal | None:
+    if type(v) is str:
+        return Decimal(v) if _PLAIN(v) else None
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return Decimal(v)
+    if isinstance(v, Decimal):
+        return v if v.is_finite() else None
+    return None
+
+
+def _text(v: object) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, Decimal):
+        return str(v) if v.is_finite() else None
+    return None
+
+
+class HandDecision:
+    __slots__ = ("audit", "decision", "fired", "notifications", "transaction_id")
+
+    def __init__(
+        self,
+        transaction_id: object,
+        decision: str,
+        fired: list[tuple[str, str]],
+        notifications: list[tuple[str, str]],
+        audit: list[tuple[str, str, tuple[str, ...]]],
+    ) -> None:
+        self.transaction_id = transaction_id
+        self.decision = decision
+        self.fired = fired
+        self.notifications = notifications
+        self.audit = audit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "decision": self.decision,
+            "fired": [{"rule": r, "reason": why} for r, why in self.fired],
+            "notifications": [{"rule": r, "recipient": to} for r, to in self.notifications],
+            "audit": [{"rule": r, "ledger": led, "flags": list(flags)} for r, led, flags in self.audit],
+            "enforcer_hash": "hand-written",
+        }
+
+
+def hand_decide(raw: dict[str, Any]) -> HandDecision:
+    get = raw.get
+    t = get("type")
+    if type(t) is not str:
+        t = None
+    amount = _decimal(get("amount"))
+    level = get("actor_level")
+    if type(level) is str:
+        rank = RANKS.get(level)
+    else:
+        level = rank = None
+    attrs = get("attributes")
+    if type(attrs) is not dict:
+        attrs = {}
+    fired: list[tuple[str, str]] = []
+    if t is not None:
+        for rule, threshold, threshold_text, required, code in APPROVALS.get(t, ()):
+            if amount is None:
+                fired.append((rule, MISSING_AMOUNT))
+            elif amount > threshold:
+                if rank is None:
+                    fired.append((rule, MISSING_LEVEL))
+                elif rank < required:
+                    fired.append(
+                        (
+                            rule,
+                            f"amount {amount} > {threshold_text} requires {code} or above; actor is {level}",
+                        )
+                    )
+    # fraud-check (every type): vendor_risk = high and amount > 25000, unless CFO or above
+    risk = _text(attrs.get("vendor_risk"))
+    if amount is None or risk is None:
+        missing = [n for n, v in (("amount", amount), ("vendor_risk", risk)) if v is None]
+        fired.append(
+            (FRAUD, "missing or invalid field(s): " + ", ".join(missing) + "; the rule fails closed")
+        )
+    elif amount > FRAUD_LIMIT and risk == "high":
+        if rank is None:
+            fired.append((FRAUD, MISSING_LEVEL))
+        elif rank < FRAUD_OVERRIDE_RANK:
+            seen = f" (transaction: amount={amount}, vendor_risk={risk})"
+            fired.append((FRAUD, FRAUD_REASON + seen + FRAUD_OVERRIDE + str(level)))
+    # sanctions (every type)
+    country = _text(attrs.get("country"))
+    if country is None:
+        fired.append((SANCTIONS, "missing or invalid field(s): country; the rule fails closed"))
+    elif country in SANCTIONED:
+        fired.append((SANCTIONS, f"{SANCTIONS_REASON} (transaction: country={country})"))
+    if t is None:
+        fired.extend(
+            (r, f"field 'type' is missing; rule {r} applies to specific types, so it fails closed")
+            for r in TYPED_RULES
+        )
+        fired.sort()
+    elif t in SOD:
+        approver, executor = _text(get("approver_id")), _text(get("executor_id"))
+        if approver is None or executor is None:
+            missing = [n for n, v in (("approver_id", approver), ("executor_id", executor)) if v is None]
+            fired.append((SOD[t], "missing field(s): " + ", ".join(missing) + "; the rule fails closed"))
+        elif approver == executor:
+            fired.append((SOD[t], f"approver {approver} is also the executor (segregation of duty)"))
+    if fired:
+        return HandDecision(get("id"), "REJECT", fired, [(NOTIFY, "finance@acme.example")], [])
+    return HandDecision(get("id"), "APPROVE", fired, [], [])
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def generate_a(work: Path) -> Path:
+    """A for p15, made by the CLI in a fresh store (FABRIC_HOME=work/home)."""
+    onto = work / "p15" / "policy.ttl"
+    onto.parent.mkdir()
+    onto.write_text(P15, encoding="utf-8")
+    env = c.child_env(work / "home")
+    out = work / "A"
+    for args in (["init"], ["generate", f"--input={onto}", f"--output={out}"]):
+        proc = subprocess.run(c.mu_command() + args, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit(
+                f"mu {args[0]} failed (exit {proc.returncode}); nothing measured:\n{proc.stdout}{proc.stderr}"
+            )
+    return out
+
+
+def _comparable(d: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        d["transaction_id"],
+        d["decision"],
+        tuple(sorted(f["rule"] for f in d["fired"])),
+        tuple(sorted((n["rule"], n["recipient"]) for n in d["notifications"])),
+        tuple(sorted((a["rule"], a["ledger"], tuple(a["flags"])) for a in d["audit"])),
+    )
+
+
+def check_same(decide: Any) -> tuple[bool, list[str]]:
+    """Abort unless both give the same decisions; return (reasons identical, reason differences)."""
+    reason_diffs = []
+    for tx in MIX:
+        gen, hand = decide(tx).to_dict(), hand_decide(tx).to_dict()
+        if _comparable(gen) != _comparable(hand):
+            sys.exit(
+                f"ABORT: generated and hand-written disagree on {tx['id']}:\n  generated   "
+                f"{_comparable(gen)}\n  hand-written {_comparable(hand)}"
+            )
+        if sorted((f["rule"], f["reason"]) for f in gen["fired"]) != sorted(
+            (f["rule"], f["reason"]) for f in hand["fired"]
+        ):
+            reason_diffs.append(f"{tx['id']}: generated {gen['fired']} / hand-written {hand['fired']}")
+    return not reason_diffs, reason_diffs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (11 instead of 41)")
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = ap.parse_args()
+    repeat, min_s = (11, 0.02) if args.quick else (41, 0.02)
+
+    from finops_fabric.enforcer import load_enforcer
+
+    with tempfile.TemporaryDirectory(prefix="bench-decide-") as tmp:
+        a_dir = generate_a(Path(tmp))
+        t0 = time.perf_counter()
+        enforcer = load_enforcer(a_dir)
+        load_s = time.perf_counter() - t0
+        decide = enforcer.decide
+        same_reasons, reason_diffs = check_same(decide)
+        rejected = sum(1 for tx in MIX if hand_decide(tx).decision == "REJECT")
+        gen_decisions = [decide(tx) for tx in MIX]
+        hand_decisions = [hand_decide(tx) for tx in MIX]
+
+        def run_generated() -> None:
+            for tx in MIX:
+                decide(tx)
+
+        def run_hand() -> None:
+            for tx in MIX:
+                hand_decide(tx)
+
+        def run_normalise() -> None:
+            tx_of = enforcer.transaction
+            for tx in MIX:
+                tx_of(tx)
+
+        def run_to_dict() -> None:
+            for d in gen_decisions:
+                d.to_dict()
+
+        def run_hand_to_dict() -> None:
+            for d in hand_decisions:
+                d.to_dict()
+
+        def run_generated_and_dict() -> None:
+            for tx in MIX:
+                decide(tx).to_dict()
+
+        res = c.interleaved(
+            {
+                "generated": run_generated,
+                "hand": run_hand,
+                "normalise": run_normalise,
+                "to_dict": run_to_dict,
+                "hand_to_dict": run_hand_to_dict,
+                "generated+to_dict": run_generated_and_dict,
+            },
+            repeat,
+            min_s,
+        )
+    n = len(MIX)
+    per = {k: v["best"] / n for k, v in res.items()}
+    ratio = per["generated"] / per["hand"]
+    rows = [
+        ("enforcer.decide (generated A)", c.fmt_us(per["generated"]), c.fmt_rate(1 / per["generated"])),
+        ("hand_decide (hand-written)", c.fmt_us(per["hand"]), c.fmt_rate(1 / per["hand"])),
+        (
+            "  of which runtime Tx() normalisation",
+            c.fmt_us(per["normalise"]),
+            c.fmt_rate(1 / per["normalise"]),
+        ),
+        ("decision.to_dict() (generated)", c.fmt_us(per["to_dict"]), c.fmt_rate(1 / per["to_dict"])),
+        (
+            "decision.to_dict() (hand-written)",
+            c.fmt_us(per["hand_to_dict"]),
+            c.fmt_rate(1 / per["hand_to_dict"]),
+        ),
+        (
+            "decide + to_dict (generated)",
+            c.fmt_us(per["generated+to_dict"]),
+            c.fmt_rate(1 / per["generated+to_dict"]),
+        ),
+    ]
+    verdict = "within" if ratio <= TARGET_RATIO else "NOT within"
+    doc = {
+        "benchmark": "decide",
+        "policy": "p15 (15 rules, embedded)",
+        "method": f"timeit-style: best of {repeat} alternating repeats, each the whole mix run "
+        "`number` times; "
+        "figures are per transaction",
+        "machine": c.machine(),
+        "mix": {"transactions": n, "rejected": rejected, "approved": n - rejected},
+        "same_decisions": True,
+        "same_reasons": same_reasons,
+        "reason_differences": reason_diffs,
+        "load_enforcer_seconds": load_s,
+        "results": {
+            k: {
+                "seconds_per_call": per[k],
+                "calls_per_second": 1 / per[k],
+                "number": v["number"],
+                "repeats_seconds_per_call": [r / n for r in v["runs"]],
+            }
+            for k, v in res.items()
+        },
+        "ratio_generated_over_hand": ratio,
+        "to_dict_share_of_decide_plus_to_dict": per["to_dict"] / per["generated+to_dict"],
+        "target": f"generated within {TARGET_RATIO}x of hand-written",
+        "target_met": ratio <= TARGET_RATIO,
+    }
+    if args.json:
+        c.emit_json(doc)
+        return
+    print(f"decide() on p15: {n} transactions ({rejected} rejected), {doc['method']}")
+    print(f"machine: {c.machine_line()}")
+    print(f"decisions checked equal first: yes; reasons identical: {'yes' if same_reasons else 'NO'}")
+    for line in reason_diffs:
+        print(f"  reason differs: {line}")
+    print(f"load_enforcer(A): {load_s * 1000:.1f} ms (one run)\n")
+    print(c.table(rows, ("measurement", "µs/tx", "per second")))
+    print(f"\nratio generated / hand-written: {ratio:.3f}x  (target <= {TARGET_RATIO}x: {verdict})")
+    print(f"to_dict() is {doc['to_dict_share_of_decide_plus_to_dict']:.0%} of decide + to_dict")
+
+
+if __name__ == "__main__":
+    main()
