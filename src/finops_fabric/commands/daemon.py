@@ -111,6 +111,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     runtime = Runtime(store, env)
     restored = runtime.restore()
     app = create_app(store, env, dev=args.dev, runtime=runtime)
+    if not args.no_workers:
+        from finops_fabric.daemon.effects import attach
+
+        attach(app, store, env)
     token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
     tpath = client.token_path(store, env)
     tpath.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,11 @@ def register(cmd: Register) -> None:
         "--port", type=int, default=0, help="port (default 0: a free port, recorded in the store)"
     )
     sp.add_argument("--dev", action="store_true", help="development mode: no tokens (loopback only)")
+    sp.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="decide only: no notification or audit workers (their outbox entries wait for the next start)",
+    )
     actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
     tk = actions.add_parser("token", help="manage access tokens", description="create an access token")
     tk.add_argument("verb", choices=["create"], help="create: print a new token once")

@@ -117,6 +117,8 @@ def create_app(
     metrics = Metrics()
     tokens = TokenBook(store.home)
     decision_writers: list[decision_log.ExtraWriter] = []
+    # Per decision: factories (decision, transaction) -> writer, e.g. the outbox's entries.
+    effect_writers: list[Callable[[dict[str, Any], dict[str, Any]], decision_log.ExtraWriter]] = []
     health_sources: dict[str, Callable[[], dict[str, Any]]] = {}
     on_startup: list[Callable[[], Any]] = []
     on_shutdown: list[Callable[[], Any]] = []
@@ -169,7 +171,7 @@ def create_app(
             )
         except Exception as exc:
             return _error(400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}")
-        row_id = await writer.write(entry, decision_writers)
+        row_id = await writer.write(entry, [*decision_writers, *(w(decision, tx) for w in effect_writers)])
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
         if counter is None:
@@ -310,6 +312,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.decision_log = writer
     app.state.decision_writers = decision_writers
+    app.state.effect_writers = effect_writers
     app.state.health_sources = health_sources
     app.state.on_startup = on_startup
     app.state.on_shutdown = on_shutdown

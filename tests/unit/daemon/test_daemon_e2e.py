@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 ACME = Path(__file__).resolve().parents[3] / "src" / "finops_fabric" / "examples" / "acme"
 
@@ -45,6 +49,21 @@ def test_daemon_end_to_end(tmp_path: Path) -> None:
                 "actor_level": "L2",
             }
         )
+    )
+    mails: list[str] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            mails.extend(envelope.rcpt_tos)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    smtp = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    smtp.start()
+    (home / "config.json").write_text(
+        json.dumps({"smtp": {"host": "127.0.0.1", "port": port, "from": "f@x"}})
     )
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
@@ -100,7 +119,20 @@ def test_daemon_end_to_end(tmp_path: Path) -> None:
         assert [(r["transaction_id"], r["outcome"], r["enforcer_hash"]) for r in rows] == [
             ("e2e", "REJECT", enforcer_hash)
         ]
+
+        # side effects: the supervised workers deliver from the outbox (a real SMTP server)
+        senior = tmp_path / "tx-senior.json"
+        senior.write_text(json.dumps({**json.loads(tx.read_text()), "id": "e2e-2", "actor_level": "L3"}))
+        dec = mu(home, "decide", "--target=test", f"--transaction={senior}", "--json")
+        assert json.loads(dec.stdout)["decision"] == "APPROVE"
+        deadline = time.monotonic() + 30
+        while len(mails) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sorted(mails) == ["audit@acme.example", "finance@acme.example", "finance@acme.example"]
+        ledger = mu(home, "audit-log", "verify", "--env=test", "--json")
+        assert ledger.returncode == 0, ledger.stderr
     finally:
+        smtp.stop()
         daemon.terminate()
         try:
             daemon.wait(timeout=20)

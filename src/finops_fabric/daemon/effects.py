@@ -1,0 +1,84 @@
+"""Wire the side effects into a daemon: every decision's notifications and audit entries go
+into the durable outbox in the decision's own SQLite transaction, and supervised worker
+processes deliver them (restarted on a crash, within an OTP-style restart intensity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+
+from finops_fabric.daemon import outbox
+from finops_fabric.daemon.app import Metrics
+from finops_fabric.daemon.supervisor import Supervisor
+from finops_fabric.store import Store
+
+KINDS = ("notification", "audit")
+
+
+def enqueue_writer(decision: dict[str, Any], tx: dict[str, Any]) -> Callable[[Any, int], None]:
+    def write(conn: Any, decision_id: int) -> None:
+        outbox.enqueue_for_decision(conn, decision_id, decision, tx)
+
+    return write
+
+
+def attach(app: Starlette, store: Store, env: str) -> Supervisor:
+    """Add the outbox and its supervised workers to ``app``; they start and stop with it."""
+    outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
+    metrics: Metrics = app.state.metrics
+    supervisor = Supervisor(
+        store.home,
+        env,
+        kinds=KINDS,
+        on_event=lambda e: (
+            metrics.restarts.labels(process=str(e.get("process"))).inc()
+            if e.get("event") == "restart"
+            else None
+        ),
+    )
+    app.state.effect_writers.append(enqueue_writer)
+    stop = threading.Event()
+
+    def watch_depth() -> None:  # the queue-depth gauge, refreshed every second
+        conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
+        try:
+            while not stop.wait(1.0):
+                with contextlib.suppress(Exception):
+                    for kind, counts in outbox.depth(conn).items():
+                        waiting = int(counts.get("pending", 0)) + int(counts.get("delivering", 0))
+                        metrics.queue_depth.labels(queue=kind).set(waiting)
+        finally:
+            conn.close()
+
+    watcher = threading.Thread(target=watch_depth, name=f"outbox-depth-{env}", daemon=True)
+
+    def start() -> None:
+        supervisor.start()
+        watcher.start()
+
+    def shutdown() -> None:
+        stop.set()
+        supervisor.stop()
+
+    for kind in KINDS:
+        app.state.health_sources[kind] = _health_of(supervisor, kind)
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.insert(0, shutdown)
+    return supervisor
+
+
+def _health_of(supervisor: Supervisor, kind: str) -> Callable[[], dict[str, Any]]:
+    def health() -> dict[str, Any]:
+        status = dict(supervisor.status().get(kind, {}))
+        state = status.get("state")
+        status["status"] = {"running": "ok", "restarting": "degraded", "failed": "failed"}.get(
+            str(state), "degraded"
+        )
+        return status
+
+    return health
