@@ -45,7 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from .canonical import canonical_json, is_sha256
 from .errors import CheckFailed, InputError, Location
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id
-from .receipts import check_hash, check_schema
+from .receipts import check_hash, check_schema, strict_json_loads
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -229,31 +229,13 @@ def _check_signature(
     )
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _strict_json(data: bytes) -> Any:
-    """JSON that is UTF-8, has no duplicate keys and no NaN/Infinity; ``ValueError`` otherwise."""
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-
-
 def _not_statement(message: str) -> CheckFailed:
     return CheckFailed(f"the payload is not an in-toto Statement v1: {message}", code="dsse.statement")
 
 
 def _parse_statement(payload: bytes) -> dict[str, Any]:
     try:
-        doc = _strict_json(payload)
+        doc = strict_json_loads(payload)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError too
         raise _not_statement(f"not JSON ({exc})") from exc
     if not isinstance(doc, dict):
@@ -370,7 +352,7 @@ def load_envelope(path: str | os.PathLike[str]) -> Any:
             f"cannot read envelope {p}: {exc.strerror or exc}", code="envelope.unreadable", location=loc
         ) from exc
     try:
-        return _strict_json(raw)
+        return strict_json_loads(raw)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(

@@ -194,6 +194,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def strict_json_loads(text: str | bytes) -> Any:
+    """JSON that is UTF-8, has no duplicate keys and no NaN/Infinity; ``ValueError`` otherwise
+    (``json.JSONDecodeError`` keeps its line and column)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def load_receipt(path: str | os.PathLike[str]) -> Receipt:
     """Read a receipt file. :class:`InputError` for a missing or unreadable file
     (``receipt.missing``/``receipt.unreadable``), invalid JSON naming the line
@@ -220,7 +228,7 @@ def load_receipt(path: str | os.PathLike[str]) -> Receipt:
             location=Location(file=str(p), line=line),
         ) from exc
     try:
-        doc = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        doc = strict_json_loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"receipt {p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
