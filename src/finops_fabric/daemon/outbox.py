@@ -264,6 +264,15 @@ def claim(
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
     lease_until = now + lease_seconds
+    # A read first (no lock): an idle worker polling an empty queue must never take the write
+    # lock the decision path needs.
+    due = conn.execute(
+        "SELECT 1 FROM outbox WHERE kind = ? AND state IN ('pending', 'delivering') AND next_attempt_at <= ?"
+        " LIMIT 1",
+        (kind, now),
+    ).fetchone()
+    if due is None:
+        return []
     with transaction(conn):
         rows = conn.execute(
             "SELECT id, decision_id, idempotency_key, payload, attempts, created_at FROM outbox"
