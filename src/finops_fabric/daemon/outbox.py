@@ -263,6 +263,8 @@ def claim(
     and delivering ones whose lease has expired) and lease them until ``now + lease_seconds``."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
+    if conn.in_transaction:
+        raise RuntimeError("a transaction is already open on this connection")
     lease_until = now + lease_seconds
     # A read first (no lock): an idle worker polling an empty queue must never take the write
     # lock the decision path needs.
