@@ -397,8 +397,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     old, new = Path(args.old), Path(args.new)
     if is_enforcer_dir(old) and is_enforcer_dir(new):
-        from finops_fabric.diffing import diff_enforcers
-        from finops_fabric.pipeline import unified_diff
+        from finops_fabric.diffing import diff_enforcers, unified_diff
 
         a, b = _side(old), _side(new)
         d = diff_enforcers(a, b)

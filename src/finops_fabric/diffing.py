@@ -3,6 +3,7 @@ and between two enforcers (artifact by artifact, with the rule each one realises
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -158,3 +159,16 @@ def diff_enforcers(old: Side, new: Side) -> dict[str, Any]:
 def manifest_of(files: dict[str, bytes]) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(files["manifest.json"])
     return data
+
+
+def unified_diff(old: bytes, new: bytes, name: str) -> list[str]:
+    """The changed lines of one generated file, for `mu diff --verbose`."""
+    return list(
+        difflib.unified_diff(
+            old.decode("utf-8", "replace").splitlines(),
+            new.decode("utf-8", "replace").splitlines(),
+            f"old/{name}",
+            f"new/{name}",
+            lineterm="",
+        )
+    )

@@ -32,6 +32,7 @@ from typing import Any
 from finops_fabric.canonical import sha256_hex
 from finops_fabric.enforcer import MANIFEST, parse_manifest, read_tree
 from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.pipeline import quiet
 from finops_fabric.replay import Regenerated, regenerate
 from finops_fabric.store import Store
 
@@ -51,10 +52,6 @@ CAUSES = (
 )
 #: Causes that explain a whole A_prod that is self-consistent but not the receipted A.
 _WHOLE_A = ("generator_mismatch", "superseded", "enforcer_not_receipted")
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -368,7 +365,7 @@ def detect_drift(
     store: Store,
     *,
     ontology: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> DriftReport:
     """Compare the enforcer at ``enforcer`` with a fresh regeneration of the store's latest
     generation receipt (and, with ``ontology``, O now with the receipted O)."""

@@ -9,14 +9,13 @@ gate passed), and a rejection receipt is kept instead.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,7 +38,7 @@ DOCTRINE = ("correct_by_construction", "idempotence", "typing", "provenance", "n
 Progress = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
+def quiet(_: str) -> None:
     return None
 
 
@@ -277,15 +276,18 @@ def _rejection(
     return GenerateResult("rejected", sealed, findings=findings)
 
 
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+def write_tree(root: Path, files: Mapping[str, bytes], *, durable: bool = True) -> None:
+    """Write every file of A under ``root``. ``durable``: on disk before A is renamed into place
+    (one flush for the batch); a throwaway directory that is only loaded skips it."""
     for rel, data in sorted(files.items()):
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
-    os.sync()  # every file on disk before A is renamed into place (one flush for the batch)
+    if durable:
+        os.sync()
 
 
-def _install(tmp: Path, output: Path) -> None:
+def install_tree(tmp: Path, output: Path) -> None:
     """Move the complete A from ``tmp`` to ``output``; an existing enforcer there is replaced whole."""
     if output.exists():
         if not is_enforcer_dir(output) and any(output.iterdir()):
@@ -311,7 +313,7 @@ def generate(
     previous_receipt: Path | None = None,
     generator_version: str | None = None,
     receipt_file: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> GenerateResult:
     store.require()
     gen = generators.get(generator_version)
@@ -371,7 +373,7 @@ def generate(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
-        _write_tree(tmp, files)
+        write_tree(tmp, files)
         progress("golden gate: compliance cases and derived boundary cases")
         enforcer = load_enforcer(tmp)
         report = run_golden_gate(policy, enforcer)
@@ -424,7 +426,7 @@ def generate(
             compared_with=prev.source,
         )
         store.put_tree(files)
-        _install(tmp, output)
+        install_tree(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -457,16 +459,4 @@ def generate(
         write_json_atomic(receipt_file, sealed)
     return GenerateResult(
         "generated", sealed, enforcer_hash, changed, unchanged, added, removed, v.findings, base["golden"]
-    )
-
-
-def unified_diff(old: bytes, new: bytes, name: str) -> list[str]:
-    return list(
-        difflib.unified_diff(
-            old.decode("utf-8", "replace").splitlines(),
-            new.decode("utf-8", "replace").splitlines(),
-            f"old/{name}",
-            f"new/{name}",
-            lineterm="",
-        )
     )

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -43,6 +42,7 @@ from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, load_enforcer
 from finops_fabric.errors import CheckFailed, InputError, Location
 from finops_fabric.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, load_public_key, public_key_pem
+from finops_fabric.pipeline import install_tree, quiet, write_tree
 from finops_fabric.receipts import (
     RECEIPT_FORMAT,
     check_hash,
@@ -79,10 +79,6 @@ CHECKS = (
     "replay.build",
 )
 _GENERATOR_KEYS = ("id", "version", "source_hash")
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass
@@ -370,7 +366,7 @@ def _build(
         ) from e
     tmp = Path(tempfile.mkdtemp(prefix="mu-replay-"))
     try:
-        _write_tree(tmp, built, durable=False)
+        write_tree(tmp, built, durable=False)
         progress("loading the replayed A (every artifact hash verified)")
         try:
             enforcer = load_enforcer(tmp)
@@ -381,29 +377,13 @@ def _build(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_tree(root: Path, files: Mapping[str, bytes], *, durable: bool) -> None:
-    """Write every file of A under ``root``; ``durable`` flushes each to disk (for an A that is
-    kept, not for the throwaway directory a replay loads from)."""
-    for rel, data in sorted(files.items()):
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-
-
-# --- regenerate -------------------------------------------------------------------------------
-
-
 def regenerate(
     receipt: dict[str, Any],
     store: Store,
     *,
     ontology: Path | None = None,
     generator_version: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Regenerated:
     """Replay ``receipt``: run the checks of :data:`CHECKS` in order, regenerate A in a clean
     temporary directory and compare it with the receipt. Raises :class:`CheckFailed` (a check
@@ -487,7 +467,6 @@ def _compare(result: Regenerated, receipt: dict[str, Any], expected: dict[str, s
 def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
     """Write A to ``output`` so it appears complete or not at all (temporary sibling + rename);
     an enforcer already there is replaced whole, anything else is refused."""
-    from finops_fabric.pipeline import _install
 
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -495,8 +474,8 @@ def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
-        _write_tree(tmp, files, durable=True)
-        _install(tmp, output)
+        write_tree(tmp, files)
+        install_tree(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
