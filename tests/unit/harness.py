@@ -41,3 +41,11 @@ def copy_example(tmp_path: Path, name: str = "O") -> Path:
     dest = tmp_path / name
     shutil.copytree(EXAMPLE, dest)
     return dest
+
+
+def changed_example(tmp_path: Path, name: str = "O2") -> Path:
+    """The example with one threshold raised (golden cases still hold)."""
+    o = copy_example(tmp_path, name)
+    wires = o / "wires.ttl"
+    wires.write_text(wires.read_text().replace('"1000000"', '"2000000"'))
+    return o

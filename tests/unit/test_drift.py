@@ -9,18 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EX, Run, copy_example
+from harness import EX, Run, changed_example, copy_example
 
 from finops_fabric.canonical import canonical_json, sha256_hex
 from finops_fabric.drift import CAUSES, detect_drift
 from finops_fabric.store import Store
-
-
-def changed_example(tmp_path: Path, name: str = "O2") -> Path:
-    o = copy_example(tmp_path, name)
-    wires = o / "wires.ttl"
-    wires.write_text(wires.read_text().replace('"1000000"', '"2000000"'))
-    return o
 
 
 @pytest.fixture

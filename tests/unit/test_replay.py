@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EX, Run, copy_example
+from harness import EX, Run, changed_example, copy_example
 
 from finops_fabric.enforcer import read_tree
 from finops_fabric.errors import CheckFailed, InputError
@@ -22,14 +22,6 @@ from finops_fabric.store import Store
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-def changed_example(tmp_path: Path, name: str = "O2") -> Path:
-    """The example with one threshold raised (golden cases still hold)."""
-    o = copy_example(tmp_path, name)
-    wires = o / "wires.ttl"
-    wires.write_text(wires.read_text().replace('"1000000"', '"2000000"'))
-    return o
 
 
 @pytest.fixture
