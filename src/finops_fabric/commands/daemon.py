@@ -1,6 +1,8 @@
 """`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev]`: run ENV's enforcement service.
 
     mu daemon token create --role=operator|deployer|auditor [--role=…] [--label=TEXT]
+    mu daemon token list
+    mu daemon token revoke --id=ID
 
 The daemon listens on loopback by default (``--port=0`` picks a free port), writes
 ``<store>/daemons/<ENV>.json`` so the CLI finds it and ``<store>/daemons/<ENV>.token`` (0600,
@@ -165,8 +167,10 @@ def _token(args: argparse.Namespace) -> int:
     from finops_fabric.daemon import auth
     from finops_fabric.store import Store
 
-    if args.verb != "create":
-        raise InputError("mu daemon token: the action is `create`", code="cli.usage")
+    if args.verb == "list":
+        return _token_list(args)
+    if args.verb == "revoke":
+        return _token_revoke(args)
     roles = args.role or []
     if not roles:
         raise InputError(f"give --role ({', '.join(auth.ROLES)})", code="cli.usage")
@@ -180,6 +184,41 @@ def _token(args: argparse.Namespace) -> int:
             f"(roles {', '.join(sorted(set(roles)))}; shown once: only its SHA-256 is kept in "
             f"{auth.tokens_path(store.home)})",
         ],
+    )
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from finops_fabric.daemon import auth
+    from finops_fabric.store import Store
+
+    store = Store.open(args.home)
+    rows = auth.list_tokens(store.home)
+
+    def human() -> list[str]:
+        if not rows:
+            return [f"no tokens in {auth.tokens_path(store.home)}"]
+        return [
+            f"{r['id']}  {','.join(r['roles']):<18} {r['created']:<21} {r['label']}"
+            + (f" (daemon {r['local_env']})" if "local_env" in r else "")
+            for r in rows
+        ]
+
+    Out(args.json).emit({"tokens": rows}, human)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from finops_fabric.daemon import auth
+    from finops_fabric.store import Store
+
+    if not args.id:
+        raise InputError("give --id=ID (from `mu daemon token list`)", code="cli.usage")
+    store = Store.open(args.home)
+    row = auth.revoke(store.home, args.id)
+    Out(args.json).emit(
+        {"revoked": row},
+        lambda: [f"revoked token {row['id']} ({', '.join(row['roles'])}) {row['label']}".rstrip()],
     )
     return 0
 
@@ -206,8 +245,15 @@ def register(cmd: Register) -> None:
         help="decide only: no notification or audit workers (their outbox entries wait for the next start)",
     )
     actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
-    tk = actions.add_parser("token", help="manage access tokens", description="create an access token")
-    tk.add_argument("verb", choices=["create"], help="create: print a new token once")
+    tk = actions.add_parser(
+        "token", help="manage access tokens", description="create, list or revoke access tokens"
+    )
+    tk.add_argument(
+        "verb",
+        choices=["create", "list", "revoke"],
+        help="create: print a new token once; list: ids, roles, labels; revoke: remove one by --id",
+    )
+    tk.add_argument("--id", help="revoke: the token's id (a prefix of its SHA-256, from `token list`)")
     tk.add_argument(
         "--role", action="append", metavar="ROLE", help="operator, deployer or auditor (repeatable)"
     )

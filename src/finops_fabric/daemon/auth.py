@@ -28,7 +28,16 @@ from typing import Any
 from finops_fabric.canonical import write_bytes_atomic
 from finops_fabric.errors import InputError, Location
 
-__all__ = ["PERMISSIONS", "ROLES", "TokenBook", "create_token", "hash_token", "revoke_local"]
+__all__ = [
+    "PERMISSIONS",
+    "ROLES",
+    "TokenBook",
+    "create_token",
+    "hash_token",
+    "list_tokens",
+    "revoke",
+    "revoke_local",
+]
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "operator": frozenset({"decide", "read"}),
@@ -37,6 +46,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 ROLES = tuple(PERMISSIONS)
 TOKEN_PREFIX = "mu_"  # noqa: S105 - a prefix, not a secret
+ID_LENGTH = 12  # a token's id: the first hex digits of its SHA-256 (never the token itself)
+MIN_ID_PREFIX = 6
 
 
 def tokens_path(home: Path) -> Path:
@@ -118,6 +129,56 @@ def revoke_local(home: Path, env: str) -> None:
         kept = [t for t in tokens if t.get("local_env") != env]
         if len(kept) != len(tokens):
             _write(path, kept)
+
+
+def token_id(entry: dict[str, Any]) -> str:
+    return str(entry.get("sha256", ""))[:ID_LENGTH]
+
+
+def list_tokens(home: Path) -> list[dict[str, Any]]:
+    """Every token of the store, by id (a prefix of its hash): roles, label, when created."""
+    out = []
+    for t in _read(tokens_path(home)):
+        row = {
+            "id": token_id(t),
+            "roles": sorted(str(r) for r in t.get("roles", [])),
+            "label": str(t.get("label", "")),
+            "created": str(t.get("created", "")),
+        }
+        if "local_env" in t:
+            row["local_env"] = str(t["local_env"])
+        out.append(row)
+    return out
+
+
+def revoke(home: Path, token_id_prefix: str) -> dict[str, Any]:
+    """Remove the one token whose hash starts with ``token_id_prefix``; a running daemon stops
+    accepting it at its next request (it re-reads the file when it changes). Returns its row."""
+    prefix = token_id_prefix.strip().lower()
+    if len(prefix) < MIN_ID_PREFIX or any(c not in "0123456789abcdef" for c in prefix):
+        raise InputError(
+            f"--id={token_id_prefix!r} is not a token id (at least {MIN_ID_PREFIX} hex digits, "
+            "as `mu daemon token list` shows)",
+            code="tokens.bad_id",
+        )
+    path = tokens_path(home)
+    with _locked(home):
+        tokens = _read(path)
+        hits = [t for t in tokens if str(t.get("sha256", "")).startswith(prefix)]
+        if not hits:
+            raise InputError(
+                f"no token has id {prefix} in {path}",
+                code="tokens.unknown_id",
+                hint="`mu daemon token list` shows the ids",
+            )
+        if len(hits) > 1:
+            raise InputError(
+                f"id {prefix} matches {len(hits)} tokens; give more of its digits", code="tokens.ambiguous_id"
+            )
+        _write(path, [t for t in tokens if t is not hits[0]])
+    row = {"id": token_id(hits[0]), "roles": sorted(str(r) for r in hits[0].get("roles", []))}
+    row["label"] = str(hits[0].get("label", ""))
+    return row
 
 
 class TokenBook:
