@@ -111,6 +111,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     runtime = Runtime(store, env)
+    _inject_faults(runtime, env)
     restored = runtime.restore()
     app = create_app(store, env, dev=args.dev, runtime=runtime)
     if not args.no_workers:
@@ -161,6 +162,38 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         cleanup()
         sock.close()
     return 0
+
+
+FAULT_DEPLOY_PAUSE = "FABRIC_FAULT_DEPLOY_PAUSE"
+
+
+def _inject_faults(runtime: Any, env: str) -> None:
+    """A failpoint for the fault tests (in the manner of etcd's gofail): with
+    ``FABRIC_FAULT_DEPLOY_PAUSE=SECONDS`` every deployment pauses after booting the new A and
+    before its health check, and says so on stderr, so a test can kill the daemon mid-deployment.
+    Unset (always, outside tests), nothing changes."""
+    raw = os.environ.get(FAULT_DEPLOY_PAUSE)
+    if not raw:
+        return
+    try:
+        pause = float(raw)
+    except ValueError as exc:
+        raise InputError(
+            f"{FAULT_DEPLOY_PAUSE}={raw!r} is not a number of seconds", code="cli.usage"
+        ) from exc
+
+    def hook(enforcer: Any) -> None:
+        import time
+
+        print(
+            f"mu daemon: fault injection: {env} deployment of {enforcer.hash} paused {pause:g} s "
+            "before its health check",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(pause)
+
+    runtime.boot_hook = hook
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -238,9 +238,19 @@ def post_deployment(
     }
     with connect(store, env, wait=wait, timeout=300.0) as daemon:
         while True:
-            status, doc = daemon.request(
-                "POST", "/v1/deployments", body=json.dumps(body).encode("utf-8"), ok=(200, 409, 422)
-            )
+            try:
+                status, doc = daemon.request(
+                    "POST", "/v1/deployments", body=json.dumps(body).encode("utf-8"), ok=(200, 409, 422)
+                )
+            except InputError as exc:
+                if exc.code != "daemon.unreachable":
+                    raise
+                raise CheckFailed(
+                    f"the {env} daemon went away during the deployment of {path} ({exc.message}); "
+                    "it was not switched: a restarted daemon serves the A of its last successful deployment",
+                    code="deploy.interrupted",
+                    hint=f"restart `mu daemon --env={env}`; `mu receipt --deployment={env}`; deploy again",
+                ) from exc
             if status != 409:
                 break
             err = doc.get("error", {}) if isinstance(doc, dict) else {}
