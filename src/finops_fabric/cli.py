@@ -207,6 +207,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         previous_receipt=Path(args.previous_receipt) if args.previous_receipt else None,
         generator_version=args.generator_version,
         receipt_file=Path(args.receipt) if args.receipt else None,
+        approvals=[Path(a) for a in args.approval],
         progress=progress_printer(args),
     )
     r = res.receipt
@@ -222,6 +223,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     }
     if res.enforcer_hash:
         doc["enforcer_hash"] = res.enforcer_hash
+    overrides = [
+        {k: o[k] for k in ("invariant", "approval_hash", "keyid", "signer")} for o in r.get("overrides", [])
+    ]
+    if overrides:
+        doc["overrides"] = overrides
     if res.status == "rejected":
         doc["compliance_override_required"] = r.get("compliance_override_required", False)
         doc["reason"] = r.get("reason")
@@ -248,6 +254,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"golden: {r['golden']['passed']} passed, {r['golden']['failed']} failed",
             f"rules: {len(res.changed)} changed, {len(res.added)} added, {len(res.removed)} removed, "
             f"{len(res.unchanged)} unchanged (blast radius {out['blast_radius']['percent']}%)",
+            *[
+                f"compliance override: {o['invariant']} let through, signed by {o['signer']} "
+                f"(approval {o['approval_hash']})"
+                for o in overrides
+            ],
             f"receipt {r['receipt_hash']}",
         ]
 
@@ -483,6 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--previous-receipt", metavar="R")
     sp.add_argument("--generator-version", metavar="V")
     sp.add_argument("--receipt", metavar="FILE")
+    sp.add_argument(
+        "--approval",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a compliance approval or invariant override from `mu approve` (repeatable)",
+    )
     sp = cmd("test", cmd_test, "run golden cases or one transaction against A")
     sp.add_argument("--enforcer", required=True, metavar="A")
     sp.add_argument("--golden-suite", action="store_true")

@@ -276,6 +276,72 @@ def _rejection(
     return GenerateResult("rejected", sealed, findings=findings)
 
 
+def _verified_approvals(
+    store: Store, files: Sequence[Path], ontology_hash: str
+) -> list[tuple[Any, dict[str, Any]]]:
+    """Each approval file verified against the store's current roster, for exactly this O."""
+    if not files:
+        return []
+    from finops_fabric.approvals import load_roster, verify_approval
+    from finops_fabric.receipts import load_receipt
+
+    roster = load_roster(store.home)
+    out = []
+    for path in files:
+        doc = load_receipt(path)
+        try:
+            approval = verify_approval(doc, roster, ontology_hash=ontology_hash, any_override=True)
+        except CheckFailed as exc:
+            raise CheckFailed(
+                f"approval {path} lets nothing through: {exc.message}", code=exc.code, hint=exc.hint
+            ) from exc
+        out.append((approval, doc))
+    return out
+
+
+def _approval_record(approval: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "invariant": approval.override,
+        "approval_hash": approval.approval_hash,
+        "keyid": approval.keyid,
+        "signer": approval.signer,
+        "approval": doc,
+    }
+
+
+def _used(base: dict[str, Any]) -> list[str]:
+    return [str(o["invariant"]) for o in base.get("overrides", [])]
+
+
+def _overridden(
+    v: Validation,
+    gates: dict[str, dict[str, Any]],
+    offered: list[tuple[Any, dict[str, Any]]],
+    base: dict[str, Any],
+) -> bool:
+    """Whether compliance overrides cover every violation (all of them of the invariant gate).
+    If so, the invariant gate passes under them and ``base["overrides"]`` records each one used."""
+    by_invariant = {a.override: (a, doc) for a, doc in offered if a.override}
+    if v.policy is None or not by_invariant:
+        return False
+    violated = {f.invariant for f in v.violations}
+    if any(f.gate != "invariant" for f in v.violations) or not violated <= set(by_invariant):
+        gates["invariant"]["evidence"]["overrides_offered"] = sorted(by_invariant)
+        return False
+    used = sorted(str(i) for i in violated)
+    base["overrides"] = [_approval_record(*by_invariant[i]) for i in used]
+    gates["invariant"] = _gate(
+        "PASS",
+        **{
+            **gates["invariant"]["evidence"],
+            "overridden": used,
+            "override_approvals": [by_invariant[i][0].approval_hash for i in used],
+            "note": "violations of " + ", ".join(used) + " let through by a signed compliance override",
+        },
+    )
+    return True
+
+
 def write_tree(root: Path, files: Mapping[str, bytes], *, durable: bool = True) -> None:
     """Write every file of A under ``root``. ``durable``: on disk before A is renamed into place
     (one flush for the batch); a throwaway directory that is only loaded skips it."""
@@ -313,8 +379,13 @@ def generate(
     previous_receipt: Path | None = None,
     generator_version: str | None = None,
     receipt_file: Path | None = None,
+    approvals: Sequence[Path] = (),
     progress: Progress = quiet,
 ) -> GenerateResult:
+    """The whole line. ``approvals`` are compliance approval files (``mu approve``): each must
+    verify against the store's roster for exactly this hash(O), else :class:`CheckFailed` before
+    any gate runs; an override among them lets exactly its invariant through the invariant gate,
+    and the receipt records it (``overrides``)."""
     store.require()
     gen = generators.get(generator_version)
     if output.exists() and not output.is_dir():
@@ -340,14 +411,23 @@ def generate(
         },
         "doctrine": list(DOCTRINE),
     }
+    offered = _verified_approvals(store, approvals, onto.hash)
+    if offered:
+        base["approvals"] = [_approval_record(a, doc) for a, doc in offered if a.override is None]
     progress("ontology gate and invariant gate")
     v = validate(onto, schemas)
     gates = dict(v.gates)
-    if not v.conforms:
+    if not v.conforms and not _overridden(v, gates, offered, base):
         reason = (
             "O does not satisfy Σ" if gates["ontology"]["status"] == "FAIL" else "an invariant is violated"
         )
+        given = sorted({a.override for a, _ in offered if a.override})
+        if gates["ontology"]["status"] != "FAIL" and given:
+            reason += f" (the compliance override given covers only: {', '.join(given)})"
         return _rejection(store, base, gates, v.findings, reason, receipt_file)
+    unused = sorted({str(a.override) for a, _ in offered if a.override} - set(_used(base)))
+    if unused:
+        gates["invariant"]["evidence"]["unused_overrides"] = unused
     assert v.policy is not None
     policy = v.policy
     progress(f"generating {len(policy.rules)} rules with generator v{gen.version}")

@@ -1,7 +1,8 @@
 """`mu deploy --target=ENV --enforcer=A [--wait=60] [--now] [--receipt=FILE]`: hand A to ENV's daemon.
 
 The CLI checks A byte for byte against its manifest and its generation receipt in the store
-(an A without a receipt, or with any byte changed, is refused: exit 1, nothing changes), finds
+(an A without a receipt, or with any byte changed, is refused: exit 1, nothing changes; so is,
+for production, an A whose O no member of the compliance roster approved), finds
 the daemon through ``<store>/daemons/<ENV>.json`` (waiting up to ``--wait`` seconds for it),
 and posts A. The daemon verifies A again, boots it, runs its golden cases and switches
 atomically; a production daemon waits for its next epoch window unless ``--now``. The signed
@@ -60,6 +61,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
     path = Path(args.enforcer)
     _digest, receipt = verify_receipted(store, path)
+    if env == "production":  # refused here already, before the daemon is asked (it checks again)
+        from finops_fabric.approvals import require_approved
+
+        require_approved(store, receipt)
     status, doc = post_deployment(
         store,
         env,

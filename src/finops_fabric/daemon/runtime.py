@@ -1,6 +1,7 @@
 """What the daemon runs: the deployed A, and deploying a new one.
 
-A deployment verifies A against its generation receipt, boots it (``load_enforcer``: every
+A deployment verifies A against its generation receipt (in production also that its O was
+approved by a member of the compliance roster, see :mod:`finops_fabric.approvals`), boots it (``load_enforcer``: every
 artifact hash checked before any code runs), health-checks it (every golden case of A must
 pass), and switches: ONE reference assignment under a lock. A request reads
 ``runtime.active`` once and decides with that object to the end, so in-flight requests
@@ -306,6 +307,10 @@ class Runtime:
                 f"{receipt_hash} is not a generation receipt in the store {self.store.home}",
                 code="deploy.no_receipt",
             )
+        if self.env == "production":  # compliance owns production: its O must be approved
+            from finops_fabric.approvals import require_approved
+
+            require_approved(self.store, gen)
         expected = str((gen.get("outputs") or {}).get("enforcer_hash"))
         old = self.active
         evidence: dict[str, Any] = {"enforcer": str(path)}

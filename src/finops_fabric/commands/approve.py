@@ -1,0 +1,151 @@
+"""`mu approve` and `mu roster`: compliance signs hash(O), or an override of one invariant, and
+keeps the roster of who may.
+
+    mu roster init --member=NAME=NAME.pub [--member=…] --key=NAME.key   # version 1, signed by a member
+    mu roster show                                                      # the current (verified) roster
+    mu roster add --name=NAME --public-key=NAME.pub --key=MEMBER.key    # version n+1, signed by a member of n
+    mu roster remove --keyid=ID --key=MEMBER.key
+    mu approve --ontology=O --key=MEMBER.key [--override=INVARIANT] [--output=FILE]
+
+An approval is written to ``--output`` (default ``<12 hex of hash(O)>[.<invariant>].approval.json``
+in the current directory) and kept in the store's ledger. Exit 0 done; 1 the key is not on the
+roster (or the roster chain is broken); 2 bad input (unknown invariant, unreadable key or O).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from finops_fabric.cli import Out
+from finops_fabric.errors import InputError
+
+Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _home(args: argparse.Namespace) -> Path:
+    from finops_fabric.store import Store
+
+    return Store.open(args.home).home
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from finops_fabric.approvals import approval_file_name, approve, load_roster, verify_approval
+    from finops_fabric.keys import load_private_key
+    from finops_fabric.pipeline import load_ontology
+    from finops_fabric.receipts import write_json_atomic
+
+    home = _home(args)
+    key = load_private_key(Path(args.key))
+    onto = load_ontology(Path(args.ontology))
+    doc = approve(home, onto.hash, key, override=args.override, sources=[f.name for f in onto.files])
+    # read back exactly what was recorded, as any later check will
+    approval = verify_approval(doc, load_roster(home), ontology_hash=onto.hash, override=args.override)
+    output = Path(args.output) if args.output else Path.cwd() / approval_file_name(onto.hash, args.override)
+    write_json_atomic(output, doc)
+    out = {**approval.to_dict(), "file": str(output), "roster_version": doc["roster_version"]}
+    what = f"an override of invariant {args.override!r} for" if args.override else "approval of"
+    Out(args.json).emit(
+        out,
+        lambda: [
+            f"{approval.signer} signed {what} O {onto.hash}",
+            f"approval {approval.approval_hash} written to {output} and kept in the ledger",
+        ],
+    )
+    return 0
+
+
+def _member_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise InputError(f"--member={text!r}: write NAME=PUBLIC_KEY_FILE", code="cli.usage")
+    return name, Path(path)
+
+
+def _roster_lines(roster: Any) -> list[str]:
+    lines = [f"compliance roster version {roster.version} ({roster.receipt_hash}):"]
+    lines += [f"  {m.name:20} {m.keyid}" for m in roster.members]
+    return lines
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    from finops_fabric.approvals import change_roster, init_roster, load_roster, member_of, roster_history
+    from finops_fabric.keys import load_private_key, load_public_key
+
+    home = _home(args)
+    action = args.action
+    if action is None:
+        raise InputError(
+            "give an action: init, show, add or remove", code="cli.usage", hint="mu roster --help"
+        )
+    if action == "show":
+        history = roster_history(home)
+        roster = load_roster(home)
+        doc = {**roster.to_dict(), "versions": [r.receipt_hash for r in history]}
+        Out(args.json).emit(doc, lambda: _roster_lines(roster))
+        return 0
+    key = load_private_key(Path(args.key))
+    if action == "init":
+        if not args.member:
+            raise InputError("name at least one --member=NAME=PUBLIC_KEY_FILE", code="cli.usage")
+        members = [member_of(n, load_public_key(p)) for n, p in map(_member_arg, args.member)]
+        receipt = init_roster(home, members, key)
+    elif action == "add":
+        receipt = change_roster(home, key, add=member_of(args.name, load_public_key(Path(args.public_key))))
+    else:
+        receipt = change_roster(home, key, remove=args.keyid)
+    roster = load_roster(home)
+    doc = {**roster.to_dict(), "receipt_hash": receipt["receipt_hash"], "change": receipt["change"]}
+    Out(args.json).emit(
+        doc,
+        lambda: [
+            *_roster_lines(roster),
+            f"{receipt['change']['action']} signed by {receipt['signer']['name']}; "
+            f"roster receipt {receipt['receipt_hash']}",
+        ],
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--verbose``, ``--home`` after the action too (``mu roster show --json``)."""
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
+    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
+
+
+def register(cmd: Register) -> None:
+    from finops_fabric.invariants import INVARIANTS
+
+    sp = cmd("approve", cmd_approve, "a compliance approver signs hash(O), or an override of one invariant")
+    sp.add_argument("--ontology", required=True, metavar="O")
+    sp.add_argument("--key", required=True, metavar="KEY", help="the approver's private key (on the roster)")
+    sp.add_argument(
+        "--override",
+        metavar="INVARIANT",
+        help=f"sign an override of this one invariant for this O ({', '.join(INVARIANTS)})",
+    )
+    sp.add_argument(
+        "--output", metavar="FILE", help="default: <hash prefix>[.<invariant>].approval.json here"
+    )
+
+    sp = cmd("roster", cmd_roster, "the compliance roster: the public keys whose approvals count")
+    actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
+    init = actions.add_parser("init", help="establish roster version 1, signed by one of its members")
+    init.add_argument("--member", action="append", default=[], metavar="NAME=PUBLIC_KEY_FILE")
+    init.add_argument("--key", required=True, metavar="KEY", help="the private key of one of the members")
+    _common(init)
+    _common(actions.add_parser("show", help="the current roster, its chain verified"))
+    add = actions.add_parser("add", help="add a member (signed by a current member)")
+    add.add_argument("--name", required=True)
+    add.add_argument("--public-key", required=True, metavar="PUB")
+    add.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
+    _common(add)
+    rm = actions.add_parser("remove", help="remove a member by key id (signed by a current member)")
+    rm.add_argument("--keyid", required=True, metavar="ID")
+    rm.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
+    _common(rm)
