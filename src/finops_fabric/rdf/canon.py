@@ -51,37 +51,38 @@ def ambiguous_blank_nodes(statements: Sequence[Statement]) -> int:
 
     The signature is the sorted list of the node's triples (or quads, graph name included)
     with itself written ``_:a`` and any other blank node ``_:z``, exactly the input of
-    RDFC-1.0's first-degree hash.
+    RDFC-1.0's first-degree hash. One pass; statements without a blank node cost two attribute
+    reads and a type check.
     """
+    blank = ox.BlankNode
+    default = ox.DefaultGraph
     mentions: dict[str, list[str]] = {}
-
-    def term(t: object, me: str) -> str:
-        if isinstance(t, ox.BlankNode):
-            return "_:a" if t.value == me else "_:z"
-        return str(t)
-
-    def positions(t: ox.Triple | ox.Quad) -> tuple[object, ...]:
-        if isinstance(t, ox.Quad) and not isinstance(t.graph_name, ox.DefaultGraph):
-            return (t.subject, t.object, t.graph_name)
-        return (t.subject, t.object)
-
     for t in statements:
-        for node in positions(t):
-            if isinstance(node, ox.BlankNode):
-                mentions.setdefault(node.value, [])
+        s, o = t.subject, t.object
+        g = t.graph_name if isinstance(t, ox.Quad) else None
+        named = g is not None and not isinstance(g, default)
+        sv = s.value if isinstance(s, blank) else None
+        ov = o.value if isinstance(o, blank) else None
+        gv = g.value if named and isinstance(g, blank) else None
+        sb, ob, gb = sv is not None, ov is not None, gv is not None
+        if not (sb or ob or gb):
+            continue
+        p = str(t.predicate)
+        s_text = None if sb else str(s)
+        o_text = None if ob else str(o)
+        g_text = (None if gb else str(g)) if named else None
+        for me in dict.fromkeys(v for v in (sv, ov, gv) if v is not None):
+            sig = (
+                ("_:a" if sv == me else "_:z") if sb else s_text,
+                p,
+                ("_:a" if ov == me else "_:z") if ob else o_text,
+            )
+            text = f"{sig[0]} {sig[1]} {sig[2]}"
+            if named:
+                text += " " + (("_:a" if gv == me else "_:z") if gb else str(g_text))
+            mentions.setdefault(me, []).append(text)
     if not mentions:
         return 0
-    for t in statements:
-        nodes = positions(t)
-        seen: set[str] = set()
-        for node in nodes:
-            if isinstance(node, ox.BlankNode) and node.value not in seen:
-                seen.add(node.value)
-                me = node.value
-                sig = f"{term(t.subject, me)} {t.predicate} {term(t.object, me)}"
-                if len(nodes) == 3:
-                    sig += f" {term(nodes[2], me)}"
-                mentions[me].append(sig)
     sigs = Counter("\n".join(sorted(v)) for v in mentions.values())
     return sum(n for n in sigs.values() if n > 1)
 
