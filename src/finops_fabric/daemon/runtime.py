@@ -1,9 +1,9 @@
 """What the daemon runs: the deployed A, and deploying a new one.
 
 A deployment verifies A against its generation receipt (in production also that its O was
-approved by a member of the compliance roster, see :mod:`finops_fabric.approvals`), boots it (``load_enforcer``: every
-artifact hash checked before any code runs), health-checks it (every golden case of A must
-pass), and switches: ONE reference assignment under a lock. A request reads
+approved by a member of the compliance roster, see :mod:`finops_fabric.approvals`), boots it
+(``load_enforcer``: every artifact hash checked before any code runs), health-checks it (every
+golden case of A must pass), and switches: ONE reference assignment under a lock. A request reads
 ``runtime.active`` once and decides with that object to the end, so in-flight requests
 finish on the old A. If any step fails, the old A keeps serving and the deployment receipt
 says FAIL and why. Only rules whose artifact hash changed count as restarted.

@@ -348,7 +348,10 @@ def test_atomic_switch_keeps_serving(acme: Acme, env: str) -> None:
     assert runtime.active is not None and runtime.active.hash == h2
 
 
-def test_production_waits_for_its_epoch(acme: Acme) -> None:
+def test_production_waits_for_its_epoch(acme: Acme, tmp_path: Path) -> None:
+    from finops_fabric import approvals
+    from finops_fabric.keys import generate_keypair, load_private_key, load_public_key
+
     minute = (dt.datetime.now(dt.UTC).minute + 30) % 60
     (acme.store.home / "config.json").write_text(json.dumps({"epochs": {"production": f"{minute} * * * *"}}))
     try:
@@ -358,6 +361,14 @@ def test_production_waits_for_its_epoch(acme: Acme) -> None:
             assert r.status_code == 409 and r.json()["error"]["code"] == "deploy.outside_epoch"
             assert r.json()["error"]["next_epoch"].endswith(f":{minute:02d}:00Z")
             assert app.state.runtime.active is None
+            r = deploy(c, acme.a1, acme.r1, now=True)  # production also needs compliance's approval
+            assert r.status_code == 422 and r.json()["error"]["code"] == "deploy.unapproved"
+            key_path, pub_path = generate_keypair(tmp_path / "compliance")
+            key = load_private_key(key_path)
+            approvals.init_roster(
+                acme.store.home, [approvals.member_of("compliance", load_public_key(pub_path))], key
+            )
+            approvals.approve(acme.store.home, acme.r1["inputs"]["ontology_hash"], key)
             r = deploy(c, acme.a1, acme.r1, now=True)
             assert r.status_code == 200
             assert r.json()["receipt"]["epoch"]["bypassed"] is True
