@@ -4,15 +4,21 @@ RDFC-1.0 is linear when every blank node is told apart by its first-degree hash;
 of blank nodes that look alike need the N-degree search, which is exponential in the worst
 case ("poison" graphs) and has no work limit in pyoxigraph. So a graph with such groups is
 canonicalized in a child process under a time budget and refused with a clear error when the
-budget runs out, instead of hanging.
+budget runs out, instead of hanging. The child is a fork of this process when that is safe
+(POSIX, no other thread running): it inherits the parsed graph, so nothing is serialized,
+re-parsed or imported again; otherwise a fresh interpreter gets the graph as N-Quads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import selectors
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -98,7 +104,67 @@ def _budget() -> float:
     return value if value > 0 else DEFAULT_BUDGET_SECONDS
 
 
+def _over_budget(budget: float) -> InputError:
+    return InputError(
+        f"canonicalizing O (RDFC-1.0) did not finish within the budget of {budget:g} s: the graph "
+        "has many blank nodes that cannot be told apart (a 'poison' graph)",
+        code="fabric.canonicalization_budget",
+        hint=f"give those blank nodes IRIs or distinguishing properties, or raise {BUDGET_ENV}",
+    )
+
+
+def _fork_is_safe() -> bool:
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _canonicalize_forked(quads: Sequence[ox.Quad], budget: float) -> bytes:
+    """Canonicalize in a forked child that writes the canonical N-Quads to a pipe; kill it when
+    the budget runs out. Only called with no other thread alive, so the child holds no lock."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write, leave without running any parent clean-up
+        code = 0
+        try:
+            os.close(read_fd)
+            data = _canonicalize_in_process(quads)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + budget
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(read_fd, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    os.kill(pid, signal.SIGKILL)
+                    raise _over_budget(budget)
+                chunk = os.read(read_fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise InputError(
+            "canonicalizing O failed in its child process", code="fabric.canonicalization_failed"
+        )
+    return b"".join(chunks)
+
+
 def _canonicalize_with_budget(quads: Sequence[ox.Quad], budget: float) -> bytes:
+    if _fork_is_safe():
+        return _canonicalize_forked(quads, budget)
+    return _canonicalize_in_subprocess(quads, budget)
+
+
+def _canonicalize_in_subprocess(quads: Sequence[ox.Quad], budget: float) -> bytes:
     nq = ox.serialize(quads, format=ox.RdfFormat.N_QUADS)
     assert nq is not None
     try:
@@ -110,12 +176,7 @@ def _canonicalize_with_budget(quads: Sequence[ox.Quad], budget: float) -> bytes:
             check=False,
         )
     except subprocess.TimeoutExpired as e:
-        raise InputError(
-            f"canonicalizing O (RDFC-1.0) did not finish within the budget of {budget:g} s: the graph "
-            "has many blank nodes that cannot be told apart (a 'poison' graph)",
-            code="fabric.canonicalization_budget",
-            hint=f"give those blank nodes IRIs or distinguishing properties, or raise {BUDGET_ENV}",
-        ) from e
+        raise _over_budget(budget) from e
     if proc.returncode != 0:
         raise InputError(
             f"canonicalizing O failed: {proc.stderr.decode('utf-8', 'replace').strip()}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,6 +11,7 @@ import pyoxigraph as ox
 import pytest
 
 from finops_fabric.errors import InputError
+from finops_fabric.rdf import canon
 from finops_fabric.rdf.canon import (
     BUDGET_ENV,
     _canonicalize_in_process,
@@ -309,6 +312,36 @@ def test_lookalike_blank_nodes_go_through_the_worker_and_agree() -> None:
         for q in reversed(quads)
     ]
     assert canonical_dataset_nquads(relabelled, budget=60) == via_worker
+    # the fresh-interpreter path (used when threads run, so no fork) gives the same bytes
+    assert canon._canonicalize_in_subprocess(quads, 60) == via_worker
+    assert canon._canonicalize_forked(quads, 60) == via_worker
+
+
+def test_a_thread_running_means_no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = ox.BlankNode("a"), ox.BlankNode("b")
+    p = ox.NamedNode("https://example.com/p")
+    used: list[str] = []
+
+    def path(name: str) -> Callable[[object, float], bytes]:
+        def run(quads: object, budget: float) -> bytes:
+            used.append(name)
+            return b""
+
+        return run
+
+    monkeypatch.setattr(canon, "_canonicalize_forked", path("fork"))
+    monkeypatch.setattr(canon, "_canonicalize_in_subprocess", path("spawn"))
+    graph = [ox.Triple(a, p, b), ox.Triple(b, p, a)]
+    canonical_nquads(graph, budget=5)
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        canonical_nquads(graph, budget=5)
+    finally:
+        stop.set()
+        worker.join()
+    assert used == ["fork", "spawn"]
 
 
 def test_triples_are_the_default_graph_of_a_dataset(tmp_path: Path) -> None:
