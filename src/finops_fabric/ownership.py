@@ -38,7 +38,7 @@ from typing import IO, Any
 from finops_fabric.approvals import Approval
 from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, check_files, enforcer_hash_of_manifest, parse_manifest
-from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+from finops_fabric.errors import CheckFailed, FabricError, InputError
 from finops_fabric.rdf.load import FORMATS
 from finops_fabric.store import Store
 
@@ -60,6 +60,7 @@ KINDS = (
 )
 _TREE, _LINK, _GITLINK = "40000", "120000", "160000"
 _CORRUPT = "ownership.corrupt_repo"
+_TREE_CACHE = 50_000  # tree listings kept in memory
 # Variables that would point git at another repository, index or object store than --repo.
 _GIT_LOCATION_ENV = (
     "GIT_DIR",
@@ -144,7 +145,7 @@ def explain(report: OwnershipReport) -> list[str]:
     )
     prod = report.production_receipt
     bound = (
-        f"; production receipt {prod['receipt_hash']} binds O {prod['ontology_hash']}"
+        f"; receipt {prod['receipt_hash']} ({prod['source']}) binds O {prod['ontology_hash']}"
         if prod is not None
         else "; no production or generation receipt in the store"
     )
@@ -161,7 +162,6 @@ def _corrupt(repo: Path, what: str) -> InputError:
     return InputError(
         f"the git repository at {repo} is damaged: {what}",
         code=_CORRUPT,
-        location=Location(file=str(repo)),
         hint="a history with missing or damaged objects proves nothing; restore a complete clone "
         "(`git fsck --full` names every bad object)",
     )
@@ -193,7 +193,7 @@ class _Git:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._trees: dict[str, dict[str, tuple[str, str]]] = {}
-        self._flat: dict[str, dict[str, tuple[str, str]]] = {}
+        self._flat: dict[Callable[[str], bool] | None, dict[str, dict[str, tuple[str, str]]]] = {}
         self.oid_bytes = 20
 
     def run(self, *args: str) -> tuple[int, bytes, str]:
@@ -236,11 +236,12 @@ class _Git:
                     return data
         except (OSError, ValueError):
             pass
-        what = f"{expect} {oid} is missing or unreadable"
-        self.close()
-        raise _corrupt(self.repo, what)
+        said = self.close()
+        raise _corrupt(self.repo, f"{expect} {oid} is missing or unreadable" + (f" ({said})" if said else ""))
 
-    def close(self) -> None:
+    def close(self) -> str:
+        """Stop the ``cat-file`` process; return what it said on stderr (its last lines)."""
+        said = ""
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(OSError):
@@ -254,8 +255,12 @@ class _Git:
             if proc.stdout is not None:
                 proc.stdout.close()
         if self._stderr is not None:
+            self._stderr.seek(0)
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+            said = "; ".join(lines[-2:])
             self._stderr.close()
             self._stderr = None
+        return said
 
     def entries(self, tree: str | None) -> dict[str, tuple[str, str]]:
         """A tree's entries: name → (mode, oid)."""
@@ -264,6 +269,8 @@ class _Git:
         got = self._trees.get(tree)
         if got is not None:
             return got
+        if len(self._trees) > _TREE_CACHE:
+            self._trees.clear()
         data, out, i, n = self.read(tree, "tree"), {}, 0, self.oid_bytes
         try:
             while i < len(data):
@@ -277,18 +284,20 @@ class _Git:
         self._trees[tree] = out
         return out
 
-    def flat(self, tree: str) -> dict[str, tuple[str, str]]:
-        """Every non-tree entry under ``tree`` by its ``/`` path (memoized per tree id)."""
-        got = self._flat.get(tree)
+    def flat(self, tree: str, keep: Callable[[str], bool] | None = None) -> dict[str, tuple[str, str]]:
+        """Every non-tree entry under ``tree`` by its ``/`` path; with ``keep``, only entries whose
+        name it keeps (memoized per tree id, so a commit costs what it changed)."""
+        memo = self._flat.setdefault(keep, {})
+        got = memo.get(tree)
         if got is not None:
             return got
         out: dict[str, tuple[str, str]] = {}
         for name, (mode, oid) in self.entries(tree).items():
             if mode == _TREE:
-                out.update({f"{name}/{p}": v for p, v in self.flat(oid).items()})
-            else:
+                out.update({f"{name}/{p}": v for p, v in self.flat(oid, keep).items()})
+            elif keep is None or keep(name):
                 out[name] = (mode, oid)
-        self._flat[tree] = out
+        memo[tree] = out
         return out
 
     def subtree(self, tree: str, directory: str) -> str | None:
@@ -323,16 +332,13 @@ class _Git:
 def _open(repo: Path) -> tuple[_Git, str]:
     """The repository at ``repo`` checked usable; returns it and the prefix of ``repo`` in it."""
     if not repo.is_dir():
-        raise InputError(
-            f"{repo} is not a directory", code="ownership.not_a_repo", location=Location(file=str(repo))
-        )
+        raise InputError(f"{repo} is not a directory", code="ownership.not_a_repo")
     git = _Git(repo)
     code, out, err = git.run("rev-parse", "--is-shallow-repository", "--show-object-format", "--show-prefix")
     if code != 0:
         raise InputError(
             f"{repo} is not a git repository ({err.splitlines()[-1] if err else f'git exit {code}'})",
             code="ownership.not_a_repo",
-            location=Location(file=str(repo)),
             hint="give --repo the directory of the repository that holds O",
         )
     lines = out.decode("utf-8", "surrogateescape").split("\n")
@@ -341,7 +347,6 @@ def _open(repo: Path) -> tuple[_Git, str]:
         raise InputError(
             f"{repo} is a shallow clone: its history is cut off, so it cannot show who changed O",
             code="ownership.shallow_clone",
-            location=Location(file=str(repo)),
             hint="fetch the whole history (`git fetch --unshallow`) and run again",
         )
     git.oid_bytes = 32 if fmt == "sha256" else 20
@@ -350,7 +355,6 @@ def _open(repo: Path) -> tuple[_Git, str]:
         raise InputError(
             f"the git repository at {repo} has no commits",
             code="ownership.no_commits",
-            location=Location(file=str(repo)),
         )
     code, fsck, err = git.run("fsck", "--connectivity-only", "--no-dangling", "--no-progress")
     if code != 0:
@@ -468,6 +472,11 @@ def _hidden(path: str) -> bool:
     return any(part.startswith(".") for part in path.split("/"))
 
 
+def _of_interest(name: str) -> bool:
+    """The file names the walk looks at in every commit: O's candidates and A's manifests."""
+    return name == MANIFEST or _is_rdf(name)
+
+
 def _join(directory: str, rel: str) -> str:
     return f"{directory}/{rel}" if directory else rel
 
@@ -479,9 +488,10 @@ def _under(path: str, directory: str) -> bool:
 class _Ontology:
     """hash(O) of a set of files at a commit, computed once per distinct set of blobs."""
 
-    def __init__(self, git: _Git, paths: Sequence[str] | None) -> None:
+    def __init__(self, git: _Git, paths: Sequence[str] | None, scope: str) -> None:
         self.git = git
         self.paths = paths
+        self.scope = scope  # without paths: the RDF files under this directory ("" for all)
         self.hashes: dict[tuple[tuple[str, str], ...], str | InputError] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="mu-ownership-")
         self._places: dict[str, int] = {}
@@ -493,7 +503,7 @@ class _Ontology:
             if mode in (_LINK, _GITLINK) or not _is_rdf(path):
                 continue
             if self.paths is None:
-                if _hidden(path) or any(_under(path, d) for d in generated):
+                if not _under(path, self.scope) or _hidden(path) or any(_under(path, d) for d in generated):
                     continue
             elif not any(path == p or _under(path, p) for p in self.paths):
                 continue
@@ -643,7 +653,7 @@ class _Walk:
         self.o_files_of_hash: dict[str, tuple[str, ...]] = {}
 
     def visit(self, c: _Commit) -> None:
-        flat = self.git.flat(c.tree)
+        flat = self.git.flat(c.tree, _of_interest)  # RDF files and manifests only
         generated = self._generated_dirs(c, flat)
         self.generated[c.sha] = generated
         base = self.tree_of.get(c.parents[0]) if c.parents else None
@@ -664,7 +674,7 @@ class _Walk:
         # or breaks its manifest: that is a hand edit, not a way out of the check.
         for parent in c.parents:
             for d in self.generated.get(parent, set()):
-                if any(_under(p, d) for p in flat):
+                if self.git.subtree(c.tree, d) is not None:
                     dirs.add(d)
         return dirs
 
@@ -830,6 +840,7 @@ def _check_receipt(store: Store, ref: str | None, walk: _Walk) -> dict[str, Any]
         "kind": receipt.get("kind"),
         "env": receipt.get("env"),
         "source": source,
+        "in_ledger": store.find(rh) is not None if is_sha256(rh) else False,
         "ontology_hash": oh,
         "approved_by": [],
     }
@@ -891,7 +902,7 @@ def check_ownership(
             for r in store.receipts("generation")
         }
         commits = _commits(git)
-        onto = _Ontology(git, paths)
+        onto = _Ontology(git, paths, prefix.rstrip("/"))
         walk = _Walk(git, commits, onto, approvals, receipted)
         for i, c in enumerate(commits, 1):
             if i % 50 == 0:
@@ -904,7 +915,6 @@ def check_ownership(
             raise InputError(
                 f"no commit of {repo} has O ({which}), so there is no history of O to check",
                 code="ownership.no_ontology",
-                location=Location(file=str(repo)),
                 hint="name O's files with --ontology-path=REL (relative to --repo)",
             )
         prod = _check_receipt(store, receipt, walk)

@@ -169,6 +169,22 @@ def test_an_engineer_hand_editing_generated_code_is_reported_with_author_and_fil
     assert code == 1 and text.startswith("NOT OWNED") and f"{sha[:12]} {author(EVE)}" in text
 
 
+def test_a_hand_edit_merged_from_a_branch_is_reported_once_at_its_own_commit(repo: Repo) -> None:
+    repo.git("checkout", "--quiet", "-b", "hotfix")
+    module = rule_module(repo.a, EX + "approval-wire")
+    module.write_text(module.read_text() + "# hot fix\n")
+    edit = repo.commit("hot fix on a branch", who=EVE)
+    repo.git("checkout", "--quiet", "main")
+    (repo.path / "README.md").write_text("policy repository\n")
+    repo.commit("readme")
+    repo.git("merge", "--quiet", "--no-ff", "-m", "merge hotfix", "hotfix", who=CAROL)
+    out = repo.ownership(code=1)
+    assert out["commits_checked"] == 4
+    assert [(v["kind"], v["commit"], v["author"]) for v in out["violations"]] == [
+        ("hand_edited_generated_code", edit, author(EVE))
+    ]
+
+
 @pytest.mark.parametrize("change", ["extra", "deleted", "manifest"])
 def test_extra_deleted_files_and_a_broken_manifest_are_hand_edits(repo: Repo, change: str) -> None:
     if change == "extra":
@@ -339,6 +355,13 @@ def test_ontology_path_leaves_other_rdf_files_out_of_O(repo: Repo) -> None:
     assert out["violations"][0]["files"] == ["shapes/extra.ttl"]
     out = repo.ownership("--ontology-path=policy", code=0)
     assert out["ontology_paths"] == ["policy"] and len(out["ontology_changes"]) == 1
+    # --repo may name a directory inside the repository: O is then the RDF files under it
+    out = repo.mu.json("ownership", f"--repo={repo.policy}", code=0)
+    assert out["ontology_changes"][0]["files"] == [f"policy/{n}" for n in sorted(os.listdir(repo.policy))]
+    code, _, err = repo.mu("ownership", f"--repo={repo.path}", "--ontology-path=../elsewhere")
+    assert code == 2 and "not a path inside the repository" in err
+    code, _, err = repo.mu("ownership", f"--repo={repo.path}", "--ontology-path=nothing-here")
+    assert code == 2 and "no commit" in err
 
 
 def test_a_commit_that_breaks_O_is_reported(repo: Repo) -> None:
