@@ -77,6 +77,25 @@ def _format_of(path: Path) -> ox.RdfFormat | None:
     return FORMATS.get(path.suffix.lower())
 
 
+RELATIVE_MARKER = "https://relative-iri.invalid/"
+
+
+def _relative_iri(path: Path, line: int | None, data: bytes, iri: str | None = None) -> InputError:
+    if iri is None and line is not None:
+        lines = data.decode("utf-8", "replace").splitlines()
+        found = re.search(r"<([^<>:]*)>", lines[line - 1]) if 0 < line <= len(lines) else None
+        iri = found.group(1) if found else None
+    what = f"the relative IRI <{iri}>" if iri is not None else "a relative IRI"
+    where = f" at line {line}" if line else ""
+    return InputError(
+        f"{path.name}{where} uses {what}; the IRIs of O must be absolute, so that hash(O) and the "
+        "enforcer do not depend on where the file lies",
+        code="fabric.relative_iri",
+        location=Location(file=str(path), line=line),
+        hint="write the full IRI (or a prefixed name), or declare @base <https://…> at the top of the file",
+    )
+
+
 def _parse_error(path: Path, err: SyntaxError) -> InputError:
     text = str(err.msg) if getattr(err, "msg", None) else str(err)
     text = re.sub(
@@ -104,7 +123,11 @@ def parse_file(path: Path) -> list[ox.Quad]:
         raise InputError(
             f"{path}: unknown RDF format", code="fabric.unknown_format", location=Location(file=str(path))
         )
-    base = path.resolve().as_uri()
+    # No base IRI from the file's location: a relative IRI would make hash(O), and the rule IRIs
+    # inside A, depend on where the file lies. Relative IRIs are refused (an explicit @base is
+    # fine). JSON-LD drops a relative @id silently when there is no base, so it gets a marker base
+    # and any IRI under the marker is refused after parsing.
+    base = RELATIVE_MARKER if fmt == ox.RdfFormat.JSON_LD else None
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -116,6 +139,8 @@ def parse_file(path: Path) -> list[ox.Quad]:
     try:
         quads = list(ox.parse(data, fmt, base_iri=base, rename_blank_nodes=True))
     except SyntaxError as e:
+        if "No scheme found" in str(e):
+            raise _relative_iri(path, e.lineno if isinstance(e.lineno, int) else None, data) from e
         raise _parse_error(path, e) from e
     except ValueError as e:  # e.g. an invalid IRI or encoding
         raise InputError(
@@ -123,6 +148,11 @@ def parse_file(path: Path) -> list[ox.Quad]:
             code="fabric.parse_error",
             location=Location(file=str(path)),
         ) from e
+    if base is not None:
+        for q in quads:
+            for term in (q.subject, q.predicate, q.object, q.graph_name):
+                if isinstance(term, ox.NamedNode) and term.value.startswith(RELATIVE_MARKER):
+                    raise _relative_iri(path, None, data, term.value.removeprefix(RELATIVE_MARKER))
     # Statements stay quads in the default graph (what canonicalization takes, so hashing does
     # not rebuild them); a named graph's quads are moved into the default graph: O is one graph.
     default = ox.DefaultGraph()

@@ -184,11 +184,30 @@ def test_a_directory_is_one_graph_without_duplicates(tmp_path: Path) -> None:
     assert len(raw.triples) == 4
 
 
-def test_relative_iris_resolve_against_the_file(tmp_path: Path) -> None:
-    f = _write(tmp_path / "o.ttl", "<#a> <#p> <sibling.ttl> .\n")
+@pytest.mark.parametrize(
+    ("name", "text", "line", "iri"),
+    [
+        ("o.ttl", "<https://e.x/a> <https://e.x/p> <https://e.x/b> .\n<#a> <https://e.x/p> <x> .\n", 2, "#a"),
+        ("o.nt", '<rule1> <https://e.x/p> "x" .\n', 1, "rule1"),
+        ("o.jsonld", '{"@id": "r1", "https://e.x/p": "x"}', None, "r1"),
+    ],
+)
+def test_relative_iris_are_refused(tmp_path: Path, name: str, text: str, line: int | None, iri: str) -> None:
+    """hash(O) and the rule IRIs in A must not depend on where O's files lie."""
+    f = _write(tmp_path / name, text)
+    with pytest.raises(InputError) as caught:
+        load_graph(f)
+    assert caught.value.code == "fabric.relative_iri"
+    assert f"<{iri}>" in caught.value.message and "absolute" in caught.value.message
+    assert caught.value.location is not None and caught.value.location.line == line
+
+
+def test_an_explicit_base_makes_relative_iris_absolute(tmp_path: Path) -> None:
+    f = _write(tmp_path / "o.ttl", "@base <https://e.x/policy/> .\n<#a> <p> <b> .\n")
     (t,) = load_graph(f).triples
-    assert t.subject.value == f.resolve().as_uri() + "#a"
-    assert t.object.value == (tmp_path / "sibling.ttl").resolve().as_uri()
+    assert (t.subject.value, t.object.value) == ("https://e.x/policy/#a", "https://e.x/policy/b")
+    moved = _write(tmp_path / "elsewhere" / "o.ttl", f.read_text())
+    assert load_graph(moved).triples == load_graph(f).triples
 
 
 def test_load_many_merges_several_paths(tmp_path: Path) -> None:
