@@ -156,6 +156,14 @@ def test_approve_signs_hash_o_and_records_it(mu: Run, tmp_path: Path) -> None:
     code, _, err = mu("approve", f"--ontology={o}", "--key=eve.key")
     assert code == 1 and "not on the compliance roster" in err
     assert len(ap.stored_approvals(home(tmp_path))) == 2
+    # an unwritable --output is refused before the ledger records anything
+    code, _, err = mu(
+        "approve", f"--ontology={o}", "--key=alice.key", f"--output={tmp_path / 'no' / 'x.json'}"
+    )
+    assert code == 2 and "nothing was approved" in err
+    code, _, err = mu("approve", f"--ontology={o}", "--key=alice.key", f"--output={tmp_path}")
+    assert code == 2 and "is a directory" in err
+    assert len(ap.stored_approvals(home(tmp_path))) == 2
 
 
 def test_verify_approval_names_each_problem(mu: Run, tmp_path: Path) -> None:

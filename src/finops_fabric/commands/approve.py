@@ -31,6 +31,22 @@ def _home(args: argparse.Namespace) -> Path:
     return Store.open(args.home).home
 
 
+def _check_writable(output: Path) -> None:
+    import os
+
+    from finops_fabric.errors import InputError, Location
+
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(
+            f"cannot write the approval to {output}: "
+            + ("it is a directory" if output.is_dir() else f"{parent} is not a writable directory"),
+            code="fabric.file_unwritable",
+            location=Location(file=str(output)),
+            hint="nothing was approved; choose another --output",
+        )
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     from finops_fabric.approvals import approval_file_name, approve, load_roster, verify_approval
     from finops_fabric.keys import load_private_key
@@ -40,10 +56,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
     home = _home(args)
     key = load_private_key(Path(args.key))
     onto = load_ontology(Path(args.ontology))
+    output = Path(args.output) if args.output else Path.cwd() / approval_file_name(onto.hash, args.override)
+    _check_writable(output)  # before the ledger records anything: nothing half-written
     doc = approve(home, onto.hash, key, override=args.override, sources=[f.name for f in onto.files])
     # read back exactly what was recorded, as any later check will
     approval = verify_approval(doc, load_roster(home), ontology_hash=onto.hash, override=args.override)
-    output = Path(args.output) if args.output else Path.cwd() / approval_file_name(onto.hash, args.override)
     write_json_atomic(output, doc)
     out = {**approval.to_dict(), "file": str(output), "roster_version": doc["roster_version"]}
     what = f"an override of invariant {args.override!r} for" if args.override else "approval of"
