@@ -78,7 +78,7 @@ OUTCOMES = ("APPROVE", "REJECT")
 VERDICTS = ("tampering", "drift", "generator", "runtime", "no_failure", "configuration")
 ESCALATE_TO = {
     "tampering": "security",
-    "drift": "compliance/release (O changed without a receipt)",
+    "drift": "compliance/release (O or the deployed A is not the receipted one)",
     "generator": "generator maintainers (platform engineering)",
     "runtime": "operations/infrastructure",
     "no_failure": "nobody",
@@ -568,6 +568,8 @@ def _tampering(
         )
     problems += _artifact_problems(files, manifest, receipt, other)
     data["problems"] = problems
+    if other is not None:
+        data["deployed_receipt"] = other  # A_prod is exactly another receipted A
     data["artifacts_compared"] = len(files)
     runnable: Enforcer | None = None
     not_run = ""
@@ -775,9 +777,19 @@ def _production(case: Case, d: str | None, a: dict[str, Any] | None) -> Evidence
 # --- the verdict --------------------------------------------------------------------------------
 
 
+_NOT_EDITS = ("enforcer_hash", "other_generation")
+
+
+def deployment_drift(tampering: Evidence) -> bool:
+    """A_prod is, byte for byte, the A of ANOTHER generation receipt: nobody edited code; what
+    runs is not what this receipt says runs (a deployment or rollback drifted)."""
+    problems = tampering.data.get("problems") or []
+    return bool(tampering.data.get("deployed_receipt")) and all(p["problem"] in _NOT_EDITS for p in problems)
+
+
 def _verdict(evidence: dict[str, Evidence], d: str | None, case: Case) -> str | None:
     if evidence["tampering"].result == "fail":
-        return "tampering"
+        return "drift" if deployment_drift(evidence["tampering"]) else "tampering"
     if evidence["drift"].result == "fail":
         return "drift"
     if evidence["replay"].result == "fail" or evidence["differential"].result == "fail":
@@ -799,6 +811,14 @@ def _prose(verdict: str, ev: dict[str, Evidence], case: Case, d: str | None) -> 
             f"{ev['tampering'].detail}.",
             "Generated code is never edited by hand: treat it as a security incident and restore the "
             "receipted A (`mu rollback --to-receipt=R`).",
+        ]
+    if verdict == "drift" and deployment_drift(ev["tampering"]):
+        return [
+            head,
+            f"{ev['tampering'].detail}.",
+            f"Nobody edited generated code: production runs the A of receipt "
+            f"{ev['tampering'].data['deployed_receipt']}, not the A of the receipt diagnosed. Deploy the "
+            "receipted A (mu deploy / mu rollback), or diagnose against the receipt production runs.",
         ]
     if verdict == "drift":
         return [

@@ -265,15 +265,16 @@ def test_tampering_with_a_rewritten_manifest_names_hash_and_artifact(
     assert "not_run" in out["decision"]["production_enforcer"]  # self-consistent, but not receipted
 
 
-def test_an_older_receipted_a_in_production_is_named_and_run(
+def test_an_older_receipted_a_in_production_is_deployment_drift(
     mu: Run, line: SimpleNamespace, tmp_path: Path
 ) -> None:
     o2 = changed_example(tmp_path)
     mu.json("generate", f"--input={o2}", f"--output={tmp_path / 'A2'}", f"--receipt={tmp_path / 'R2.json'}")
     line.r = tmp_path / "R2.json"
     out = run_diagnose(mu, line, f"--enforcer={line.a}", "--observed=APPROVE")
-    assert out["verdict"] == "tampering"
+    assert out["verdict"] == "drift"  # nobody edited code: production runs another receipted A
     t = evidence(out, "tampering")
+    assert t["result"] == "fail" and t["deployed_receipt"] == line.receipt["receipt_hash"]
     assert t["problems"][0]["problem"] == "enforcer_hash"
     assert line.receipt["receipt_hash"] in t["problems"][0]["detail"]
     assert out["decision"]["production_enforcer"]["decision"] == "REJECT"  # receipted code does run
