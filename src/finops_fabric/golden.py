@@ -226,6 +226,18 @@ def _rule_disagreement(
 
 
 def whole_cases(policy: m.Policy) -> list[dict[str, Any]]:
+    """The golden gate's whole-decision selection: :func:`boundary_cases`, thinned to about
+    ``WHOLE_RULE_EVALUATIONS`` rule evaluations (at most ``WHOLE_LIMIT`` transactions)."""
+    limit = max(200, min(WHOLE_LIMIT, WHOLE_RULE_EVALUATIONS // max(len(policy.rules), 1)))
+    return boundary_cases(policy, limit)
+
+
+def boundary_cases(policy: m.Policy, limit: int | None = None) -> list[dict[str, Any]]:
+    """Whole-decision boundary transactions: every type (plus an unknown and a missing one) ×
+    every threshold and compared amount −0.01 / exact / +0.01 (and a missing amount) × every
+    level (plus an unknown and a missing one) × approver = / ≠ executor; then every type ×
+    level × each restriction's attribute edges. All of them (``limit=None``, as ``mu kaizen``
+    uses them), or an even selection of about ``limit``."""
     amounts: set[Decimal] = {Decimal("1")}
     variants: list[dict[str, object]] = [{}]
     for r in policy.rules:
@@ -237,8 +249,7 @@ def whole_cases(policy: m.Policy) -> list[dict[str, Any]]:
     grid = list(itertools.product(types, [*_edges(amounts), _MISSING], levels, [False, True]))
     extra = list(itertools.product(types, levels, range(len(variants))))
     total = len(grid) + len(extra)
-    limit = max(200, min(WHOLE_LIMIT, WHOLE_RULE_EVALUATIONS // max(len(policy.rules), 1)))
-    stride = max(1, -(-total // limit))
+    stride = 1 if limit is None else max(1, -(-total // limit))
     cases = [_tx(t, a, lv, {}, same) for t, a, lv, same in grid[::stride]]
     cases += [_tx(t, Decimal("1000"), lv, variants[i], False) for t, lv, i in extra[::stride]]
     return cases

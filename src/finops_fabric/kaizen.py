@@ -1,0 +1,424 @@
+"""Kaizen: prove that a newer generator changes A's bytes but not its behaviour (SCENARIOS 6.2).
+
+:func:`kaizen` runs these steps in order; each raises with its own code or returns::
+
+    kaizen.generators  both versions are installed with their released source (an unknown
+                       version is an InputError, exit 2) and they are two different versions
+    kaizen.ontology    O passes the ontology gate and the invariant gate, as for ``mu generate``
+    kaizen.build       A_old and A_new are built from the same model of O without the store's
+                       cache, each twice (determinism), written to clean temporary directories
+                       and loaded from there with every artifact hash verified; both manifests
+                       name hash(O)
+    kaizen.compare     the full decision JSON (all but ``enforcer_hash``, which must differ) of
+                       A_old and A_new on every case, and each of them against the reference
+                       interpreter (decision, fired rules, notifications, audit entries)
+
+The cases: compliance's golden cases; the exhaustive boundary comparison of the golden gate
+(:func:`finops_fabric.golden.boundary_cases` without thinning: every threshold and compared
+amount ±0.01 × every level, an unknown and a missing one × every type, an unknown and a
+missing one, approver = / ≠ executor, and each restriction's attribute edges), every rule's own
+boundary cases (:func:`finops_fabric.golden.rule_cases`), and ``random`` seeded random
+transactions over O's vocabulary (odd JSON types included). Duplicates are compared once.
+
+The verdict goes into a signed kaizen receipt appended to the store's ledger, also when the
+generators disagree: a generator that changes behaviour is refused as a kaizen (such a change
+must go through compliance as a ΔO).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from finops_fabric import generators
+from finops_fabric import model as m
+from finops_fabric.enforcer import MANIFEST, Enforcer, load_enforcer
+from finops_fabric.errors import CheckFailed, InputError
+from finops_fabric.golden import boundary_cases, rule_cases, run_case
+from finops_fabric.interpreter import Interpreter, comparable
+from finops_fabric.pipeline import load_ontology, quiet, schema_hash, validate, write_tree
+from finops_fabric.store import Store
+
+__all__ = ["CATEGORIES", "DEFAULT_RANDOM", "DEFAULT_SEED", "KaizenResult", "kaizen", "random_cases"]
+
+Progress = Callable[[str], None]
+
+CATEGORIES = ("golden", "boundary", "rule_edges", "random")
+DEFAULT_RANDOM = 2000
+DEFAULT_SEED = 6_2
+#: At most this many counterexamples are listed (in the JSON and the receipt); all are counted.
+LISTED = 20
+CENT = Decimal("0.01")
+
+
+@dataclass
+class KaizenResult:
+    from_generator: dict[str, str]
+    to_generator: dict[str, str]
+    ontology_hash: str
+    from_enforcer_hash: str
+    to_enforcer_hash: str
+    artifacts_identical: int
+    artifacts_differing: int
+    seed: int
+    random: int
+    cases: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
+    counterexamples: list[dict[str, Any]] = field(default_factory=list)
+    counterexamples_total: int = 0
+    oracle: list[dict[str, Any]] = field(default_factory=list)
+    oracle_total: dict[str, int] = field(default_factory=lambda: {"from": 0, "to": 0})
+    golden: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    receipt: dict[str, Any] | None = None
+
+    @property
+    def cases_compared(self) -> int:
+        return sum(self.cases.values())
+
+    @property
+    def behaviour_equivalent(self) -> bool:
+        return self.counterexamples_total == 0
+
+    @property
+    def accepted(self) -> bool:
+        """A kaizen: the same behaviour, the oracle's, and compliance's golden cases pass."""
+        return (
+            self.behaviour_equivalent
+            and self.oracle_total["to"] == 0
+            and not self.golden.get("to", {}).get("failed")
+        )
+
+    @property
+    def verdict(self) -> str:
+        if not self.behaviour_equivalent:
+            return "behaviour_changed"
+        if self.oracle_total["to"]:
+            return "disagrees_with_interpreter"
+        if not self.accepted:
+            return "golden_cases_failed"
+        return "equivalent"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "behaviour_equivalent": self.behaviour_equivalent,
+            "accepted": self.accepted,
+            "verdict": self.verdict,
+            "from": self.from_generator["version"],
+            "to": self.to_generator["version"],
+            "from_generator": dict(self.from_generator),
+            "to_generator": dict(self.to_generator),
+            "ontology_hash": self.ontology_hash,
+            "from_enforcer_hash": self.from_enforcer_hash,
+            "to_enforcer_hash": self.to_enforcer_hash,
+            "artifacts": {"identical": self.artifacts_identical, "differing": self.artifacts_differing},
+            "receipt_hash": self.receipt["receipt_hash"] if self.receipt else None,
+            "cases_compared": self.cases_compared,
+            "cases_by_category": dict(self.cases),
+            "random": {"count": self.random, "seed": self.seed},
+            "counterexamples": list(self.counterexamples),
+            "counterexamples_total": self.counterexamples_total,
+            "interpreter_disagreements": list(self.oracle),
+            "interpreter_disagreements_total": dict(self.oracle_total),
+            "golden": self.golden,
+        }
+
+
+# --- the cases ---------------------------------------------------------------------------------
+
+
+def _leaves(c: m.Condition) -> Iterator[m.Comparison | m.Membership]:
+    if isinstance(c, m.Comparison | m.Membership):
+        yield c
+    elif isinstance(c, m.AllOf | m.AnyOf):
+        for o in c.operands:
+            yield from _leaves(o)
+    else:
+        yield from _leaves(c.operand)
+
+
+def random_cases(policy: m.Policy, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` transactions drawn with ``random.Random(seed)`` from O's vocabulary: its types,
+    levels, thresholds (±0.01) and compared values, plus unknown, missing and ill-typed ones."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible test transactions, not a secret
+    edges: set[Decimal] = set()
+    values: dict[str, set[object]] = {}
+    for rule in policy.rules:
+        if isinstance(rule, m.ApprovalRule | m.NotificationRule) and rule.threshold is not None:
+            edges.update((rule.threshold - CENT, rule.threshold, rule.threshold + CENT))
+        if isinstance(rule, m.RestrictionRule):
+            for leaf in _leaves(rule.condition):
+                pool = values.setdefault(leaf.attribute, set())
+                for v in leaf.values if isinstance(leaf, m.Membership) else (leaf.value,):
+                    if isinstance(v, Decimal):
+                        pool.update(str(x) for x in (v - CENT, v, v + CENT))
+                        if leaf.attribute == "amount":
+                            edges.update((v - CENT, v, v + CENT))
+                    else:
+                        pool.add(v)
+    top = max(edges, default=Decimal("1000"))
+    missing = object()
+    types_: list[object] = [t.code for t in policy.types] + ["zz_unknown_type", missing, 7]
+    levels: list[object] = [lv.code for lv in policy.levels] + ["ZZ-unknown-level", missing, 3]
+    people: list[object] = ["u-1", "u-2", 7, missing]
+    odd: list[object] = ["abc", "", "1e5", " 42 ", "+7", "-5", "NaN", 1.5, True, missing]
+    pools = {k: sorted(v, key=str) for k, v in sorted(values.items())}
+    extra: list[object] = ["zz-not-listed", 1, 0, True, 0.5, missing]
+    sorted_edges = sorted(edges)
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        tx: dict[str, Any] = {"id": f"random-{seed}-{i}"}
+        pick = rng.random()
+        amount: object
+        if pick < 0.5 and sorted_edges:
+            amount = str(rng.choice(sorted_edges))
+        elif pick < 0.8:
+            amount = str((Decimal(rng.randrange(0, int(top * 2 * 100) + 2)) * CENT).quantize(CENT))
+        elif pick < 0.9:
+            amount = rng.randrange(0, int(top * 2) + 2)
+        else:
+            amount = rng.choice(odd)
+        for key, value in (
+            ("type", rng.choice(types_)),
+            ("amount", amount),
+            ("actor_level", rng.choice(levels)),
+            ("approver_id", rng.choice(people)),
+            ("executor_id", rng.choice(people)),
+        ):
+            if value is not missing:
+                tx[key] = value
+        shape = rng.random()
+        if shape < 0.9:
+            attrs: dict[str, object] = {}
+            for name, choices in pools.items():
+                value = rng.choice(choices + extra)
+                if value is not missing and rng.random() < 0.95:
+                    attrs[name] = value
+            tx["attributes"] = attrs
+        elif shape < 0.95:
+            tx["attributes"] = ["not", "a", "dict"]
+        out.append(tx)
+    return out
+
+
+def _categories(policy: m.Policy, count: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    for case in policy.golden:
+        yield "golden", case.transaction()
+    for tx in boundary_cases(policy):
+        yield "boundary", tx
+    for rule in policy.rules:
+        for tx in rule_cases(policy, rule):
+            yield "rule_edges", tx
+    for tx in random_cases(policy, count, seed):
+        yield "random", tx
+
+
+def _key(tx: dict[str, Any]) -> str:
+    """Two transactions that differ only in their id are one case (``repr`` tells 1 from True)."""
+    return repr(sorted((k, repr(v)) for k, v in tx.items() if k != "id"))
+
+
+# --- building and comparing --------------------------------------------------------------------
+
+
+def _build(
+    gen: generators.Generator, policy: m.Policy, ontology_hash: str, workdir: Path
+) -> tuple[Enforcer, dict[str, bytes]]:
+    try:
+        files = gen.build(policy, ontology_hash, None)
+        again = gen.build(policy, ontology_hash, None)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckFailed(f"generator v{gen.version} failed on O: {e}", code="kaizen.build_failed") from e
+    if files != again:
+        differing = sorted(p for p in set(files) | set(again) if files.get(p) != again.get(p))
+        raise CheckFailed(
+            f"generator v{gen.version} is not deterministic on O: {', '.join(differing[:5])} differ "
+            "between two builds",
+            code="kaizen.not_deterministic",
+        )
+    root = workdir / f"A-v{gen.version}"
+    root.mkdir()
+    write_tree(root, files, durable=False)
+    enforcer = load_enforcer(root)
+    if enforcer.ontology_hash != ontology_hash:
+        raise CheckFailed(
+            f"A made by generator v{gen.version} names O {enforcer.ontology_hash}, not {ontology_hash}",
+            code="kaizen.ontology_changed",
+        )
+    return enforcer, files
+
+
+def _decide(enforcer: Enforcer, tx: dict[str, Any]) -> dict[str, Any]:
+    """The decision JSON without ``enforcer_hash``; a crash is a decision too (its class)."""
+    try:
+        d: dict[str, Any] = enforcer.decide(tx).to_dict()
+    except Exception as e:  # a defective generator may crash; that is a behaviour like any other
+        return {"error": type(e).__name__, "message": str(e)}
+    d.pop("enforcer_hash", None)
+    return d
+
+
+def _golden(enforcer: Enforcer) -> dict[str, Any]:
+    results = [run_case(enforcer, case) for case in enforcer.golden_cases()]
+    return {
+        "passed": sum(1 for r in results if r["ok"]),
+        "failed": sorted(r["scenario"] for r in results if not r["ok"]),
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _gate(status: str, **evidence: Any) -> dict[str, Any]:
+    return {"status": status, "evidence": evidence}
+
+
+def kaizen(
+    ontology: Path,
+    from_version: str,
+    to_version: str,
+    store: Store,
+    *,
+    count: int = DEFAULT_RANDOM,
+    seed: int = DEFAULT_SEED,
+    schemas: Sequence[Path] = (),
+    progress: Progress = quiet,
+) -> KaizenResult:
+    """Compare the behaviour of A built by ``from_version`` and by ``to_version`` from O, and
+    append the signed kaizen receipt to the store's ledger (see the module documentation)."""
+    store.require()
+    if count < 0:
+        raise InputError(f"--random={count}: the number of random transactions cannot be negative")
+    old_gen, new_gen = generators.get(from_version), generators.get(to_version)
+    if old_gen.version == new_gen.version:
+        raise InputError(
+            f"--from-generator and --to-generator are both v{old_gen.version}: kaizen compares two versions",
+            code="kaizen.same_generator",
+            hint="run `mu generators` to list the versions this installation has",
+        )
+    progress(f"loading {ontology}")
+    onto = load_ontology(ontology)
+    progress("ontology gate and invariant gate")
+    v = validate(onto, schemas)
+    if not v.conforms or v.policy is None:
+        problems = "; ".join(f.message for f in v.violations[:5])
+        raise CheckFailed(
+            f"O does not pass the gates of `mu generate`, so there is no A to compare: {problems}",
+            code="kaizen.ontology_rejected",
+            hint="run `mu validate` for every finding",
+        )
+    policy = v.policy
+    gates = dict(v.gates)
+    workdir = Path(tempfile.mkdtemp(prefix="mu-kaizen-"))
+    try:
+        progress(f"building A with generator v{old_gen.version} and v{new_gen.version}, twice each")
+        old, old_files = _build(old_gen, policy, onto.hash, workdir)
+        new, new_files = _build(new_gen, policy, onto.hash, workdir)
+        gates["determinism"] = _gate(
+            "PASS",
+            builds=2,
+            from_enforcer_hash=old.hash,
+            to_enforcer_hash=new.hash,
+        )
+        paths = set(old_files) | set(new_files)
+        identical = sum(1 for p in paths if p != MANIFEST and old_files.get(p) == new_files.get(p))
+        result = KaizenResult(
+            from_generator=old_gen.describe(),
+            to_generator=new_gen.describe(),
+            ontology_hash=onto.hash,
+            from_enforcer_hash=old.hash,
+            to_enforcer_hash=new.hash,
+            artifacts_identical=identical,
+            artifacts_differing=len(paths) - 1 - identical,
+            seed=seed,
+            random=count,
+        )
+        result.golden = {"from": _golden(old), "to": _golden(new)}
+        interp = Interpreter(policy)
+        seen: set[str] = set()
+        progress("comparing decisions: golden cases, boundaries, rule edges, random transactions")
+        for category, tx in _categories(policy, count, seed):
+            key = _key(tx)
+            if key in seen:
+                continue
+            seen.add(key)
+            result.cases[category] += 1
+            a, b = _decide(old, tx), _decide(new, tx)
+            if a != b:
+                result.counterexamples_total += 1
+                if len(result.counterexamples) < LISTED:
+                    result.counterexamples.append(
+                        {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
+                    )
+            oracle = interp.decide(tx).comparable()
+            for side, d in (("from", a), ("to", b)):
+                if "error" in d or comparable(d) != oracle:
+                    result.oracle_total[side] += 1
+                    if len(result.oracle) < LISTED:
+                        result.oracle.append(
+                            {
+                                "category": category,
+                                "generator": side,
+                                "transaction": tx,
+                                "decision": d,
+                                "interpreter": list(oracle),
+                            }
+                        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    golden_ok = not result.golden["from"]["failed"] and not result.golden["to"]["failed"]
+    gates["golden"] = _gate(
+        "PASS" if golden_ok and not any(result.oracle_total.values()) else "FAIL",
+        golden=result.golden,
+        interpreter_disagreements=dict(result.oracle_total),
+    )
+    gates["kaizen"] = _gate(
+        "PASS" if result.accepted else "FAIL",
+        behaviour_equivalent=result.behaviour_equivalent,
+        cases_compared=result.cases_compared,
+        counterexamples=result.counterexamples_total,
+    )
+    store.put_object(onto.canonical, "ontology")
+    body = {
+        "kind": "kaizen",
+        "time": _now(),
+        "inputs": {
+            "ontology_hash": onto.hash,
+            "ontology_snapshot": {"kind": "ontology", "digest": onto.hash},
+            "ontology_sources": sorted(f.name for f in onto.files),
+            "schema_hash": schema_hash(schemas),
+            "schemas": sorted(p.name for p in schemas),
+            "generator": new_gen.describe(),
+            "from_generator": old_gen.describe(),
+            "to_generator": new_gen.describe(),
+        },
+        "outputs": {
+            "from_enforcer_hash": old.hash,
+            "to_enforcer_hash": new.hash,
+            "artifacts": {"identical": result.artifacts_identical, "differing": result.artifacts_differing},
+        },
+        "ontology_unchanged": True,  # both manifests name hash(O); checked by kaizen.build
+        "behaviour_equivalent": result.behaviour_equivalent,
+        "accepted": result.accepted,
+        "verdict": result.verdict,
+        "cases_compared": {**result.cases, "total": result.cases_compared},
+        "random": {"count": count, "seed": seed, "generator": "python random.Random(seed)"},
+        "counterexamples": result.counterexamples,
+        "counterexamples_total": result.counterexamples_total,
+        "interpreter_disagreements": dict(result.oracle_total),
+        "gates": gates,
+        "findings": [f.to_dict() for f in v.findings],
+    }
+    # Values in transactions (odd JSON types included) must stay canonical JSON in the receipt.
+    body = json.loads(json.dumps(body, default=str))
+    progress("signing the kaizen receipt")
+    result.receipt = store.append(body)
+    return result

@@ -1,0 +1,177 @@
+"""mu kaizen: a newer generator changes A's bytes, never its decisions; one that does is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EX, copy_example
+
+from finops_fabric import generators
+from finops_fabric.generators.v2 import emit as emit2
+from finops_fabric.golden import boundary_cases, whole_cases
+from finops_fabric.kaizen import DEFAULT_SEED, kaizen, random_cases
+from finops_fabric.pipeline import load_ontology
+from finops_fabric.rdf.reader import read_policy
+from finops_fabric.receipts import verify_receipt
+from finops_fabric.store import Store
+
+
+def _store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "store")
+    store.init()
+    return store
+
+
+def test_v1_to_v2_is_a_kaizen_on_the_example(mu: Any, tmp_path: Path) -> None:
+    o = copy_example(tmp_path)
+    out = mu.json("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", "--receipt=k.json")
+    assert out["behaviour_equivalent"] is True and out["accepted"] is True, out
+    assert out["from"] == "1" and out["to"] == "2"
+    assert out["counterexamples"] == [] and out["interpreter_disagreements"] == []
+    by = out["cases_by_category"]
+    assert by["golden"] == 7 and by["boundary"] > 1000 and by["rule_edges"] > 0 and by["random"] > 1900
+    assert out["cases_compared"] == sum(by.values())
+    assert out["from_enforcer_hash"] != out["to_enforcer_hash"]  # the bytes changed
+    assert out["artifacts"]["differing"] > 9  # every rule module and the runtime
+
+    receipt = json.loads((tmp_path / "k.json").read_text())
+    assert receipt["receipt_hash"] == out["receipt_hash"]
+    verify_receipt(receipt, Store(tmp_path / "store").operator_public_key())
+    assert receipt["kind"] == "kaizen"
+    assert receipt["inputs"]["ontology_hash"] == mu("hash", o)[1].strip()
+    assert receipt["inputs"]["from_generator"] == generators.get("1").describe()
+    assert receipt["inputs"]["to_generator"] == generators.get("2").describe()
+    assert receipt["ontology_unchanged"] is True and receipt["behaviour_equivalent"] is True
+    assert receipt["outputs"]["from_enforcer_hash"] == out["from_enforcer_hash"]
+    assert receipt["outputs"]["to_enforcer_hash"] == out["to_enforcer_hash"]
+    assert receipt["cases_compared"]["total"] == out["cases_compared"]
+    assert receipt["random"]["seed"] == DEFAULT_SEED and receipt["random"]["count"] == 2000
+    assert {g: receipt["gates"][g]["status"] for g in ("ontology", "invariant", "determinism", "golden")} == (
+        dict.fromkeys(("ontology", "invariant", "determinism", "golden"), "PASS")
+    )
+
+    # the receipt sits in the ledger after a generation; the audit trail still verifies
+    mu.json("generate", f"--input={o}", "--output=A")
+    again = mu.json("kaizen", f"--ontology={o}", "--from-generator=v1", "--to-generator=2", "--random=10")
+    assert again["cases_by_category"]["random"] == 10
+    trail = mu.json("audit-trail")
+    assert trail["verified"] is True and trail["receipts"] == 3 and not trail["gaps"], trail
+    ledger = Store(tmp_path / "store").receipts()
+    assert [r["kind"] for r in ledger] == ["kaizen", "generation", "kaizen"]
+    assert ledger[1]["previous_receipt_hash"] == ledger[0]["receipt_hash"]
+    assert ledger[2]["previous_receipt_hash"] == ledger[1]["receipt_hash"]
+    # a kaizen does not change what replay and drift regard as the receipted A
+    assert mu.json("drift", "--enforcer=A")["drift"] is False
+
+
+def test_a_generator_that_changes_behaviour_is_refused(
+    mu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deliberately defective v2: every approval threshold one cent too high.
+    real = emit2._approval
+
+    def off_by_one_cent(rule):  # type: ignore[no-untyped-def]
+        return [line.replace("THRESHOLD = ", "THRESHOLD = Decimal('0.01') + ") for line in real(rule)]
+
+    monkeypatch.setattr(emit2, "_approval", off_by_one_cent)
+    o = copy_example(tmp_path)
+    out = mu.json("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", code=1)
+    assert out["behaviour_equivalent"] is False and out["accepted"] is False
+    assert out["verdict"] == "behaviour_changed"
+    assert 0 < len(out["counterexamples"]) <= 20 and out["counterexamples_total"] >= len(
+        out["counterexamples"]
+    )
+    ce = out["counterexamples"][0]
+    assert set(ce) == {"category", "transaction", "old_decision", "new_decision"}
+    assert ce["old_decision"] != ce["new_decision"]
+    amounts = {c["transaction"].get("amount") for c in out["counterexamples"] if c["category"] == "boundary"}
+    assert amounts & {"100000.01", "50000.01", "1000000.01"}, amounts
+    fired_old = {f["rule"] for f in ce["old_decision"]["fired"]}
+    fired_new = {f["rule"] for f in ce["new_decision"]["fired"]}
+    assert {r for r in fired_old ^ fired_new} <= {
+        EX + "approval-purchase",
+        EX + "approval-wire",
+        EX + "approval-wire-large",
+    }
+    assert out["interpreter_disagreements"], "the new A disagrees with the reference interpreter too"
+    # the receipt is written all the same, and says so
+    store = Store(tmp_path / "store")
+    (receipt,) = store.receipts("kaizen")
+    assert receipt["receipt_hash"] == out["receipt_hash"]
+    assert receipt["behaviour_equivalent"] is False and receipt["gates"]["kaizen"]["status"] == "FAIL"
+    assert receipt["counterexamples_total"] == out["counterexamples_total"]
+    assert mu.json("audit-trail")["verified"] is True
+
+
+def test_bad_invocations_exit_2(mu: Any, tmp_path: Path) -> None:
+    o = copy_example(tmp_path)
+    code, _, err = mu("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=99")
+    assert code == 2 and "unknown generator version" in err
+    code, _, err = mu("kaizen", f"--ontology={o}", "--from-generator=2", "--to-generator=2")
+    assert code == 2 and "both v2" in err
+    code, _, _ = mu("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", "--random=-1")
+    assert code == 2
+    code, _, _ = mu("kaizen", f"--ontology={tmp_path / 'nope'}", "--from-generator=1", "--to-generator=2")
+    assert code == 2
+    assert Store(tmp_path / "store").receipts() == []  # nothing was compared: no receipt
+
+
+def test_an_ontology_that_fails_its_gates_is_not_compared(tmp_path: Path) -> None:
+    o = copy_example(tmp_path)
+    wires = o / "wires.ttl"
+    wires.write_text(wires.read_text().replace("fab:requiredAuthority ex:CFO .", "."))
+    store = _store(tmp_path)
+    from finops_fabric.errors import CheckFailed
+
+    with pytest.raises(CheckFailed) as err:
+        kaizen(o, "1", "2", store, count=0)
+    assert err.value.code == "kaizen.ontology_rejected"
+    assert store.receipts() == []
+
+
+def test_the_boundary_comparison_is_exhaustive(tmp_path: Path) -> None:
+    onto = load_ontology(copy_example(tmp_path))
+    policy = read_policy(onto.raw.triples)
+    cases = boundary_cases(policy)
+    amounts = {c.get("amount") for c in cases}
+    for t in ("100000", "50000", "1000000", "25000"):
+        d = int(t)
+        assert {f"{d - 1}.99", t, f"{d}.01"} <= amounts
+    assert None in amounts  # a missing amount
+    combos = {(c.get("type"), c.get("amount"), c.get("actor_level")) for c in cases}
+    types: list[str | None] = ["purchase", "wire", "zz_unknown_type", None]
+    levels: list[str | None] = ["L1", "L2", "L3", "CFO", "Board", "ZZ-unknown-level", None]
+    for tx_type in types:
+        for lv in levels:
+            assert (tx_type, "100000.01", lv) in combos and (tx_type, "99999.99", lv) in combos
+    # the golden gate's selection is the same list, thinned only for large policies
+    assert whole_cases(policy) == cases
+
+
+def test_random_cases_are_seeded() -> None:
+    from harness import EXAMPLE
+
+    policy = read_policy(load_ontology(EXAMPLE).raw.triples)
+    a, b, c = random_cases(policy, 300, 1), random_cases(policy, 300, 1), random_cases(policy, 300, 2)
+    assert a == b and a != c
+    assert {t.get("type") for t in a} >= {"purchase", "wire", "zz_unknown_type", None, 7}
+    assert any(
+        t.get("attributes", {}).get("country") == "KP" for t in a if isinstance(t.get("attributes"), dict)
+    )
+    assert any(not isinstance(t.get("attributes", {}), dict) for t in a)
+
+
+def test_kaizen_in_process_counts_and_receipt(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    result = kaizen(copy_example(tmp_path), "1", "2", store, count=50, seed=7)
+    assert result.behaviour_equivalent and result.accepted and result.verdict == "equivalent"
+    assert result.cases["random"] == 50 and result.seed == 7
+    assert result.receipt is not None and result.receipt["random"] == {
+        "count": 50,
+        "seed": 7,
+        "generator": "python random.Random(seed)",
+    }
+    assert store.latest("generation") is None  # a kaizen is not a generation
