@@ -1,19 +1,26 @@
-"""The hot path: ``enforcer.decide(tx)`` of a generated A versus a hand-written function.
+"""The hot path: ``enforcer.decide(tx)`` of A made by every generator version, versus a
+hand-written function, in one run.
 
-    python3 bench/bench_decide.py [--quick] [--json]
+    python3 bench/bench_decide.py [--quick] [--json] [--versions=1,2]
 
-It generates A for the 15-rule p15 policy (embedded below) with ``mu init`` + ``mu generate``
-in a temporary store (FABRIC_HOME), loads it with ``load_enforcer``, and times ``decide`` over
-a fixed mix of transactions against ``hand_decide``: the same 15 rules written by hand in
-plain Python, doing the same work (amount parsed to Decimal from its string, level rank looked
-up, every rule of the type evaluated, the same decision object with decision, fired
-(rule, reason) list, notifications and audit). Before timing, both must give the same
-decision, fired rules, notifications and audit on every transaction of the mix (else abort);
-reasons are compared too and reported.
+For each generator version it generates A for the 15-rule p15 policy (embedded below) with
+``mu init`` + ``mu generate --generator-version=V`` in a temporary store (FABRIC_HOME), loads
+it with ``load_enforcer``, and times ``decide`` over a fixed mix of transactions against
+``hand_decide``: the same 15 rules written by hand in plain Python, doing the same work (amount
+parsed to Decimal from its string, level rank looked up, every rule of the type evaluated, the
+same decision object with decision, fired (rule, reason) list, notifications and audit).
+Before timing, every A and the hand-written function must give the same decision, fired
+rules, notifications and audit on every transaction of the mix (else abort); reasons are
+compared too and reported, and the generator versions must agree with each other exactly.
+
+It also reports, per version, the size of A (files and bytes), the time of ``build`` (the
+generator alone, in-process, best of 5), the wall time of the whole ``mu generate`` (gates
+included, one run) and of ``load_enforcer``.
 
 Method: timeit-style, each callable runs the whole mix ``number`` times per repeat, repeats
-alternate between the callables, and the BEST repeat is reported. The ratio compares figures
-from the same run. Target: generated within 1.5x of hand-written.
+alternate between ALL the callables (every version and the hand-written one), and the BEST
+repeat is reported. Ratios compare figures from the same run. Target: generated within 1.5x
+of hand-written.
 """
 
 from __future__ import annotations
@@ -300,20 +307,28 @@ def hand_decide(raw: dict[str, Any]) -> HandDecision:
 # --- running ---------------------------------------------------------------------------------
 
 
-def generate_a(work: Path) -> Path:
-    """A for p15, made by the CLI in a fresh store (FABRIC_HOME=work/home)."""
+def generate_a(work: Path, version: str) -> tuple[Path, float]:
+    """A for p15 made by generator ``version``, by the CLI in a fresh store (FABRIC_HOME=work/home);
+    with the wall time of the ``mu generate`` run."""
     onto = work / "p15" / "policy.ttl"
-    onto.parent.mkdir()
-    onto.write_text(P15, encoding="utf-8")
-    env = c.child_env(work / "home")
-    out = work / "A"
-    for args in (["init"], ["generate", f"--input={onto}", f"--output={out}"]):
+    if not onto.exists():
+        onto.parent.mkdir()
+        onto.write_text(P15, encoding="utf-8")
+    env = c.child_env(work / f"home-v{version}")
+    out = work / f"A-v{version}"
+    wall = 0.0
+    for args in (
+        ["init"],
+        ["generate", f"--input={onto}", f"--output={out}", f"--generator-version={version}"],
+    ):
+        t0 = time.perf_counter()
         proc = subprocess.run(c.mu_command() + args, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(
                 f"mu {args[0]} failed (exit {proc.returncode}); nothing measured:\n{proc.stdout}{proc.stderr}"
             )
-    return out
+    return out, wall
 
 
 def _comparable(d: dict[str, Any]) -> tuple[Any, ...]:
@@ -343,87 +358,123 @@ def check_same(decide: Any) -> tuple[bool, list[str]]:
     return not reason_diffs, reason_diffs
 
 
+def check_versions_agree(decides: dict[str, Any]) -> None:
+    """Abort unless every generator version gives exactly the same decision JSON (but hash(A))."""
+    first, *others = decides
+    for tx in MIX:
+        want = {**decides[first](tx).to_dict(), "enforcer_hash": None}
+        for v in others:
+            got = {**decides[v](tx).to_dict(), "enforcer_hash": None}
+            if got != want:
+                sys.exit(f"ABORT: v{v} and v{first} decide {tx['id']} differently:\n  {got}\n  {want}")
+
+
+def _policy() -> Any:
+    import pyoxigraph as ox
+
+    from finops_fabric.rdf.reader import read_policy
+
+    return read_policy([q.triple for q in ox.parse(P15.encode("utf-8"), ox.RdfFormat.TURTLE)])
+
+
+def _build_seconds(version: str) -> float:
+    from finops_fabric import generators
+
+    gen, policy = generators.get(version), _policy()
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        gen.build(policy, "sha256:" + "0" * 64)
+        runs.append(time.perf_counter() - t0)
+    return min(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats (11 instead of 41)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    ap.add_argument("--versions", help="generator versions to compare (default: every released one)")
     args = ap.parse_args()
     repeat, min_s = (11, 0.02) if args.quick else (41, 0.02)
 
+    from finops_fabric import generators
     from finops_fabric.enforcer import load_enforcer
 
+    versions = args.versions.split(",") if args.versions else generators.versions()
+    info: dict[str, dict[str, Any]] = {}
+    decides: dict[str, Any] = {}
+    fns: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-decide-") as tmp:
-        a_dir = generate_a(Path(tmp))
-        t0 = time.perf_counter()
-        enforcer = load_enforcer(a_dir)
-        load_s = time.perf_counter() - t0
-        decide = enforcer.decide
-        same_reasons, reason_diffs = check_same(decide)
+        for v in versions:
+            a_dir, generate_wall = generate_a(Path(tmp), v)
+            files = [p for p in sorted(a_dir.rglob("*")) if p.is_file()]
+            t0 = time.perf_counter()
+            enforcer = load_enforcer(a_dir)
+            load_s = time.perf_counter() - t0
+            same_reasons, reason_diffs = check_same(enforcer.decide)
+            info[v] = {
+                "enforcer_hash": enforcer.hash,
+                "size_of_a": {
+                    "files": len(files),
+                    "bytes": sum(p.stat().st_size for p in files),
+                    "rule_module_bytes": sum(p.stat().st_size for p in files if p.parent.name == "rules"),
+                    "runtime_bytes": (a_dir / "runtime.py").stat().st_size,
+                },
+                "build_seconds": _build_seconds(v),
+                "mu_generate_wall_seconds": generate_wall,
+                "load_enforcer_seconds": load_s,
+                "same_reasons_as_hand": same_reasons,
+                "reason_differences": reason_diffs,
+            }
+            decides[v] = enforcer.decide
+        check_versions_agree(decides)
         rejected = sum(1 for tx in MIX if hand_decide(tx).decision == "REJECT")
-        gen_decisions = [decide(tx) for tx in MIX]
         hand_decisions = [hand_decide(tx) for tx in MIX]
 
-        def run_generated() -> None:
-            for tx in MIX:
-                decide(tx)
+        def over_mix(decide: Any) -> Any:
+            def run() -> None:
+                for tx in MIX:
+                    decide(tx)
 
-        def run_hand() -> None:
-            for tx in MIX:
-                hand_decide(tx)
+            return run
 
-        def run_normalise() -> None:
-            tx_of = enforcer.transaction
-            for tx in MIX:
-                tx_of(tx)
+        def over_mix_to_dict(decide: Any) -> Any:
+            def run() -> None:
+                for tx in MIX:
+                    decide(tx).to_dict()
 
-        def run_to_dict() -> None:
-            for d in gen_decisions:
-                d.to_dict()
+            return run
+
+        for v in versions:
+            fns[f"v{v}"] = over_mix(decides[v])
+        fns["hand"] = over_mix(hand_decide)
+        for v in versions:
+            fns[f"v{v}+to_dict"] = over_mix_to_dict(decides[v])
 
         def run_hand_to_dict() -> None:
             for d in hand_decisions:
                 d.to_dict()
 
-        def run_generated_and_dict() -> None:
-            for tx in MIX:
-                decide(tx).to_dict()
-
-        res = c.interleaved(
-            {
-                "generated": run_generated,
-                "hand": run_hand,
-                "normalise": run_normalise,
-                "to_dict": run_to_dict,
-                "hand_to_dict": run_hand_to_dict,
-                "generated+to_dict": run_generated_and_dict,
-            },
-            repeat,
-            min_s,
-        )
+        fns["hand_to_dict"] = run_hand_to_dict
+        res = c.interleaved(fns, repeat, min_s)
     n = len(MIX)
     per = {k: v["best"] / n for k, v in res.items()}
-    ratio = per["generated"] / per["hand"]
-    rows = [
-        ("enforcer.decide (generated A)", c.fmt_us(per["generated"]), c.fmt_rate(1 / per["generated"])),
-        ("hand_decide (hand-written)", c.fmt_us(per["hand"]), c.fmt_rate(1 / per["hand"])),
-        (
-            "  of which runtime Tx() normalisation",
-            c.fmt_us(per["normalise"]),
-            c.fmt_rate(1 / per["normalise"]),
-        ),
-        ("decision.to_dict() (generated)", c.fmt_us(per["to_dict"]), c.fmt_rate(1 / per["to_dict"])),
-        (
-            "decision.to_dict() (hand-written)",
-            c.fmt_us(per["hand_to_dict"]),
-            c.fmt_rate(1 / per["hand_to_dict"]),
-        ),
-        (
-            "decide + to_dict (generated)",
-            c.fmt_us(per["generated+to_dict"]),
-            c.fmt_rate(1 / per["generated+to_dict"]),
-        ),
-    ]
-    verdict = "within" if ratio <= TARGET_RATIO else "NOT within"
+    ratios = {f"v{v}_over_hand": per[f"v{v}"] / per["hand"] for v in versions}
+    for i, old in enumerate(versions):
+        for new in versions[i + 1 :]:
+            ratios[f"v{old}_over_v{new}"] = per[f"v{old}"] / per[f"v{new}"]
+    rows = []
+    for v in versions:
+        rows.append(
+            (f"enforcer.decide (A by generator v{v})", c.fmt_us(per[f"v{v}"]), c.fmt_rate(1 / per[f"v{v}"]))
+        )
+    rows.append(("hand_decide (hand-written)", c.fmt_us(per["hand"]), c.fmt_rate(1 / per["hand"])))
+    for v in versions:
+        key = f"v{v}+to_dict"
+        rows.append((f"decide + to_dict (v{v})", c.fmt_us(per[key]), c.fmt_rate(1 / per[key])))
+    rows.append(
+        ("to_dict (hand-written)", c.fmt_us(per["hand_to_dict"]), c.fmt_rate(1 / per["hand_to_dict"]))
+    )
     doc = {
         "benchmark": "decide",
         "policy": "p15 (15 rules, embedded)",
@@ -433,9 +484,8 @@ def main() -> None:
         "machine": c.machine(),
         "mix": {"transactions": n, "rejected": rejected, "approved": n - rejected},
         "same_decisions": True,
-        "same_reasons": same_reasons,
-        "reason_differences": reason_diffs,
-        "load_enforcer_seconds": load_s,
+        "versions": versions,
+        "generators": info,
         "results": {
             k: {
                 "seconds_per_call": per[k],
@@ -445,23 +495,48 @@ def main() -> None:
             }
             for k, v in res.items()
         },
-        "ratio_generated_over_hand": ratio,
-        "to_dict_share_of_decide_plus_to_dict": per["to_dict"] / per["generated+to_dict"],
+        "ratios": ratios,
         "target": f"generated within {TARGET_RATIO}x of hand-written",
-        "target_met": ratio <= TARGET_RATIO,
+        "target_met": {v: ratios[f"v{v}_over_hand"] <= TARGET_RATIO for v in versions},
     }
     if args.json:
         c.emit_json(doc)
         return
     print(f"decide() on p15: {n} transactions ({rejected} rejected), {doc['method']}")
     print(f"machine: {c.machine_line()}")
-    print(f"decisions checked equal first: yes; reasons identical: {'yes' if same_reasons else 'NO'}")
-    for line in reason_diffs:
-        print(f"  reason differs: {line}")
-    print(f"load_enforcer(A): {load_s * 1000:.1f} ms (one run)\n")
+    print("decisions checked equal first (every version and hand-written): yes")
+    for v in versions:
+        same = info[v]["same_reasons_as_hand"]
+        print(f"  v{v}: reasons identical to hand-written: {'yes' if same else 'NO'}")
+        for line in info[v]["reason_differences"]:
+            print(f"    reason differs: {line}")
+    print()
     print(c.table(rows, ("measurement", "µs/tx", "per second")))
-    print(f"\nratio generated / hand-written: {ratio:.3f}x  (target <= {TARGET_RATIO}x: {verdict})")
-    print(f"to_dict() is {doc['to_dict_share_of_decide_plus_to_dict']:.0%} of decide + to_dict")
+    print()
+    gen_rows = [
+        (
+            f"v{v}",
+            info[v]["size_of_a"]["files"],
+            f"{info[v]['size_of_a']['bytes']:,}",
+            f"{info[v]['size_of_a']['runtime_bytes']:,}",
+            f"{info[v]['build_seconds'] * 1000:.1f}",
+            f"{info[v]['mu_generate_wall_seconds']:.2f}",
+            f"{info[v]['load_enforcer_seconds'] * 1000:.1f}",
+        )
+        for v in versions
+    ]
+    print(
+        c.table(
+            gen_rows,
+            ("generator", "files in A", "bytes of A", "runtime.py", "build ms", "mu generate s", "load ms"),
+        )
+    )
+    print()
+    for k, r in ratios.items():
+        extra = ""
+        if k.endswith("_over_hand"):
+            extra = f"  (target <= {TARGET_RATIO}x: {'within' if r <= TARGET_RATIO else 'NOT within'})"
+        print(f"ratio {k.replace('_over_', ' / ')}: {r:.3f}x{extra}")
 
 
 if __name__ == "__main__":
