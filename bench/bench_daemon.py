@@ -1,19 +1,31 @@
-"""Load on the daemon over loopback: decisions per second and p50/p99 latency.
+"""Load on the daemon over loopback: decisions per second, p50/p99 latency, decision to
+notification sent, and what each process costs in CPU.
 
-    python3 bench/bench_daemon.py [--requests=N] [--concurrency=C] [--quick] [--json] [--url=URL --token=T]
+    python3 bench/bench_daemon.py [--client=auto|wrk|async] [--concurrency=C] [--duration=S]
+                                  [--requests=N] [--dev] [--no-workers] [--no-smtp] [--quick] [--json]
+    python3 bench/bench_daemon.py --url=URL [--token=T]      # an already running daemon
 
 Without ``--url`` it builds everything itself in a temporary store (FABRIC_HOME): ``mu init``,
-``mu generate`` of the bundled example ``acme``, ``mu daemon --env=bench --port=0`` (uvicorn, one
-worker, no access log, tokens ON, the durable decision log ON: every decision is committed to
-SQLite with synchronous=FULL before its response is sent), ``mu deploy``. Then an asyncio load
-generator (raw asyncio streams, C keep-alive HTTP/1.1 connections) keeps C requests in flight until
-a FIXED number N of decisions are answered, over a fixed mix of transactions (approve and
-reject, purchases and wires). A warm-up of 500 requests is not counted. Every response must be
-200; the count of decision-log rows is checked against the requests sent.
+``mu generate`` of the bundled example ``acme``, an SMTP sink (``bench/_smtp_sink.py``, a cheap
+stand-in for a mail server elsewhere) named in the store's ``config.json``, ``mu daemon --env=bench
+--port=0`` (tokens ON unless ``--dev``; the durable decision log always ON: every decision is
+committed to SQLite, WAL, synchronous=FULL, before its response is sent; notification and audit
+workers ON unless ``--no-workers``), ``mu deploy``. The transactions are a fixed mix (approve and
+reject, purchases and wires: 6 notifications and 1 audit entry per 5 decisions), each with its
+own id.
 
-Reported: decisions/s over the whole timed run (N / wall time), p50, p99 and max latency
-(per request, send to full response, measured in the load generator, which shares the
-machine's cores with the daemon). Targets: >= 2,000 decisions/s and p99 < 25 ms on 2 cores.
+The load generator is ``wrk`` (Debian package ``wrk``, with ``bench/bench_daemon.lua``: one
+thread, C keep-alive connections, a fixed DURATION) when it is installed and works, else a thin
+asyncio client (raw streams, C connections, a fixed count N); the report says which ran. A
+warm-up is not counted. Every response must be 200, and the decision log must hold a row for
+every answered request.
+
+Reported: decisions/s, p50, p99 and max latency (send to full response, as the client saw it);
+CPU seconds per 1,000 decisions of the client, the daemon, the workers and the SMTP sink (all
+share the machine's cores); and, after the outbox has drained, decision to notification sent
+(p50/p99 of the outbox's ``delivered_at - created_at`` for the timed run's notifications: from
+the decision's transaction to the SMTP server's 250 for the mail). Targets: >= 2,000
+decisions/s and p99 < 25 ms on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,7 +34,11 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import resource
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -126,98 +142,326 @@ async def _load(
     return wall, latencies, errors
 
 
+# --- wrk ------------------------------------------------------------------------------------------
+
+LUA = Path(__file__).resolve().parent / "bench_daemon.lua"
+
+
+def wrk_works() -> str | None:
+    """The path of a working ``wrk``, or None."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        return None
+    try:
+        p = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return exe if "wrk" in (p.stdout + p.stderr) else None
+
+
+def _wrk(
+    exe: str, url: str, token: str | None, seconds: float, concurrency: int, run_id: str
+) -> dict[str, Any]:
+    """One wrk run; its JSON summary plus the CPU seconds wrk used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(
+        [exe, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout=10s", "-s", str(LUA),
+         url, "--", run_id, token or ""],
+        capture_output=True, text=True, timeout=seconds + 60, check=False,
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"^WRK_JSON (\{.*\})$", p.stdout, re.MULTILINE)
+    if p.returncode != 0 or m is None:
+        raise SystemExit(f"wrk failed ({p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
+    doc: dict[str, Any] = json.loads(m.group(1))
+    doc["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return doc
+
+
+# --- CPU accounting -------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float:
+    """utime + stime of a live process, seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with open(task / "children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _cpu_snapshot(daemon: int | None, sink: int | None) -> dict[str, float]:
+    snap: dict[str, float] = {}
+    if daemon is not None:
+        snap["daemon"] = _cpu_of(daemon)
+        snap["workers"] = sum(_cpu_of(c) for c in _children(daemon))
+    if sink is not None:
+        snap["smtp_sink"] = _cpu_of(sink)
+    return snap
+
+
+# --- the outbox after the run ---------------------------------------------------------------------
+
+
+def _max_decision_id(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _rows_of_run(db: Path, id_pattern: str, after_id: int) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM decisions WHERE id > ? AND transaction_id LIKE ?",
+                (after_id, id_pattern),
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def _notifications(db: Path, first_id: int, last_id: int, drain_timeout: float) -> dict[str, Any]:
+    """Wait (up to ``drain_timeout``) until the run's notifications are delivered, then their
+    decision-to-sent latencies."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    window = "kind = 'notification' AND decision_id > ? AND decision_id <= ?"
+    try:
+        t0 = time.perf_counter()
+        while True:
+            waiting = conn.execute(
+                f"SELECT COUNT(*) FROM outbox WHERE {window} AND state IN ('pending', 'delivering')",
+                (first_id, last_id),
+            ).fetchone()[0]
+            if waiting == 0 or time.perf_counter() - t0 > drain_timeout:
+                break
+            time.sleep(0.2)
+        drained_after = time.perf_counter() - t0
+        rows = conn.execute(
+            f"SELECT delivered_at - created_at FROM outbox WHERE {window} AND state = 'delivered' ORDER BY 1",
+            (first_id, last_id),
+        ).fetchall()
+        total = conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {window}", (first_id, last_id)).fetchone()[0]
+    finally:
+        conn.close()
+    lat = [float(r[0]) for r in rows]
+    return {
+        "queued": total,
+        "delivered": len(lat),
+        "undelivered_after_drain": waiting,
+        "drain_seconds_after_run": round(drained_after, 2),
+        "p50_ms": round(_pct(lat, 0.50) * 1000, 1) if lat else None,
+        "p99_ms": round(_pct(lat, 0.99) * 1000, 1) if lat else None,
+        "max_ms": round(lat[-1] * 1000, 1) if lat else None,
+    }
+
+
+# --- the daemon under test ------------------------------------------------------------------------
+
+
+class _Setup:
+    """A store with A deployed to a running ``mu daemon --env=bench`` (and an SMTP sink)."""
+
+    def __init__(self, tmp: Path, *, dev: bool, workers: bool, smtp: bool) -> None:
+        self.tmp = tmp
+        self.home = tmp / "store"
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.sink: subprocess.Popen[str] | None = None
+        acme = c.REPO / "src" / "finops_fabric" / "examples" / "acme"
+        _mu(self.home, "init")
+        _mu(self.home, "generate", f"--input={acme}", f"--output={tmp / 'A'}")
+        if smtp:
+            port_file = tmp / "smtp.port"
+            self.sink = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve().parent / "_smtp_sink.py"), str(port_file)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not port_file.exists():
+                if time.monotonic() > deadline or self.sink.poll() is not None:
+                    raise SystemExit("the SMTP sink did not start")
+                time.sleep(0.05)
+            config = {
+                "smtp": {"host": "127.0.0.1", "port": int(port_file.read_text()), "from": "bench@localhost"}
+            }
+            (self.home / "config.json").write_text(json.dumps(config))
+        argv = [sys.executable, "-m", "finops_fabric.cli", "daemon", "--env=bench", "--port=0"]
+        argv += ["--dev"] if dev else []
+        argv += [] if workers else ["--no-workers"]
+        self.log = (tmp / "daemon.log").open("w")
+        self.daemon = subprocess.Popen(
+            argv, stdout=self.log, stderr=self.log, env={**os.environ, "FABRIC_HOME": str(self.home)}
+        )
+        _mu(self.home, "deploy", "--target=bench", f"--enforcer={tmp / 'A'}", "--wait=60")
+        info = json.loads((self.home / "daemons" / "bench.json").read_text())
+        self.url: str = info["url"]
+        self.token: str | None = None if dev else (self.home / "daemons" / "bench.token").read_text().strip()
+        self.db = self.home / "daemon-bench.db"
+
+    def close(self) -> int | None:
+        """Stop everything; the number of mails the sink received (None without a sink)."""
+        if self.daemon is not None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+            self.log.close()
+        mails = None
+        if self.sink is not None:
+            self.sink.terminate()
+            try:
+                out, _ = self.sink.communicate(timeout=10)
+                mails = int(out.strip() or 0)
+            except (subprocess.TimeoutExpired, ValueError):
+                self.sink.kill()
+        return mails
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--requests", type=int, default=30000, help="decisions in the timed run (fixed count)")
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--quick", action="store_true", help="2,000 requests (a smoke run)")
+    ap.add_argument("--client", choices=["auto", "wrk", "async"], default="auto", help="load generator")
+    ap.add_argument("--concurrency", type=int, default=16, help="requests in flight (connections)")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of the timed run (wrk)")
+    ap.add_argument("--requests", type=int, default=20000, help="decisions in the timed run (async client)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run (3 s, or 2,000 requests)")
+    ap.add_argument("--dev", action="store_true", help="daemon in development mode (no tokens)")
+    ap.add_argument("--no-workers", action="store_true", help="daemon without notification/audit workers")
+    ap.add_argument("--no-smtp", action="store_true", help="no SMTP sink (notifications stay queued)")
+    ap.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for notifications")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--url", help="an already running daemon (else one is started)")
     ap.add_argument("--token", help="bearer token for --url")
     args = ap.parse_args()
+    seconds = 3.0 if args.quick else args.duration
     n = 2000 if args.quick else args.requests
+    wrk = wrk_works() if args.client in ("auto", "wrk") else None
+    if args.client == "wrk" and wrk is None:
+        raise SystemExit("--client=wrk: wrk is not installed or does not run (apt-get install wrk)")
+    client = "wrk" if wrk is not None else "async"
 
-    daemon: subprocess.Popen[bytes] | None = None
     tmp = tempfile.TemporaryDirectory(prefix="bench-daemon-")
-    home = Path(tmp.name) / "store"
+    setup: _Setup | None = None
+    mails: int | None = None
     try:
         if args.url:
             url, token = args.url, args.token
         else:
-            acme = c.REPO / "src" / "finops_fabric" / "examples" / "acme"
-            _mu(home, "init")
-            _mu(home, "generate", f"--input={acme}", f"--output={Path(tmp.name) / 'A'}")
-            log = (Path(tmp.name) / "daemon.log").open("w")
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "finops_fabric.cli", "daemon", "--env=bench", "--port=0"],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "FABRIC_HOME": str(home)},
-            )
-            _mu(home, "deploy", "--target=bench", f"--enforcer={Path(tmp.name) / 'A'}", "--wait=60")
-            info = json.loads((home / "daemons" / "bench.json").read_text())
-            url = info["url"]
-            token = (home / "daemons" / "bench.token").read_text().strip()
-        asyncio.run(_load(url, token, 500, args.concurrency, 10**9))  # warm-up, not counted
-        wall, lat, errors = asyncio.run(_load(url, token, n, args.concurrency, 0))
-        lat.sort()
-        rate = n / wall
-        logged = None
-        if daemon is not None:
-            import sqlite3
-
-            conn = sqlite3.connect(f"file:{home / 'daemon-bench.db'}?mode=ro", uri=True)
-            logged = conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
-            conn.close()
+            setup = _Setup(Path(tmp.name), dev=args.dev, workers=not args.no_workers, smtp=not args.no_smtp)
+            url, token = setup.url, setup.token
+        daemon_pid = setup.daemon.pid if setup is not None and setup.daemon is not None else None
+        sink_pid = setup.sink.pid if setup is not None and setup.sink is not None else None
+        # warm-up, not counted
+        if wrk is not None:
+            _wrk(wrk, url, token, 2, args.concurrency, "warm")
+        else:
+            asyncio.run(_load(url, token, 500, args.concurrency, 10**9))
+        first_id = _max_decision_id(setup.db) if setup is not None else 0
+        cpu0 = _cpu_snapshot(daemon_pid, sink_pid)
+        if wrk is not None:
+            w = _wrk(wrk, url, token, seconds, args.concurrency, "run")
+            answered, wall = int(w["requests"]), w["duration_us"] / 1e6
+            errors = sum(int(v) for v in w["errors"].values())
+            p50, p99, pmax = w["p50_us"] / 1000, w["p99_us"] / 1000, w["max_us"] / 1000
+            client_cpu = float(w["cpu_s"])
+        else:
+            p0 = time.process_time()
+            wall, lat, errors = asyncio.run(_load(url, token, n, args.concurrency, 0))
+            client_cpu = time.process_time() - p0
+            lat.sort()
+            answered = n
+            p50, p99, pmax = _pct(lat, 0.50) * 1000, _pct(lat, 0.99) * 1000, lat[-1] * 1000
+        cpu1 = _cpu_snapshot(daemon_pid, sink_pid)
+        rate = answered / wall
+        logged = notifications = None
+        if setup is not None:
+            time.sleep(0.5)  # the requests still in flight when wrk stopped are logged too
+            last_id = _max_decision_id(setup.db)
+            logged = _rows_of_run(setup.db, "run-%" if wrk is not None else "b%", first_id)
+            if not args.no_workers and not args.no_smtp:
+                notifications = _notifications(setup.db, first_id, last_id, args.drain_timeout)
+        cpu = {k: cpu1[k] - cpu0[k] for k in cpu1} | {"client": client_cpu}
+        per_k = {k: round(v / max(answered, 1) * 1000, 3) for k, v in cpu.items()}
+        # wrk may end with up to C requests sent but not yet answered (the daemon still logs them)
+        log_ok = logged is None or answered <= logged <= answered + args.concurrency
+        meets = rate >= TARGET_RATE and p99 < TARGET_P99_MS and errors == 0
         doc: dict[str, Any] = {
-            "requests": n,
+            "client": client,
             "concurrency": args.concurrency,
+            "daemon": "external"
+            if setup is None
+            else ("--dev" if args.dev else "tokens")
+            + ("" if not args.no_workers else ", --no-workers")
+            + (", no SMTP" if args.no_smtp else ""),
+            "requests": answered,
             "errors": errors,
             "seconds": round(wall, 3),
             "decisions_per_second": round(rate, 1),
-            "p50_ms": round(_pct(lat, 0.50) * 1000, 3),
-            "p99_ms": round(_pct(lat, 0.99) * 1000, 3),
-            "max_ms": round(lat[-1] * 1000, 3) if lat else None,
+            "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3),
+            "max_ms": round(pmax, 3),
             "decision_log_rows": logged,
+            "decision_log_matches": log_ok,
+            "cpu_seconds_per_1000_decisions": per_k,
+            "cpu_utilisation": {k: round(v / wall, 2) for k, v in cpu.items()},
+            "decision_to_notification_sent": notifications,
             "durable_log": "SQLite WAL, synchronous=FULL, committed before each response",
             "targets": {"decisions_per_second": TARGET_RATE, "p99_ms": TARGET_P99_MS},
-            "meets_targets": rate >= TARGET_RATE and _pct(lat, 0.99) * 1000 < TARGET_P99_MS and errors == 0,
+            "meets_targets": meets,
             "machine": c.machine(),
         }
+        if setup is not None:
+            mails = setup.close()
+            setup = None
+            doc["smtp_sink_mails"] = mails
         if args.json:
             c.emit_json(doc)
         else:
+            row = [f"{client}, {doc['daemon']}", answered, args.concurrency, c.fmt_rate(rate),
+                   f"{p50:.2f}", f"{p99:.2f}", f"{pmax:.2f}", errors]  # fmt: skip
+            header = ["run", "requests", "in flight", "decisions/s", "p50 ms", "p99 ms", "max ms", "errors"]
+            print(c.table([row], header))
             print(
-                c.table(
-                    [
-                        [
-                            "daemon /v1/decisions",
-                            n,
-                            args.concurrency,
-                            c.fmt_rate(rate),
-                            f"{doc['p50_ms']:.2f}",
-                            f"{doc['p99_ms']:.2f}",
-                            f"{doc['max_ms']:.2f}",
-                            errors,
-                        ]
-                    ],
-                    ["run", "requests", "in flight", "decisions/s", "p50 ms", "p99 ms", "max ms", "errors"],
-                )
+                "CPU s per 1,000 decisions: "
+                + ", ".join(f"{k} {v:.3f} ({doc['cpu_utilisation'][k]:.2f} cores)" for k, v in per_k.items())
             )
+            if notifications is not None:
+                print(
+                    f"decision to notification sent: p50 {notifications['p50_ms']} ms, p99 "
+                    f"{notifications['p99_ms']} ms, max {notifications['max_ms']} ms "
+                    f"({notifications['delivered']}/{notifications['queued']} delivered, outbox drained "
+                    f"{notifications['drain_seconds_after_run']} s after the run)"
+                )
             print(
                 f"targets: >= {TARGET_RATE:,.0f}/s and p99 < {TARGET_P99_MS:g} ms: "
-                + ("met" if doc["meets_targets"] else "NOT met")
-                + (f"; decision log rows: {logged}" if logged is not None else "")
-                + f"; {doc['machine']['cpus']} CPUs"
+                + ("met" if meets else "NOT met")
+                + (
+                    f"; decision log rows: {logged}" + ("" if log_ok else " (MISMATCH)")
+                    if logged is not None
+                    else ""
+                )
+                + f"; {c.machine_line()}"
             )
-        return 0 if errors == 0 else 1
+        return 0 if errors == 0 and log_ok else 1
     finally:
-        if daemon is not None:
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+        if setup is not None:
+            setup.close()
         tmp.cleanup()
 
 
