@@ -127,7 +127,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     info = client.DaemonInfo(
         env, str(host), int(port), os.getpid(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", workers=1)
+    # proxy_headers off: the daemon is reached directly (loopback by default), never through a
+    # proxy whose X-Forwarded-* headers would matter, and the check costs time on every request.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", workers=1, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     dpath = client.write_discovery(store, info, auth.hash_token(token)[:12], args.dev)
     print(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from finops_fabric import __version__
 from finops_fabric.daemon import decision_log
@@ -50,7 +51,7 @@ from finops_fabric.daemon.runtime import Runtime, cron_matches, epoch_schedule, 
 from finops_fabric.errors import FabricError
 from finops_fabric.store import Store
 
-__all__ = ["Metrics", "create_app", "openapi_document"]
+__all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
 
 _RANK = {"ok": 0, "degraded": 1, "failed": 2}
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -89,10 +90,54 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _error(status: int, code: str, message: str, **more: Any) -> Response:
+#: A reply of the decision path before it becomes HTTP: status, JSON body (empty: none), and
+#: extra headers (lowercase names).
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _error_reply(status: int, code: str, message: str, **more: Any) -> Reply:
     body = {"error": {"code": code, "message": message, **more}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(json.dumps(body, sort_keys=True), status, headers=headers, media_type="application/json")
+    headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    return status, json.dumps(body, sort_keys=True).encode("utf-8"), headers
+
+
+def _response(reply: Reply) -> Response:
+    status, body, headers = reply
+    return Response(
+        body,
+        status,
+        headers={k.decode("latin-1"): v.decode("latin-1") for k, v in headers},
+        media_type="application/json" if body else None,
+    )
+
+
+def _error(status: int, code: str, message: str, **more: Any) -> Response:
+    return _response(_error_reply(status, code, message, **more))
+
+
+_INTERNAL_ERROR = b"Internal Server Error"
+
+
+class DaemonApp(Starlette):
+    """Starlette, except that ``POST /v1/decisions`` (the hot path) is answered by a raw ASGI
+    handler: no Request, Response, routing or middleware objects per decision. It gives the same
+    statuses, headers and JSON as the Starlette route of the same path (which serves it when
+    the app is mounted under a root path), and an unexpected error is a plain-text 500 and
+    re-raised, as Starlette's ServerErrorMiddleware does."""
+
+    decide_asgi: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/v1/decisions"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and self.decide_asgi is not None
+        ):
+            await self.decide_asgi(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -108,7 +153,7 @@ def create_app(
     dev: bool = False,
     runtime: Runtime | None = None,
     writer: decision_log.DecisionWriter | None = None,
-) -> Starlette:
+) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only)."""
     runtime = runtime if runtime is not None else Runtime(store, env)
     writer = (
@@ -124,66 +169,132 @@ def create_app(
     on_shutdown: list[Callable[[], Any]] = []
     outcome_counters: dict[str, Any] = {}
 
-    def deny(request: Request, permission: str) -> Response | None:
+    def refusal(authorization: str, permission: str) -> Reply | None:
+        """Why a request with this Authorization header may not ``permission`` (None: it may)."""
         if dev:
             return None
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _error(401, "auth.missing", "this endpoint needs Authorization: Bearer <token>")
+            return _error_reply(401, "auth.missing", "this endpoint needs Authorization: Bearer <token>")
         roles = tokens.roles(token.strip())
         if roles is None:
-            return _error(401, "auth.invalid", "the bearer token is not valid for this store")
+            return _error_reply(401, "auth.invalid", "the bearer token is not valid for this store")
         if not TokenBook.allows(roles, permission):
-            return _error(
+            return _error_reply(
                 403,
                 "auth.forbidden",
                 f"a token with role(s) {', '.join(sorted(roles)) or 'none'} may not {permission}",
             )
         return None
 
-    async def decide(request: Request) -> Response:
+    def deny(request: Request, permission: str) -> Response | None:
+        refused = refusal(request.headers.get("authorization", ""), permission)
+        return None if refused is None else _response(refused)
+
+    async def decide_reply(authorization: str, read_body: Callable[[], Awaitable[bytes | None]]) -> Reply:
+        """Decide one transaction: auth, the active A, the body (None: the client went away),
+        decide, log durably (with the effect writers' rows), metrics; the reply."""
         started = time.perf_counter()
-        if (denied := deny(request, "decide")) is not None:
-            return denied
+        if (refused := refusal(authorization, "decide")) is not None:
+            return refused
         active = runtime.active  # read once: this request finishes on this A
         if active is None:
-            return _error(
+            return _error_reply(
                 503,
                 "daemon.not_deployed",
                 f"nothing is deployed to {env} yet; deploy an enforcer first "
                 f"(mu deploy --target={env} --enforcer=A)",
             )
-        try:
-            body = await request.body()
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody is listening; nothing was decided
+        body = await read_body()
+        if body is None:
+            return 400, b"", []  # nobody is listening; nothing was decided
         try:
             tx = json.loads(body, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "tx.invalid_json", f"the request body is not valid JSON: {exc}")
+            return _error_reply(400, "tx.invalid_json", f"the request body is not valid JSON: {exc}")
         if not isinstance(tx, dict):
-            return _error(400, "tx.not_object", "the request body must be one JSON object (a transaction)")
+            return _error_reply(
+                400, "tx.not_object", "the request body must be one JSON object (a transaction)"
+            )
+        enforcer = active.enforcer
         try:
-            decision = active.enforcer.decide(tx).to_dict()
+            decision = enforcer.decide(tx).to_dict()
             entry = decision_log.LoggedDecision.of(
-                env, tx, decision, active.enforcer.hash, active.generation_receipt_hash
+                env, tx, decision, enforcer.hash, active.generation_receipt_hash
             )
         except Exception as exc:
-            return _error(400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}")
-        row_id = await writer.write(entry, [*decision_writers, *(w(decision, tx) for w in effect_writers)])
+            return _error_reply(
+                400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}"
+            )
+        writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
+        row_id = await writer.write(entry, writers)
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
         if counter is None:
             counter = outcome_counters[outcome] = metrics.decisions.labels(outcome=outcome)
         counter.inc()
         metrics.latency.observe(time.perf_counter() - started)
-        return Response(
-            json.dumps(decision, sort_keys=True),
+        # the logged decision JSON is the response body: serialised once
+        return (
             200,
-            headers={"X-Decision-Id": str(row_id), "X-Enforcer-Hash": active.enforcer.hash},
-            media_type="application/json",
+            entry.decision_json.encode("utf-8"),
+            [
+                (b"x-decision-id", str(row_id).encode("ascii")),
+                (b"x-enforcer-hash", enforcer.hash.encode("ascii")),
+            ],
         )
+
+    async def decide(request: Request) -> Response:
+        async def read_body() -> bytes | None:
+            try:
+                return await request.body()
+            except ClientDisconnect:
+                return None
+
+        return _response(await decide_reply(request.headers.get("authorization", ""), read_body))
+
+    async def decide_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+
+        async def read_body() -> bytes | None:
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.request":
+                    chunk: bytes = message.get("body", b"")
+                    if not message.get("more_body", False):
+                        return b"".join([*chunks, chunk]) if chunks else chunk
+                    chunks.append(chunk)
+                elif message["type"] == "http.disconnect":
+                    return None
+
+        started = False
+        try:
+            status, body, headers = await decide_reply(authorization, read_body)
+            headers.append((b"content-length", str(len(body)).encode("ascii")))
+            if body:
+                headers.append((b"content-type", b"application/json"))
+            started = True
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except Exception:
+            if not started:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-length", str(len(_INTERNAL_ERROR)).encode("ascii")),
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            raise
 
     def health_doc() -> dict[str, Any]:
         active = runtime.active
@@ -294,7 +405,7 @@ def create_app(
                     pass
             writer.close()
 
-    app = Starlette(
+    app = DaemonApp(
         routes=[
             Route("/v1/decisions", decide, methods=["POST"]),
             Route("/v1/health", health, methods=["GET"]),
@@ -305,6 +416,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.decide_asgi = decide_asgi
     app.state.store = store
     app.state.env = env
     app.state.dev = dev

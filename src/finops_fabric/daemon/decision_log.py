@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,6 +39,7 @@ __all__ = [
     "dumps_exact",
     "query",
     "record",
+    "transaction_json",
 ]
 
 #: Called inside the decision's SQLite transaction with the connection and the decision row id.
@@ -101,8 +102,17 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         ) from exc
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, microseconds); the formatted second is cached."""
+    global _second
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second  # one tuple, read once: safe across threads
+    if cached[0] != sec:
+        cached = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{cached[1]}.{us:06d}Z"
 
 
 def dumps_exact(obj: Any) -> str:
@@ -122,6 +132,20 @@ def dumps_exact(obj: Any) -> str:
             raise ValueError(f"{obj} is not a finite number")
         return str(obj)
     return json.dumps(obj, ensure_ascii=False)
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError(f"{type(obj).__name__} is written by dumps_exact")
+
+
+def transaction_json(tx: Mapping[str, Any]) -> str:
+    """:func:`dumps_exact` of a transaction, through the C encoder when no ``Decimal`` (no JSON
+    number with a fraction or exponent) is in it: for the str-keyed dicts, lists, strings, ints,
+    bools, ``None`` and floats a JSON parser produces, both write the same text."""
+    try:
+        return json.dumps(tx, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_refuse)
+    except TypeError:
+        return dumps_exact(dict(tx))
 
 
 @dataclass(frozen=True)
@@ -151,7 +175,7 @@ class LoggedDecision:
         return cls(
             env=env,
             transaction_id=None if tx_id is None else str(tx_id),
-            transaction_json=dumps_exact(dict(tx)),
+            transaction_json=transaction_json(tx),
             outcome=str(decision["decision"]),
             fired=json.dumps([f["rule"] for f in decision.get("fired", [])]),
             decision_json=json.dumps(decision, sort_keys=True, separators=(",", ":"), default=str),
@@ -203,18 +227,38 @@ def commit_decision(
 # --- group commit -----------------------------------------------------------------------------
 
 
-@dataclass
+Done = Callable[[int | None, BaseException | None], None]
+
+
 class _Job:
-    entry: LoggedDecision
-    writers: Sequence[ExtraWriter]
-    done: Callable[[int | None, BaseException | None], None]
+    """One queued decision: told its row id (or error) through ``done``, or, for
+    :meth:`DecisionWriter.write`, through ``future`` on ``loop``."""
+
+    __slots__ = ("done", "entry", "future", "loop", "writers")
+
+    def __init__(
+        self,
+        entry: LoggedDecision,
+        writers: Sequence[ExtraWriter],
+        done: Done | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[int] | None = None,
+    ) -> None:
+        self.entry = entry
+        self.writers = writers
+        self.done = done
+        self.loop = loop
+        self.future = future
 
 
 class DecisionWriter:
     """A writer thread that commits queued decisions in groups: every decision in a group is
     inside one COMMIT (each in its own SAVEPOINT with its extra writers, so one failing decision
     does not take the others with it); the caller is told only after the COMMIT returned, so a
-    response is never sent for a decision that is not durable."""
+    response is never sent for a decision that is not durable.
+
+    The waiters of :meth:`write` on one event loop are woken together, once per group (one
+    ``call_soon_threadsafe``), not once per decision."""
 
     def __init__(self, path: Path, *, max_batch: int = 256) -> None:
         self.path = path
@@ -225,12 +269,7 @@ class DecisionWriter:
         self._closed = False
         self._thread.start()
 
-    def submit(
-        self,
-        entry: LoggedDecision,
-        writers: Sequence[ExtraWriter],
-        done: Callable[[int | None, BaseException | None], None],
-    ) -> None:
+    def submit(self, entry: LoggedDecision, writers: Sequence[ExtraWriter], done: Done) -> None:
         if self._closed:
             done(None, RuntimeError("the decision log is closed"))
             return
@@ -238,13 +277,11 @@ class DecisionWriter:
 
     async def write(self, entry: LoggedDecision, writers: Sequence[ExtraWriter] = ()) -> int:
         """Queue ``entry`` and wait (without blocking the event loop) until it is committed."""
+        if self._closed:
+            raise RuntimeError("the decision log is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
-
-        def done(row_id: int | None, exc: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, fut, row_id, exc)
-
-        self.submit(entry, writers, done)
+        self._queue.put(_Job(entry, writers, loop=loop, future=fut))
         return await fut
 
     def write_sync(self, entry: LoggedDecision, writers: Sequence[ExtraWriter] = ()) -> int:
@@ -278,12 +315,15 @@ class DecisionWriter:
                     stop = True
                     break
                 batch.append(nxt)
-            self._commit(conn, batch)
+            self._tell(batch, self._commit(conn, batch))
             if stop:
                 break
         conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[int | None, BaseException | None]]:
+        """Commit ``batch``; each job's (row id, error). Nothing is durable unless COMMIT returned."""
         results: list[tuple[int | None, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -300,11 +340,20 @@ class DecisionWriter:
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            for job in batch:
-                job.done(None, exc)
-            return
+            return [(None, exc)] * len(batch)
+        return results
+
+    @staticmethod
+    def _tell(batch: list[_Job], results: list[tuple[int | None, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | None, Any]]] = {}
         for job, (row_id, err) in zip(batch, results, strict=True):
-            job.done(row_id, err)
+            if job.done is not None:
+                job.done(row_id, err)
+            elif job.loop is not None and job.future is not None:
+                by_loop.setdefault(job.loop, []).append((job.future, row_id, err))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     def close(self) -> None:
         if self._closed:
@@ -314,14 +363,15 @@ class DecisionWriter:
         self._thread.join(timeout=30)
 
 
-def _settle(fut: asyncio.Future[int], row_id: int | None, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        assert row_id is not None
-        fut.set_result(row_id)
+def _settle_all(settled: list[tuple[asyncio.Future[int], int | None, BaseException | None]]) -> None:
+    for fut, row_id, exc in settled:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            assert row_id is not None
+            fut.set_result(row_id)
 
 
 # --- queries ----------------------------------------------------------------------------------

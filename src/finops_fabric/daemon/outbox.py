@@ -25,6 +25,7 @@ dead items.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import re
 import sqlite3
@@ -49,6 +50,7 @@ __all__ = [
     "ack",
     "already_delivered",
     "backoff_delay",
+    "canonical_text",
     "claim",
     "db_path",
     "depth",
@@ -178,11 +180,45 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_SAFE_INT = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` holds only str-keyed dicts, lists, strings, bools, ``None`` and
+    integers within +/-(2**53 - 1): values that RFC 8785 and the stdlib's compact, key-sorted
+    JSON write alike (once the text has no \\u escape: then it is ASCII, and code point and
+    UTF-16 key order agree)."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    if t is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if t is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
+def canonical_text(value: Any) -> str:
+    """:func:`finops_fabric.canonical.canonical_json` of ``value`` as text, byte for byte, through
+    the stdlib's C encoder when that provably writes the same (see :func:`_plain`), else through
+    the RFC 8785 library. An outbox row costs a fraction of the time this way, and it is written
+    while the decision log holds SQLite's write lock."""
+    if _plain(value):
+        # The text is ASCII (ensure_ascii); a \u escape (of a control, DEL or non-ASCII
+        # character, where the two may differ) sends the value the slow way.
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        if "\\u" not in text:
+            return text
+    return canonical_json(value).decode("utf-8")
+
+
 def idempotency_key(kind: str, subject: str, rule: str, target: str) -> str:
     """``sha256:<hex>`` of the canonical JSON ``[kind, subject, rule, target]``: ``subject`` is
     ``tx:<transaction id>`` (or ``decision:<id>`` when the transaction has none), ``target`` the
     recipient or the ledger."""
-    return sha256_hex(canonical_json([kind, subject, rule, target]))
+    return sha256_hex(canonical_text([kind, subject, rule, target]).encode("utf-8"))
 
 
 def items_for_decision(
@@ -197,6 +233,8 @@ def items_for_decision(
         "decision": decision.get("decision"),
         "enforcer_hash": decision.get("enforcer_hash"),
     }
+    fired = _jsonable(decision.get("fired") or [])  # shared by the payloads, converted once
+    tx = _jsonable(transaction)
     out: list[tuple[str, str, dict[str, Any]]] = []
     for n in decision.get("notifications") or ():
         rule, recipient = str(n["rule"]), str(n["recipient"])
@@ -206,8 +244,8 @@ def items_for_decision(
             "kind": "notification",
             "rule": rule,
             "recipient": recipient,
-            "fired": _jsonable(decision.get("fired") or []),
-            "transaction": _jsonable(transaction),
+            "fired": fired,
+            "transaction": tx,
             "idempotency_key": key,
         }
         out.append(("notification", key, payload))
@@ -220,8 +258,8 @@ def items_for_decision(
             "rule": rule,
             "ledger": ledger,
             "flags": [str(f) for f in a.get("flags") or ()],
-            "fired": _jsonable(decision.get("fired") or []),
-            "transaction": _jsonable(transaction),
+            "fired": fired,
+            "transaction": tx,
             "idempotency_key": key,
         }
         out.append(("audit", key, payload))
@@ -247,7 +285,7 @@ def enqueue_for_decision(
         cur = conn.execute(
             "INSERT OR IGNORE INTO outbox (decision_id, kind, idempotency_key, payload, state, attempts,"
             " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-            (decision_id, kind, key, canonical_json(payload).decode("utf-8"), t, t),
+            (decision_id, kind, key, canonical_text(payload), t, t),
         )
         queued += cur.rowcount
     return queued
