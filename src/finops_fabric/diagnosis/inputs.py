@@ -1,0 +1,206 @@
+"""The inputs of a diagnosis: the transaction and outcomes given, a decision of the daemon's
+decision log, and check 1: the generation receipt R is one this store can diagnose against."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from finops_fabric.canonical import is_sha256, sha256_hex
+from finops_fabric.daemon import decision_log
+from finops_fabric.diagnosis.case import OUTCOMES, Evidence, Logged
+from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.keys import Ed25519PublicKey, key_id, load_public_key
+from finops_fabric.receipts import check_hash, check_schema, check_signature
+from finops_fabric.store import Store
+
+
+def transaction_hash(tx: Mapping[str, Any]) -> str:
+    """SHA-256 of the transaction in the decision log's exact canonical JSON (sorted keys, no
+    whitespace, decimals exactly as written), so a logged transaction and the same transaction
+    read from a file hash alike."""
+    try:
+        return sha256_hex(decision_log.dumps_exact(dict(tx)).encode("utf-8"))
+    except (TypeError, ValueError) as e:
+        raise InputError(
+            f"the transaction cannot be written as JSON: {e}", code="diagnose.transaction"
+        ) from e
+
+
+def check_outcome(value: str | None, flag: str) -> str | None:
+    if value is None:
+        return None
+    if value not in OUTCOMES:
+        raise InputError(
+            f"{flag}={value!r} is not an outcome: give APPROVE or REJECT", code="diagnose.bad_outcome"
+        )
+    return value
+
+
+# --- the decision log --------------------------------------------------------------------------
+
+
+def _deployment(store: Store, env: str, decided_at: str) -> dict[str, Any] | None:
+    """The newest successful deployment (or rollback) of ``env`` at or before ``decided_at``."""
+    for r in reversed(store.receipts()):
+        if r.get("kind") not in ("deployment", "rollback") or r.get("env") != env:
+            continue
+        if r.get("event", "deploy") != "deploy":
+            continue
+        if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
+            continue
+        if str(r.get("time", ""))[:19] > decided_at[:19]:
+            continue
+        found: dict[str, Any] = r
+        return found
+    return None
+
+
+def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:
+    """Decision ``decision_id`` of ``env``'s log, and where the A that served it was deployed from
+    (``gates.operational.evidence.enforcer`` of the deployment receipt that switched to it)."""
+    store.require()
+    try:
+        rid = int(decision_id)
+    except ValueError:
+        rid = 0
+    if rid < 1:
+        raise InputError(
+            f"--decision-id={decision_id!r} is not a decision id (the X-Decision-Id a daemon returns, "
+            "or the id `mu decisions` lists)",
+            code="diagnose.bad_decision_id",
+        )
+    path = decision_log.db_path(store.home, env)
+    conn = decision_log.connect(path, readonly=True)
+    try:
+        row = conn.execute(
+            "SELECT id, decided_at, transaction_json, outcome, fired, enforcer_hash,"
+            " generation_receipt_hash FROM decisions WHERE id = ?",
+            (rid,),
+        ).fetchone()
+    except sqlite3.Error as e:
+        raise InputError(
+            f"cannot read the decision log {path}: {e}",
+            code="decisions.unreadable",
+            location=Location(file=str(path)),
+        ) from e
+    finally:
+        conn.close()
+    if row is None:
+        raise InputError(
+            f"no decision {rid} in the {env} decision log {path}",
+            code="diagnose.unknown_decision",
+            location=Location(file=str(path)),
+            hint=f"`mu decisions --env={env}` lists the logged decisions and their ids",
+        )
+    _, decided_at, tx_json, outcome, fired, enforcer_hash, receipt_hash = row
+    try:
+        tx = json.loads(tx_json, parse_float=Decimal)
+        fired_rules = json.loads(fired)
+    except ValueError as e:
+        raise InputError(
+            f"decision {rid} in {path} is not readable JSON: {e}", code="decisions.corrupt"
+        ) from e
+    if not isinstance(tx, dict) or outcome not in OUTCOMES or not isinstance(fired_rules, list):
+        raise InputError(f"decision {rid} in {path} is malformed", code="decisions.corrupt")
+    dep = _deployment(store, env, str(decided_at))
+    where = ((dep or {}).get("gates") or {}).get("operational", {}).get("evidence", {}).get("enforcer")
+    return Logged(
+        id=rid,
+        env=env,
+        decided_at=str(decided_at),
+        transaction=tx,
+        outcome=str(outcome),
+        fired=tuple(str(r) for r in fired_rules),
+        enforcer_hash=str(enforcer_hash),
+        generation_receipt_hash=str(receipt_hash),
+        deployed_enforcer=Path(where) if isinstance(where, str) else None,
+        deployment_receipt_hash=dep["receipt_hash"] if dep else None,
+    )
+
+
+# --- check 1: the receipt -----------------------------------------------------------------------
+
+
+def _trusted_keys(store: Store) -> dict[str, tuple[Path, Ed25519PublicKey]]:
+    paths = [store.operator_public_key_path]
+    trusted = store.keys_dir / "trusted"
+    if trusted.is_dir():
+        paths += sorted(trusted.glob("*.pub"))
+    keys: dict[str, tuple[Path, Ed25519PublicKey]] = {}
+    for p in paths:
+        if p.is_file():
+            try:
+                key = load_public_key(p)
+            except InputError:
+                continue
+            keys[key_id(key)] = (p, key)
+    return keys
+
+
+def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
+    """Refuses (with a named error) a receipt nothing can be diagnosed against."""
+    try:
+        check_schema(receipt)
+    except CheckFailed as e:
+        raise InputError(
+            f"the receipt is not well formed: {e.message}", code="diagnose.receipt_invalid"
+        ) from e
+    name = f"receipt {receipt['receipt_hash']}"
+    kind = receipt["kind"]
+    if kind != "generation":
+        why = (
+            "the line stopped at a gate, so no A was made that production could have run"
+            if kind == "rejection"
+            else "only a generation receipt binds hash(O) to hash(A)"
+        )
+        raise InputError(
+            f"{name} is a {kind} receipt, not a generation receipt: {why}",
+            code="diagnose.not_generation",
+            hint="give the generation receipt of the A production ran "
+            "(`mu receipt --deployment=ENV` names it)",
+        )
+    check_hash(receipt)  # CheckFailed receipt.hash: the receipt was altered
+    keys = _trusted_keys(store)
+    signed = [s["keyid"] for s in receipt["signatures"] if s["keyid"] in keys]
+    if not signed:
+        signers = ", ".join(sorted({str(s["keyid"]) for s in receipt["signatures"]}))
+        raise CheckFailed(
+            f"{name} is not signed by a key this store trusts (its operator key or "
+            f"{store.keys_dir / 'trusted'}/*.pub); it is signed by {signers}",
+            code="receipt.signature",
+        )
+    for kid in signed:
+        try:
+            check_signature(receipt, keys[kid][1])
+        except CheckFailed as e:
+            raise CheckFailed(
+                f"{name}: the signature by {kid} ({keys[kid][0]}) does not verify",
+                code="receipt.signature",
+                hint="the receipt was not signed by that key, or it was altered",
+            ) from e
+    inputs, outputs = receipt.get("inputs"), receipt.get("outputs")
+    onto = inputs.get("ontology_hash") if isinstance(inputs, dict) else None
+    a = outputs.get("enforcer_hash") if isinstance(outputs, dict) else None
+    if not is_sha256(onto) or not is_sha256(a):
+        raise InputError(
+            f"{name} does not record both hash(O) (inputs.ontology_hash) and hash(A) (outputs.enforcer_hash)",
+            code="diagnose.receipt_incomplete",
+        )
+    in_ledger = store.find(receipt["receipt_hash"]) is not None
+    latest = store.latest("generation")
+    data = {"receipt": receipt["receipt_hash"], "signed_by": signed[0], "in_ledger": in_ledger}
+    note = "" if in_ledger else "; it is not in this store's ledger"
+    if latest is not None and latest["receipt_hash"] != receipt["receipt_hash"]:
+        data["latest_generation"] = latest["receipt_hash"]
+        note += f"; the store's latest generation is {latest['receipt_hash']}"
+    return Evidence(
+        "receipt",
+        "pass",
+        f"generation receipt {receipt['receipt_hash']} binds O {onto} to A {a}; signed by {signed[0]}{note}",
+        data,
+    )
