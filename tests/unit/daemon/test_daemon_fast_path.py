@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -310,3 +311,67 @@ def test_client_gone_before_the_body_is_an_empty_400(deployed: tuple[Store, Path
         for root in ("", "/m"):
             status, headers, out = portal.call(gone, root)
             assert (status, out, headers.get(b"content-type")) == (400, b"", None)
+
+
+# --- durability: the writer's own WAL fsync -------------------------------------------------------
+
+
+def _entry(tx_id: str) -> decision_log.LoggedDecision:
+    h = "sha256:" + "c" * 64
+    d = {"transaction_id": tx_id, "decision": "REJECT", "fired": [], "enforcer_hash": h}
+    return decision_log.LoggedDecision.of("test", {"id": tx_id}, d, h, h)
+
+
+def test_the_wal_is_fsynced_after_commit_and_before_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    writer = decision_log.DecisionWriter(tmp_path / "d.db")
+    try:
+        assert writer._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync in COMMIT
+        monkeypatch.setattr(os, "fsync", fsync)
+
+        def writes_a_row(conn: sqlite3.Connection, row_id: int) -> None:
+            events.append(("row", str(row_id)))
+
+        row = writer.write_sync(_entry("w1"), [writes_a_row])
+        events.append(("answered", str(row)))
+    finally:
+        writer.close()
+    wal = str(tmp_path / "d.db-wal")
+    assert events[0] == ("row", str(row)) and events[-1] == ("answered", str(row))
+    assert ("fsync", wal) in events[1:-1]
+
+
+def test_a_failed_fsync_is_not_answered_as_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = decision_log.DecisionWriter(tmp_path / "d.db")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    try:
+        monkeypatch.setattr(os, "fsync", broken)
+        with pytest.raises(OSError, match="Input/output"):
+            writer.write_sync(_entry("w2"))
+        monkeypatch.undo()
+        assert writer.write_sync(_entry("w3")) > 0
+    finally:
+        writer.close()
+
+
+def test_the_wal_file_is_reopened_when_replaced(tmp_path: Path) -> None:
+    sync = decision_log._WalSync(tmp_path / "x.db")
+    (tmp_path / "x.db-wal").write_bytes(b"one")
+    sync()
+    first = sync._ino
+    (tmp_path / "x.db-wal").unlink()
+    (tmp_path / "x.db-wal").write_bytes(b"two")
+    sync()
+    assert sync._ino != first
+    sync.close()
