@@ -201,8 +201,10 @@ def test_missing_store_says_run_init(
 
 
 def test_generators_lists_versions(mu: Run) -> None:
+    from finops_fabric import generators
+
     out = mu.json("generators")
-    assert out["versions"] == ["1"] and out["default"] == "1"
+    assert out["versions"] == ["1", "2"] == generators.versions() and out["default"] == "1"
 
 
 def _policy_with_rules(path: Path, n: int) -> Path:
