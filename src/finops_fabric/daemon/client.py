@@ -335,20 +335,17 @@ def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> d
         }
     else:
         at = _parse_time(timestamp)
+        from finops_fabric.daemon.runtime import successful_deployments
+
         found: dict[str, Any] | None = None
-        for r in store.receipts():
-            if r.get("kind") not in ("deployment", "rollback") or r.get("env") != env:
-                continue
-            if r.get("event", "deploy") != "deploy":
-                continue
-            if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
-                continue
+        for r in successful_deployments(store, env):
             try:
                 when = _parse_time(str(r.get("time")))
             except InputError:
                 continue
             if when <= at:
                 found = r
+                break
         if found is None:
             raise CheckFailed(
                 f"the ledger shows nothing deployed to {env} at {timestamp}", code="deployment.none"

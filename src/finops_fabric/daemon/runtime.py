@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "generation_receipt_for",
     "next_epoch",
     "now_utc",
+    "successful_deployments",
 ]
 
 DEFAULT_EPOCHS = {"production": "*/5 * * * *"}
@@ -161,6 +162,19 @@ def epoch_schedule(store: Store, env: str) -> str | None:
 # --- the generation receipt of an A ---------------------------------------------------------------
 
 
+def successful_deployments(store: Store, env: str) -> Iterator[dict[str, Any]]:
+    """The receipts of ``env``'s successful deployments and rollbacks (the ones that switched
+    what runs), newest first in ledger order."""
+    for r in reversed(store.receipts()):
+        if r.get("kind") not in ("deployment", "rollback") or r.get("env") != env:
+            continue
+        if r.get("event", "deploy") != "deploy":
+            continue
+        if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
+            continue
+        yield r
+
+
 def generation_receipt_for(store: Store, enforcer_hash: str) -> dict[str, Any] | None:
     """The newest generation receipt in the ledger whose ``outputs.enforcer_hash`` is this hash."""
     found = None
@@ -252,13 +266,7 @@ class Runtime:
     def restore(self) -> str | None:
         """Boot the A of the newest successful deployment (or rollback) of this env in the ledger,
         from the store's verified snapshot. Returns its hash, or None when there is none."""
-        for r in reversed(self.store.receipts()):
-            if r.get("kind") not in ("deployment", "rollback") or r.get("env") != self.env:
-                continue
-            if r.get("event", "deploy") != "deploy":
-                continue
-            if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
-                continue
+        for r in successful_deployments(self.store, self.env):
             gen = self.store.find(str((r.get("inputs") or {}).get("generation_receipt_hash")))
             if gen is None:
                 return None

@@ -46,18 +46,12 @@ def check_outcome(value: str | None, flag: str) -> str | None:
 
 def _deployment(store: Store, env: str, decided_at: str) -> dict[str, Any] | None:
     """The newest successful deployment (or rollback) of ``env`` at or before ``decided_at``."""
-    for r in reversed(store.receipts()):
-        if r.get("kind") not in ("deployment", "rollback") or r.get("env") != env:
-            continue
-        if r.get("event", "deploy") != "deploy":
-            continue
-        if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
-            continue
-        if str(r.get("time", ""))[:19] > decided_at[:19]:
-            continue
-        found: dict[str, Any] = r
-        return found
-    return None
+    from finops_fabric.daemon.runtime import successful_deployments
+
+    return next(
+        (r for r in successful_deployments(store, env) if str(r.get("time", ""))[:19] <= decided_at[:19]),
+        None,
+    )
 
 
 def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:

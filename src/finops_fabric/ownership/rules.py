@@ -223,13 +223,11 @@ def _production_receipt(store: Store, ref: str | None) -> tuple[dict[str, Any], 
                 raise InputError(f"no receipt {ref} in the store {store.home}", code="ownership.no_receipt")
             return found, "given (--receipt)"
         return load_receipt(Path(ref)), f"given (--receipt={ref})"
-    for r in reversed(store.receipts()):
-        if r.get("kind") not in ("deployment", "rollback") or r.get("env") != "production":
-            continue
-        if r.get("event", "deploy") != "deploy":
-            continue
-        if ((r.get("gates") or {}).get("operational") or {}).get("status") == "PASS":
-            return r, "the latest production deployment in the store"
+    from finops_fabric.daemon.runtime import successful_deployments
+
+    deployed = next(successful_deployments(store, "production"), None)
+    if deployed is not None:
+        return deployed, "the latest production deployment in the store"
     latest = store.latest("generation")
     return (latest, "the latest generation receipt in the store") if latest is not None else None
 
