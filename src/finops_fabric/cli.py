@@ -41,6 +41,16 @@ class Out:
                 sys.stdout.write(line + "\n")
 
 
+def action_options(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--verbose`` and ``--home`` after a command's action too (``mu roster show
+    --json``). SUPPRESS keeps the value given before the action when they are not repeated."""
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
+    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
+
+
 def progress_printer(args: argparse.Namespace) -> Callable[[str], None]:
     if sys.stderr.isatty() and not args.json:
         return lambda msg: print(f"… {msg}", file=sys.stderr)

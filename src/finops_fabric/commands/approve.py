@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finops_fabric.cli import Out
+from finops_fabric.cli import Out, action_options
 from finops_fabric.errors import InputError
 
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -126,15 +126,6 @@ def cmd_roster(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """``--json``, ``--verbose``, ``--home`` after the action too (``mu roster show --json``)."""
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
-    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
-
-
 def register(cmd: Register) -> None:
     from finops_fabric.invariants import INVARIANTS
 
@@ -155,14 +146,14 @@ def register(cmd: Register) -> None:
     init = actions.add_parser("init", help="establish roster version 1, signed by one of its members")
     init.add_argument("--member", action="append", default=[], metavar="NAME=PUBLIC_KEY_FILE")
     init.add_argument("--key", required=True, metavar="KEY", help="the private key of one of the members")
-    _common(init)
-    _common(actions.add_parser("show", help="the current roster, its chain verified"))
+    action_options(init)
+    action_options(actions.add_parser("show", help="the current roster, its chain verified"))
     add = actions.add_parser("add", help="add a member (signed by a current member)")
     add.add_argument("--name", required=True)
     add.add_argument("--public-key", required=True, metavar="PUB")
     add.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
-    _common(add)
+    action_options(add)
     rm = actions.add_parser("remove", help="remove a member by key id (signed by a current member)")
     rm.add_argument("--keyid", required=True, metavar="ID")
     rm.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
-    _common(rm)
+    action_options(rm)

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from finops_fabric.cli import Out
+from finops_fabric.cli import Out, action_options
 from finops_fabric.errors import InputError
 
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -260,14 +260,6 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
-    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
-
-
 def register(cmd: Register) -> None:
     sp = cmd("daemon", cmd_daemon, "run the enforcement service for ENV (or: daemon token create --role=R)")
     sp.add_argument("--env", metavar="ENV", help="the environment this daemon serves (test, production, …)")
@@ -295,4 +287,4 @@ def register(cmd: Register) -> None:
         "--role", action="append", metavar="ROLE", help="operator, deployer or auditor (repeatable)"
     )
     tk.add_argument("--label", help="a note kept with the token's hash")
-    _common(tk)
+    action_options(tk)

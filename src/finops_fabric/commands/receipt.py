@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from finops_fabric.cli import action_options
 from finops_fabric.errors import CheckFailed, InputError
 
 ACTIONS = ("export", "verify-dsse")
@@ -146,16 +147,6 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """``--json``, ``--verbose`` and ``--home`` after the action too (``mu receipt export R --json``).
-    SUPPRESS keeps the value given before the action when they are not repeated after it."""
-    parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document"
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="more detail")
-    parser.add_argument("--home", default=argparse.SUPPRESS, help="the store directory")
-
-
 def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]) -> None:
     sp = cmd(
         "receipt",
@@ -178,7 +169,7 @@ def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argp
         "--key", metavar="KEY", help="private key to sign with (default: the store's operator key)"
     )
     ex.add_argument("--output", metavar="FILE", help="write the envelope here (default: stdout)")
-    _common(ex)
+    action_options(ex)
     ve = actions.add_parser(
         "verify-dsse",
         help="verify a DSSE envelope made by `mu receipt export` with the signer's public key",
@@ -186,4 +177,4 @@ def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argp
     )
     ve.add_argument("path", metavar="ENVELOPE")
     ve.add_argument("--public-key", required=True, metavar="K", help="the signer's public key (PEM)")
-    _common(ve)
+    action_options(ve)
