@@ -1,11 +1,13 @@
 """A minimal SMTP sink for the daemon benchmark: accepts every message and throws it away.
 
-    python3 bench/_smtp_sink.py PORT_FILE
+    python3 bench/_smtp_sink.py PORT_FILE [--no-pipelining]
 
 Listens on 127.0.0.1 (a free port, written to PORT_FILE once listening) and answers every
 command with success; counts the messages and prints the count on SIGTERM. It stands in for a
 mail server on another machine, so it is deliberately cheap (no parsing beyond line framing):
-the CPU it still takes is measured by the benchmark and reported on its own line.
+the CPU it still takes is measured by the benchmark and reported on its own line. It offers
+PIPELINING (RFC 2920), as common mail servers do: commands that arrive together are answered in
+order, together; ``--no-pipelining`` leaves it out of the EHLO answer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 received = 0
+EHLO = b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
 
 
 class _Session(asyncio.Protocol):
@@ -50,7 +53,7 @@ class _Session(asyncio.Protocol):
             line, self.buf = self.buf[:nl], self.buf[nl + 2 :]
             verb = line[:4].upper()
             if verb == b"EHLO":
-                out.append(b"250-sink\r\n250 8BITMIME\r\n")
+                out.append(EHLO)
             elif verb == b"DATA":
                 self.in_data = True
                 self.buf = b"\r\n" + self.buf  # so a message with no body still ends at \r\n.\r\n
@@ -82,4 +85,6 @@ async def _main(port_file: Path) -> None:
 
 
 if __name__ == "__main__":
+    if "--no-pipelining" in sys.argv[2:]:
+        EHLO = b"250-sink\r\n250 8BITMIME\r\n"
     asyncio.run(_main(Path(sys.argv[1])))

@@ -8,6 +8,9 @@ decision and its side effects are recorded together or not at all. A worker then
     items = claim(conn, kind, now, limit, lease_seconds)   # pending/expired leases -> delivering
     for item in items: deliver; ack(conn, item) or fail(conn, item, error, now)
 
+(:func:`ack_many`, :func:`fail_many` and :func:`release` do the same for several items in one
+transaction; :func:`delivered_keys` is :func:`already_delivered` for a batch.)
+
 Delivery is at least once (a worker killed between sending and :func:`ack` leaves a lease that
 expires and is claimed again). Every row carries an idempotency key, unique in the table, so a
 decision that is retried cannot queue a side effect twice; :func:`ack` also records the key in
@@ -30,7 +33,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -48,19 +51,25 @@ __all__ = [
     "STATES",
     "Item",
     "ack",
+    "ack_many",
     "already_delivered",
+    "any_due",
     "backoff_delay",
     "canonical_text",
     "claim",
     "db_path",
+    "delivered_keys",
     "depth",
     "enqueue_for_decision",
     "ensure_schema",
     "fail",
+    "fail_many",
     "idempotency_key",
     "items_for_decision",
+    "load_payload",
     "mark_delivered",
     "open_db",
+    "release",
     "release_leases",
     "requeue_dead",
     "transaction",
@@ -306,12 +315,7 @@ def claim(
     lease_until = now + lease_seconds
     # A read first (no lock): an idle worker polling an empty queue must never take the write
     # lock the decision path needs.
-    due = conn.execute(
-        "SELECT 1 FROM outbox WHERE kind = ? AND state IN ('pending', 'delivering') AND next_attempt_at <= ?"
-        " LIMIT 1",
-        (kind, now),
-    ).fetchone()
-    if due is None:
+    if not any_due(conn, kind, now):
         return []
     with transaction(conn):
         rows = conn.execute(
@@ -320,25 +324,42 @@ def claim(
             " ORDER BY next_attempt_at, id LIMIT ?",
             (kind, now, limit),
         ).fetchall()
-        items: list[Item] = []
-        for row_id, decision_id, key, payload, attempts, created_at in rows:
-            conn.execute(
-                "UPDATE outbox SET state = 'delivering', attempts = ?, next_attempt_at = ? WHERE id = ?",
-                (attempts + 1, lease_until, row_id),
-            )
-            items.append(
-                Item(
-                    id=row_id,
-                    decision_id=decision_id,
-                    kind=kind,
-                    idempotency_key=key,
-                    payload=_load_payload(payload),
-                    attempts=attempts + 1,
-                    lease_until=lease_until,
-                    created_at=created_at,
-                )
-            )
-    return items
+        conn.executemany(
+            "UPDATE outbox SET state = 'delivering', attempts = ?, next_attempt_at = ? WHERE id = ?",
+            [(row[4] + 1, lease_until, row[0]) for row in rows],
+        )
+    # Parsed after the COMMIT: the write lock is held for the UPDATE only. A payload that is not
+    # a JSON object becomes {} (its delivery then fails as malformed and dead-letters it).
+    return [
+        Item(
+            id=row_id,
+            decision_id=decision_id,
+            kind=kind,
+            idempotency_key=key,
+            payload=_payload_or_empty(payload),
+            attempts=attempts + 1,
+            lease_until=lease_until,
+            created_at=created_at,
+        )
+        for row_id, decision_id, key, payload, attempts, created_at in rows
+    ]
+
+
+def _payload_or_empty(text: str) -> dict[str, Any]:
+    try:
+        return load_payload(text)
+    except ValueError:
+        return {}
+
+
+def any_due(conn: sqlite3.Connection, kind: str, now: float) -> bool:
+    """True when an item of ``kind`` is due (a read: it takes no lock)."""
+    due = conn.execute(
+        "SELECT 1 FROM outbox WHERE kind = ? AND state IN ('pending', 'delivering') AND next_attempt_at <= ?"
+        " LIMIT 1",
+        (kind, now),
+    ).fetchone()
+    return due is not None
 
 
 def release_leases(conn: sqlite3.Connection, kind: str, now: float | None = None) -> int:
@@ -357,9 +378,8 @@ def release_leases(conn: sqlite3.Connection, kind: str, now: float | None = None
         return cur.rowcount
 
 
-def _load_payload(text: str) -> dict[str, Any]:
-    import json
-
+def load_payload(text: str) -> dict[str, Any]:
+    """An outbox row's payload (a JSON object)."""
     doc = json.loads(text)
     if not isinstance(doc, dict):
         raise ValueError("outbox payload is not a JSON object")
@@ -391,6 +411,50 @@ def ack(conn: sqlite3.Connection, item: Item, *, now: float | None = None) -> No
     """``item`` was delivered: mark it so and record its idempotency key."""
     with transaction(conn):
         mark_delivered(conn, item, time.time() if now is None else now)
+
+
+def ack_many(conn: sqlite3.Connection, delivered: Sequence[tuple[Item, float]]) -> None:
+    """:func:`ack` of every ``(item, delivered at)`` of ``delivered``, in one transaction."""
+    if not delivered:
+        return
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE outbox SET state = 'delivered', delivered_at = ?, last_error = NULL WHERE id = ?",
+            [(t, item.id) for item, t in delivered],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at) VALUES (?, ?, ?)",
+            [(item.idempotency_key, item.kind, t) for item, t in delivered],
+        )
+
+
+def delivered_keys(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """The keys of ``keys`` recorded as delivered (:func:`already_delivered` for a batch)."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):  # well under SQLite's limit of bound parameters
+        chunk = list(keys[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT idempotency_key FROM outbox_delivered WHERE idempotency_key IN ({marks})",  # noqa: S608 - only placeholders
+                chunk,
+            )
+        )
+    return found
+
+
+def release(conn: sqlite3.Connection, items: Sequence[Item], *, now: float | None = None) -> None:
+    """Hand claimed items back untried: due at once, the claim's attempt not counted."""
+    if not items:
+        return
+    t = time.time() if now is None else now
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE outbox SET state = 'pending', attempts = attempts - 1, next_attempt_at = ?"
+            " WHERE id = ? AND state = 'delivering'",
+            [(t, item.id) for item in items],
+        )
 
 
 def backoff_delay(
@@ -432,6 +496,32 @@ def fail(
             ("dead" if dead else "pending", now if at is None else at, error[:2000], item.id),
         )
     return at
+
+
+def fail_many(
+    conn: sqlite3.Connection,
+    failures: Sequence[tuple[Item, str, bool]],
+    now: float,
+    *,
+    rng: Callable[[], float] = random.random,
+    max_attempts: int = MAX_ATTEMPTS,
+    base: float = BACKOFF_BASE_S,
+    cap: float = BACKOFF_CAP_S,
+) -> None:
+    """:func:`fail` of every ``(item, error, permanent)`` of ``failures``, in one transaction."""
+    if not failures:
+        return
+    rows = []
+    for item, error, permanent in failures:
+        dead = permanent or item.attempts >= max_attempts
+        at = now if dead else now + backoff_delay(item.attempts, rng=rng, base=base, cap=cap)
+        rows.append(("dead" if dead else "pending", at, error[:2000], item.id))
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?"
+            " WHERE id = ? AND state != 'delivered'",
+            rows,
+        )
 
 
 def requeue_dead(conn: sqlite3.Connection, kind: str | None = None, *, now: float | None = None) -> int:

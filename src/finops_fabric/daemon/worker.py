@@ -2,17 +2,32 @@
 
     python -m finops_fabric.daemon.worker --env=ENV --kind=notification|audit --home=STORE
 
-Loop: claim due items → deliver each → ack or fail (back-off); when nothing is due, sleep the
-poll interval (50 ms). SIGTERM or SIGINT finishes the item in hand and exits 0. The worker also
-exits when its parent (the supervisor) is gone, so a killed daemon leaves no orphans.
+Loop: claim a batch of due items → deliver them → record the outcome; unless the batch was
+full, sleep the poll interval (50 ms) before the next claim, so under a moderate load the
+worker takes SQLite's write lock (which the decision path needs) a few times per poll interval
+for a batch, not for every item or two as it arrives. SIGTERM or SIGINT finishes the message
+in hand, hands the rest of the batch back and exits 0. The worker also exits when its parent
+(the supervisor) is gone, so a killed daemon leaves no orphans.
 
-After a transport outage, the first successful delivery makes every backed-off item of the kind
-due at once (the back-off protects a server that is down, not one that is back).
+Notifications: the batch goes out over one SMTP session (pipelined when the server offers it,
+see :meth:`Notifier.send_mails`), and each item is acknowledged as soon as the server has
+accepted its message, before the next message's data is sent: a worker killed at any moment
+leaves at most one message accepted by the server but not acknowledged (it is sent again with
+the same Message-ID; at-least-once). A notification whose idempotency key is already recorded as
+delivered is acknowledged without being sent. When a webhook is configured, the mail part is
+recorded on its own first, so a failing webhook does not make the mail go out twice.
 
-A notification whose idempotency key is already recorded as delivered is acknowledged without
-being sent. When a webhook is configured, the mail part is recorded on its own first, so a
-failing webhook does not make the mail go out twice. Audit items are appended to the hash-chained
-ledger and acknowledged in one transaction.
+When the transport is unavailable (no SMTP server configured, connection refused, the session
+broke), the item in hand and the rest of its batch are failed with their back-off, and the
+worker stops claiming notifications: it probes the server (opens a session, nothing else) after
+0.5 s, doubling to 5 s (±20 %), and claims again only once that succeeds; then every backed-off
+notification is due at once (the back-off protects a server that is down, not one that is
+back). Items waiting during an outage are not charged attempts for it.
+
+Audit items: a batch is appended to the hash-chained ledger and acknowledged in one
+transaction, which holds the write lock only for the inserts (the entries' canonical bytes are
+written before it begins); a malformed item is dead-lettered without holding up the others.
+There is no lease to wait on and no window for a duplicate.
 
 Fault injection (tests, drills): ``FABRIC_WORKER_FAULT=exit-on-start`` makes the worker exit 1
 at once; ``exit-after:N`` exits 1 after N deliveries.
@@ -23,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -31,16 +47,92 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from finops_fabric.daemon import audit_log, outbox
-from finops_fabric.daemon.notifier import DeliveryError, Notifier
+from finops_fabric.daemon.notifier import DeliveryError, Notifier, NotTried, PermanentError
 
-__all__ = ["ENV_FAULT", "Worker", "main"]
+__all__ = ["ENV_FAULT", "AckJournal", "Worker", "journal_path", "main"]
 
 ENV_FAULT = "FABRIC_WORKER_FAULT"
 POLL_INTERVAL_S = 0.05
-BATCH = 32
+BATCH = 64
 LEASE_S = 30.0
+#: Probing a transport that is down: first after 0.5 s, doubling up to 5 s.
+PROBE_BASE_S = 0.5
+PROBE_CAP_S = 5.0
+
+
+def journal_path(home: str | Path, env: str, kind: str) -> Path:
+    """``<home>/daemon-<env>.<kind>-acks``: the ack journal of ``kind``'s worker."""
+    db = outbox.db_path(home, env)
+    return db.with_name(f"{db.stem}.{kind}-acks")
+
+
+_JOURNAL_LINE = re.compile(r"(sha256:[0-9a-f]{64}) ([0-9]+(?:\.[0-9]+)?)")
+
+
+class AckJournal:
+    """Crash insurance for acknowledgements not yet committed to the outbox.
+
+    The notification worker acknowledges a batch in one transaction after its last message,
+    but records each message the server accepted here first (one ``write`` of ``key time``, no
+    fsync), before the next message's data is sent; after the commit the journal is emptied.
+    A worker killed mid-batch leaves the keys in the file (the page cache keeps them, as it
+    keeps a commit made with ``synchronous=NORMAL``), and its successor acknowledges them
+    (:meth:`recover`) before taking the leases back, so at most the one message whose answer
+    was in flight is sent again, as when each message had its own transaction. A power cut may
+    lose the file's tail like the WAL's: those messages are sent again (at least once; the
+    receiver drops copies by Message-ID)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return self._fd
+
+    def record(self, key: str, at: float) -> None:
+        os.write(self._open(), f"{key} {at:.6f}\n".encode("ascii"))
+
+    def clear(self) -> None:
+        os.ftruncate(self._open(), 0)
+
+    def recover(self, conn: sqlite3.Connection) -> int:
+        """Acknowledge every item the journal names (as delivered when it says), empty it;
+        return how many lines it held. A torn last line (no newline) is ignored."""
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return 0
+        lines = text.split("\n")[:-1]
+        found = [m.groups() for line in lines if (m := _JOURNAL_LINE.fullmatch(line))]
+        if found:
+            with outbox.transaction(conn):
+                for key, at in found:
+                    conn.execute(
+                        "UPDATE outbox SET state = 'delivered', delivered_at = ?, last_error = NULL"
+                        " WHERE idempotency_key = ? AND state != 'delivered'",
+                        (float(at), key),
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                        " SELECT idempotency_key, kind, ? FROM outbox WHERE idempotency_key = ?",
+                        (float(at), key),
+                    )
+        self.clear()
+        return len(lines)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _ExitAfter(Exception):
+    """The injected ``exit-after:N`` fault fired."""
 
 
 class Worker:
@@ -69,9 +161,12 @@ class Worker:
         self.stopping = threading.Event()
         self.delivered = 0
         self._exit_after: int | None = None
-        self._was_down = False
+        #: Transport state: consecutive failures, and when to probe it again (0: it is up).
+        self._failures = 0
+        self.probe_at = 0.0
         self.conn: sqlite3.Connection = outbox.open_db(outbox.db_path(self.home, env), synchronous="NORMAL")
         self.notifier = Notifier(self.home) if kind == "notification" else None
+        self.journal = AckJournal(journal_path(self.home, env, kind))
 
     def stop(self) -> None:
         self.stopping.set()
@@ -86,88 +181,273 @@ class Worker:
         if fault.startswith("exit-after:"):
             self._exit_after = int(fault.split(":", 1)[1])
         try:
-            outbox.release_leases(self.conn, self.kind)
+            self.take_over()
             while not self.stopping.is_set():
                 if self._parent_gone():
                     return 0
                 done = self.run_once()
                 if done < 0:
                     return 1
-                if done == 0:
-                    self.stopping.wait(self.poll_interval)
+                if done < self.batch:  # drained: let the next batch gather rather than take the
+                    self.stopping.wait(self.poll_interval)  # write lock for every item or two
             return 0
         finally:
             if self.notifier is not None:
                 self.notifier.close()
+            self.journal.close()
             self.conn.close()
 
+    def take_over(self) -> None:
+        """What a worker does when it starts: acknowledge what the ack journal says a
+        predecessor delivered, then hand its leases back (they are due at once)."""
+        if self.kind == "notification":
+            self.journal.recover(self.conn)
+        outbox.release_leases(self.conn, self.kind)
+
     def run_once(self) -> int:
-        """Claim one batch and deliver it; return how many items were claimed (-1: injected fault)."""
+        """Claim one batch and deliver it; return how many items were claimed (-1: injected
+        fault). Returns 0 without touching the outbox while a down transport is not due a probe."""
+        try:
+            if self.kind == "audit":
+                return self._run_audit()
+            return self._run_notifications()
+        except _ExitAfter:
+            return -1
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def _transport_up(self) -> bool:
+        """False while the transport is known to be down (probing it when a probe is due)."""
+        if not self.probe_at:
+            return True
+        now = time.time()
+        if now < self.probe_at:
+            return False
+        assert self.notifier is not None
+        try:
+            self.notifier.connect()
+        except DeliveryError as exc:
+            self._transport_down(exc)
+            return False
+        self.probe_at = 0.0
+        print("worker notification: transport is back", file=sys.stderr, flush=True)
+        with outbox.transaction(self.conn):  # what backed off during the outage is due now
+            self.conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND state = 'pending'"
+                " AND next_attempt_at > ?",
+                (now, self.kind, now),
+            )
+        return True
+
+    def _transport_down(self, exc: DeliveryError) -> None:
+        self._failures += 1
+        delay = outbox.backoff_delay(self._failures, base=PROBE_BASE_S, cap=PROBE_CAP_S)
+        if not self.probe_at:
+            print(f"worker notification: transport down: {exc}", file=sys.stderr, flush=True)
+        self.probe_at = time.time() + delay
+
+    def _run_notifications(self) -> int:
+        if not self._transport_up():
+            return 0
         items = outbox.claim(self.conn, self.kind, time.time(), self.batch, self.lease_seconds)
-        down: DeliveryError | None = None
-        for n, item in enumerate(items):
-            if self.stopping.is_set() and n:
-                # Hand the rest back at once rather than leaving them to their lease.
-                self._release(items[n:])
-                break
-            if down is not None:  # the transport is unavailable: do not try the rest of the batch
-                outbox.fail(self.conn, item, str(down), time.time())
-                continue
-            try:
-                self.deliver(item)
-            except DeliveryError as exc:
-                outbox.fail(self.conn, item, str(exc), time.time(), permanent=exc.permanent)
-                if exc.connection:
-                    down = exc
-                    self._was_down = True
-                continue
-            except Exception as exc:  # a bug or a malformed item: dead-letter it, keep the worker up
-                outbox.fail(self.conn, item, f"{type(exc).__name__}: {exc}", time.time(), permanent=True)
-                continue
-            self.delivered += 1
-            if self._was_down:  # the transport is back: what backed off is due now
-                self._was_down = False
-                with outbox.transaction(self.conn):
-                    self.conn.execute(
-                        "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND state = 'pending'"
-                        " AND next_attempt_at > ?",
-                        (time.time(), self.kind, time.time()),
-                    )
-            if self._exit_after is not None and self.delivered >= self._exit_after:
-                return -1
+        if items:
+            self._deliver_notifications(items)
         return len(items)
 
-    def _release(self, items: Sequence[outbox.Item]) -> None:
-        with outbox.transaction(self.conn):
-            for item in items:
-                self.conn.execute(
-                    "UPDATE outbox SET state = 'pending', attempts = attempts - 1, next_attempt_at = ?"
-                    " WHERE id = ? AND state = 'delivering'",
-                    (time.time(), item.id),
-                )
-
-    def deliver(self, item: outbox.Item) -> None:
-        """Deliver and acknowledge one item (raises :class:`DeliveryError` when it could not)."""
-        if self.kind == "audit":
-            audit_log.append_item(self.conn, item)
-            return
+    def _deliver_notifications(self, items: Sequence[outbox.Item]) -> list[DeliveryError | None]:
+        """Send and record ``items`` (claimed); per item, None (delivered) or its error, which
+        has been recorded (:func:`outbox.fail_many`) or, for untried items, handed back."""
         assert self.notifier is not None
-        key = item.idempotency_key
-        if outbox.already_delivered(self.conn, key):
-            outbox.ack(self.conn, item)
-            return
-        mail_key = key + "#mail"
-        if not outbox.already_delivered(self.conn, mail_key):
-            self.notifier.send_mail(item.payload)
-            if self.notifier.webhook_configured():
+        notifier = self.notifier
+        keys = [item.idempotency_key for item in items]
+        done = outbox.delivered_keys(self.conn, keys + [k + "#mail" for k in keys])
+        outcome: dict[int, DeliveryError | None] = {}
+        now = time.time()
+        acks = [(item, now) for item in items if item.idempotency_key in done]
+        for item, _ in acks:
+            outcome[item.id] = None
+        outbox.ack_many(self.conn, acks)
+        self._count(len(acks))
+        rest = [it for it in items if it.id not in outcome]
+        try:
+            if rest:
+                notifier.connect()  # also (re)reads the configuration: is there a webhook?
+        except DeliveryError as exc:
+            outcome.update((it.id, exc) for it in rest)
+            rest = []
+        # The mail part, unless recorded as sent (a webhook that failed after it).
+        mail = [it for it in rest if it.idempotency_key + "#mail" not in done]
+        webhook = notifier.webhook_configured()
+
+        accepted: list[tuple[outbox.Item, float]] = []
+
+        def on_sent(i: int) -> None:
+            item, t = mail[i], time.time()
+            if webhook:  # record the mail part; the webhook comes next
                 with outbox.transaction(self.conn):
                     self.conn.execute(
                         "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
                         " VALUES (?, 'notification-mail', ?)",
-                        (mail_key, time.time()),
+                        (item.idempotency_key + "#mail", t),
                     )
-        self.notifier.post_webhook(item.payload)
-        outbox.ack(self.conn, item)
+                return
+            self.journal.record(item.idempotency_key, t)  # before the next message's data goes out
+            accepted.append((item, t))
+            outcome[item.id] = None
+            self._count(1)
+
+        try:
+            errors = notifier.send_mails([it.payload for it in mail], on_sent, stop=self.stopping.is_set)
+        finally:  # one transaction acknowledges every accepted message (also when on_sent raised)
+            if accepted:
+                outbox.ack_many(self.conn, accepted)
+                self.journal.clear()
+        for item, err in zip(mail, errors, strict=True):
+            if err is not None:
+                outcome[item.id] = err
+        if webhook:
+            self._post_webhooks([it for it in items if it.id not in outcome], outcome)
+        untried = [it for it in items if isinstance(outcome.get(it.id), NotTried)]
+        outbox.release(self.conn, untried)
+        failures = [
+            (it, str(err), err.permanent)
+            for it in items
+            if (err := outcome.get(it.id)) is not None and not isinstance(err, NotTried)
+        ]
+        outbox.fail_many(self.conn, failures, time.time())
+        down = next((err for it in items if (err := outcome.get(it.id)) is not None and err.connection), None)
+        if down is not None:
+            self._transport_down(down)
+        elif any(outcome.get(it.id, 1) is None for it in items):
+            self._failures = 0
+        return [outcome.get(it.id) for it in items]
+
+    def _post_webhooks(self, items: Sequence[outbox.Item], outcome: dict[int, DeliveryError | None]) -> None:
+        assert self.notifier is not None
+        down: DeliveryError | None = None
+        for item in items:
+            if down is not None or self.stopping.is_set():
+                outcome[item.id] = down or NotTried("not sent: stopping")
+                continue
+            try:
+                self.notifier.post_webhook(item.payload)
+            except DeliveryError as exc:
+                outcome[item.id] = exc
+                down = exc if exc.connection else None
+                continue
+            except (KeyError, TypeError, ValueError) as exc:
+                outcome[item.id] = PermanentError(f"malformed notification payload: {exc!r}")
+                continue
+            outbox.ack(self.conn, item)
+            outcome[item.id] = None
+            self._count(1)
+
+    def _count(self, n: int) -> None:
+        self.delivered += n
+        if n and self._exit_after is not None and self.delivered >= self._exit_after:
+            raise _ExitAfter
+
+    def deliver(self, item: outbox.Item) -> None:
+        """Deliver and acknowledge one claimed item (raises the :class:`DeliveryError` when it
+        could not; the item is then failed with its back-off)."""
+        if self.kind == "audit":
+            audit_log.append_item(self.conn, item)
+            return
+        (err,) = self._deliver_notifications([item])
+        if err is not None:
+            raise err
+
+    # --- audit entries ------------------------------------------------------------------------
+
+    def _run_audit(self) -> int:
+        """Append a batch of due audit items to their ledgers and acknowledge them, in one
+        transaction that holds SQLite's write lock only for the inserts: each entry's canonical
+        bytes are written before it begins (the expensive part). The chain is extended as
+        :func:`audit_log.append` extends it (same key check, head, ``entry_hash``, row); a
+        malformed item is dead-lettered in the same transaction."""
+        conn = self.conn
+        now = time.time()
+        if not outbox.any_due(conn, self.kind, now):
+            return 0
+        limit = self.batch if self._exit_after is None else max(1, self._exit_after - self.delivered)
+        rows = conn.execute(
+            "SELECT id, idempotency_key, payload, attempts FROM outbox"
+            " WHERE kind = 'audit' AND state IN ('pending', 'delivering') AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        ready: list[tuple[int, str, int, str, bytes]] = []  # id, key, attempts, ledger, entry bytes
+        bad: list[tuple[int, int, str]] = []  # id, attempts, error
+        for row_id, key, payload, attempts in rows:
+            try:
+                ledger, data = _audit_entry(key, outbox.load_payload(payload))
+            except Exception as exc:  # a malformed item: dead-letter it, keep the rest
+                bad.append((row_id, attempts, f"{type(exc).__name__}: {exc}"))
+                continue
+            ready.append((row_id, key, attempts, ledger, data))
+        appended = 0
+        with outbox.transaction(conn):
+            heads: dict[str, str] = {}
+            for row_id, key, attempts, ledger, data in ready:
+                (state,) = conn.execute("SELECT state FROM outbox WHERE id = ?", (row_id,)).fetchone()
+                if state not in ("pending", "delivering"):
+                    continue  # acknowledged meanwhile (a predecessor's last transaction)
+                if (
+                    conn.execute("SELECT 1 FROM audit_ledger WHERE idempotency_key = ?", (key,)).fetchone()
+                    is None
+                ):
+                    prev = heads.get(ledger)
+                    if prev is None:
+                        last = conn.execute(
+                            "SELECT entry_hash FROM audit_ledger WHERE ledger = ? ORDER BY seq DESC LIMIT 1",
+                            (ledger,),
+                        ).fetchone()
+                        prev = str(last[0]) if last else audit_log.GENESIS
+                    digest = audit_log.entry_hash(prev, data)
+                    conn.execute(
+                        "INSERT INTO audit_ledger (ledger, idempotency_key, entry, prev_hash, entry_hash,"
+                        " appended_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (ledger, key, data.decode("utf-8"), prev, digest, time.time()),
+                    )
+                    heads[ledger] = digest
+                conn.execute(
+                    "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_at = ?,"
+                    " last_error = NULL WHERE id = ?",
+                    (attempts + 1, now, row_id),
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                    " VALUES (?, 'audit', ?)",
+                    (key, now),
+                )
+                appended += 1
+            conn.executemany(
+                "UPDATE outbox SET state = 'dead', attempts = ?, next_attempt_at = ?, last_error = ?"
+                " WHERE id = ? AND state IN ('pending', 'delivering')",
+                [(attempts + 1, now, error[:2000], row_id) for row_id, attempts, error in bad],
+            )
+        self._count(appended)
+        return len(rows)
+
+
+def _audit_entry(key: str, payload: dict[str, Any]) -> tuple[str, bytes]:
+    """The ledger and the canonical bytes of the entry that :func:`audit_log.append_item`
+    appends for an audit payload (RFC 8785, through :func:`outbox.canonical_text`, which writes
+    exactly what :func:`finops_fabric.canonical.canonical_json` writes)."""
+    ledger = str(payload["ledger"])
+    body = {
+        "rule": payload.get("rule"),
+        "flags": payload.get("flags") or [],
+        "decision_id": payload.get("decision_id"),
+        "transaction_id": payload.get("transaction_id"),
+        "decision": payload.get("decision"),
+        "enforcer_hash": payload.get("enforcer_hash"),
+        "fired": payload.get("fired") or [],
+        "transaction": payload.get("transaction"),
+        "ledger": ledger,
+        "idempotency_key": key,
+    }
+    return ledger, outbox.canonical_text(body).encode("utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:

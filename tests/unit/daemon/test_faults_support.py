@@ -50,10 +50,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 
 class _Collector:
-    def __init__(self, refuse: set[str]) -> None:
+    def __init__(self, refuse: set[str], pipelining: bool) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[list[str], Message]] = []
+        self.raw: list[bytes] = []
         self.refuse = refuse
+        self.pipelining = pipelining
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        # aiosmtpd reads commands in order and so accepts pipelined ones (RFC 2920), but does
+        # not say so; most mail servers do.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -67,16 +77,19 @@ class _Collector:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), msg))
+            self.raw.append(bytes(envelope.original_content))
         return "250 Message accepted for delivery"
 
 
 class SmtpServer:
     """aiosmtpd on 127.0.0.1:<port>; collects every message; can be stopped and started again on
-    the same port (an outage)."""
+    the same port (an outage). It offers PIPELINING unless ``pipelining=False``."""
 
-    def __init__(self, port: int | None = None, refuse: set[str] | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, refuse: set[str] | None = None, *, pipelining: bool = True
+    ) -> None:
         self.port = port or free_port()
-        self.collector = _Collector(refuse or set())
+        self.collector = _Collector(refuse or set(), pipelining)
         self._controller: Controller | None = None
 
     def start(self) -> SmtpServer:
@@ -110,13 +123,20 @@ class SmtpServer:
         """How many times each idempotency key arrived."""
         return Counter(str(m["X-Fabric-Idempotency-Key"]) for _, m in self.messages())
 
+    def raw_messages(self) -> list[bytes]:
+        """The message bytes as received (dot-stuffing undone), in arrival order."""
+        with self.collector.lock:
+            return list(self.collector.raw)
+
     def message_ids(self) -> Counter[str]:
         return Counter(str(m["Message-ID"]) for _, m in self.messages())
 
 
 @contextlib.contextmanager
-def smtp_server(port: int | None = None, refuse: set[str] | None = None) -> Iterator[SmtpServer]:
-    server = SmtpServer(port, refuse)
+def smtp_server(
+    port: int | None = None, refuse: set[str] | None = None, *, pipelining: bool = True
+) -> Iterator[SmtpServer]:
+    server = SmtpServer(port, refuse, pipelining=pipelining)
     server.start()
     try:
         yield server
