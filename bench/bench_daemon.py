@@ -3,6 +3,7 @@ notification sent, and what each process costs in CPU.
 
     python3 bench/bench_daemon.py [--client=auto|wrk|async] [--concurrency=C] [--duration=S]
                                   [--requests=N] [--dev] [--no-workers] [--no-smtp] [--quick] [--json]
+    python3 bench/bench_daemon.py --rate=R [--duration=S] [--concurrency=C] ...   # a fixed rate
     python3 bench/bench_daemon.py --url=URL [--token=T]      # an already running daemon
 
 Without ``--url`` it builds everything itself in a temporary store (FABRIC_HOME): ``mu init``,
@@ -13,6 +14,12 @@ committed to SQLite (WAL) and the WAL fsynced before its response is sent; notif
 workers ON unless ``--no-workers``), ``mu deploy``. The transactions are a fixed mix (approve and
 reject, purchases and wires: 6 notifications and 1 audit entry per 5 decisions), each with its
 own id.
+
+``--rate=R`` offers a fixed load instead of as much as the daemon takes: the asyncio client
+sends request i at ``start + i/R`` (open loop, over up to C connections) for DURATION seconds,
+and each latency is measured from the request's scheduled time, so a daemon that falls behind
+is charged for the wait (no coordinated omission). Use it for decision to notification latency
+at a sustainable rate.
 
 The load generator is ``wrk`` (Debian package ``wrk``, with ``bench/bench_daemon.lua``: one
 thread, C keep-alive connections, a fixed DURATION) when it is installed and works, else a thin
@@ -96,10 +103,11 @@ async def _connection(host: str, port: int) -> tuple[asyncio.StreamReader, async
 
 
 async def _load(
-    url: str, token: str | None, n: int, concurrency: int, offset: int
+    url: str, token: str | None, n: int, concurrency: int, offset: int, rate: float | None = None
 ) -> tuple[float, list[float], int]:
     """C keep-alive HTTP/1.1 connections on raw asyncio streams (a thin client, so the figures
-    measure the daemon rather than the client library), N requests in all."""
+    measure the daemon rather than the client library), N requests in all; with ``rate``,
+    request i is due at ``start + i/rate`` and its latency counts from then."""
     host, _, port = url.removeprefix("http://").rpartition(":")
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     requests = []
@@ -113,15 +121,22 @@ async def _load(
     latencies: list[float] = []
     errors = 0
     next_i = 0
+    start = 0.0
 
     async def worker() -> None:
         nonlocal next_i, errors
         reader, writer = await _connection(host.strip("[]"), int(port))
+        await ready.wait()
         try:
             while next_i < n:
                 i = next_i
                 next_i += 1
-                t0 = time.perf_counter()
+                if rate is not None:
+                    t0 = start + i / rate
+                    if (delay := t0 - time.perf_counter()) > 0:
+                        await asyncio.sleep(delay)
+                else:
+                    t0 = time.perf_counter()
                 writer.write(requests[i])
                 status_line = await reader.readline()
                 length = 0
@@ -136,8 +151,12 @@ async def _load(
         finally:
             writer.close()
 
+    ready = asyncio.Event()
+    tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    await asyncio.sleep(0.2)  # the connections are open
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    ready.set()
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - start
     return wall, latencies, errors
 
@@ -340,6 +359,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16, help="requests in flight (connections)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of the timed run (wrk)")
     ap.add_argument("--requests", type=int, default=20000, help="decisions in the timed run (async client)")
+    ap.add_argument(
+        "--rate", type=float, help="offer a fixed load: decisions per second for --duration (async client)"
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run (3 s, or 2,000 requests)")
     ap.add_argument("--dev", action="store_true", help="daemon in development mode (no tokens)")
     ap.add_argument("--no-workers", action="store_true", help="daemon without notification/audit workers")
@@ -351,10 +373,16 @@ def main() -> int:
     args = ap.parse_args()
     seconds = 3.0 if args.quick else args.duration
     n = 2000 if args.quick else args.requests
-    wrk = wrk_works() if args.client in ("auto", "wrk") else None
+    if args.rate is not None:
+        if args.client == "wrk":
+            raise SystemExit("--rate needs the asyncio client (wrk offers no fixed rate)")
+        n = max(1, round(args.rate * seconds))
+    wrk = wrk_works() if args.client in ("auto", "wrk") and args.rate is None else None
     if args.client == "wrk" and wrk is None:
         raise SystemExit("--client=wrk: wrk is not installed or does not run (apt-get install wrk)")
-    client = "wrk" if wrk is not None else "async"
+    client = (
+        "wrk" if wrk is not None else "async" if args.rate is None else f"async, fixed rate {args.rate:g}/s"
+    )
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-daemon-")
     setup: _Setup | None = None
@@ -382,7 +410,7 @@ def main() -> int:
             client_cpu = float(w["cpu_s"])
         else:
             p0 = time.process_time()
-            wall, lat, errors = asyncio.run(_load(url, token, n, args.concurrency, 0))
+            wall, lat, errors = asyncio.run(_load(url, token, n, args.concurrency, 0, args.rate))
             client_cpu = time.process_time() - p0
             lat.sort()
             answered = n
@@ -400,7 +428,7 @@ def main() -> int:
         per_k = {k: round(v / max(answered, 1) * 1000, 3) for k, v in cpu.items()}
         # wrk may end with up to C requests sent but not yet answered (the daemon still logs them)
         log_ok = logged is None or answered <= logged <= answered + args.concurrency
-        meets = rate >= TARGET_RATE and p99 < TARGET_P99_MS and errors == 0
+        meets = rate >= TARGET_RATE and p99 < TARGET_P99_MS and errors == 0 and args.rate is None
         doc: dict[str, Any] = {
             "client": client,
             "concurrency": args.concurrency,
@@ -409,6 +437,7 @@ def main() -> int:
             else ("--dev" if args.dev else "tokens")
             + ("" if not args.no_workers else ", --no-workers")
             + (", no SMTP" if args.no_smtp else ""),
+            "offered_rate": args.rate,
             "requests": answered,
             "errors": errors,
             "seconds": round(wall, 3),
