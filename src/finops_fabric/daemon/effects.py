@@ -49,8 +49,7 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
         try:
             while not stop.wait(1.0):
                 with contextlib.suppress(Exception):
-                    for kind, counts in outbox.depth(conn).items():
-                        waiting = int(counts.get("pending", 0)) + int(counts.get("delivering", 0))
+                    for kind, waiting in outbox.waiting(conn).items():
                         metrics.queue_depth.labels(queue=kind).set(waiting)
         finally:
             conn.close()

@@ -73,6 +73,7 @@ __all__ = [
     "release_leases",
     "requeue_dead",
     "transaction",
+    "waiting",
 ]
 
 KINDS = ("notification", "audit")
@@ -289,15 +290,16 @@ def enqueue_for_decision(
     key is already queued (a retried decision) is skipped. Returns how many items were queued.
     """
     t = time.time() if now is None else now
-    queued = 0
-    for kind, key, payload in items_for_decision(decision_id, decision, transaction):
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO outbox (decision_id, kind, idempotency_key, payload, state, attempts,"
-            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-            (decision_id, kind, key, canonical_text(payload), t, t),
-        )
-        queued += cur.rowcount
-    return queued
+    items = items_for_decision(decision_id, decision, transaction)
+    if not items:
+        return 0
+    rows = [(decision_id, kind, key, canonical_text(payload), t, t) for kind, key, payload in items]
+    cur = conn.executemany(
+        "INSERT OR IGNORE INTO outbox (decision_id, kind, idempotency_key, payload, state, attempts,"
+        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+        rows,
+    )
+    return cur.rowcount
 
 
 # --- the worker side ------------------------------------------------------------------------------
@@ -540,6 +542,19 @@ def requeue_dead(conn: sqlite3.Connection, kind: str | None = None, *, now: floa
                 (t, kind),
             )
         return cur.rowcount
+
+
+def waiting(conn: sqlite3.Connection) -> dict[str, int]:
+    """Per kind, how many items are pending or being delivered: what :func:`depth` reports as
+    ``pending + delivering``, read from the due index's (kind, state) ranges, so its cost follows
+    the backlog, not every item ever delivered."""
+    out = dict.fromkeys(KINDS, 0)
+    for kind, count in conn.execute(
+        "SELECT kind, COUNT(*) FROM outbox WHERE kind IN ('notification', 'audit')"
+        " AND state IN ('pending', 'delivering') GROUP BY kind"
+    ):
+        out[kind] = int(count)
+    return out
 
 
 def depth(conn: sqlite3.Connection, *, now: float | None = None) -> dict[str, Any]:
