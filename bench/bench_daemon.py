@@ -291,6 +291,18 @@ def _notifications(db: Path, first_id: int, last_id: int, drain_timeout: float) 
     }
 
 
+def _delivered_notifications(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'notification' AND state = 'delivered'"
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
 # --- the daemon under test ------------------------------------------------------------------------
 
 
@@ -457,9 +469,16 @@ def main() -> int:
             "machine": c.machine(),
         }
         if setup is not None:
+            db = setup.db
             mails = setup.close()
             setup = None
             doc["smtp_sink_mails"] = mails
+            if mails is not None:
+                # every mail the sink got against every notification the outbox says it delivered
+                # (warm-up included): the difference is copies sent again (at least once)
+                delivered = _delivered_notifications(db)
+                doc["outbox_notifications_delivered"] = delivered
+                doc["mails_sent_twice"] = mails - delivered
         if args.json:
             c.emit_json(doc)
         else:
@@ -471,6 +490,11 @@ def main() -> int:
                 "CPU s per 1,000 decisions: "
                 + ", ".join(f"{k} {v:.3f} ({doc['cpu_utilisation'][k]:.2f} cores)" for k, v in per_k.items())
             )
+            if doc.get("smtp_sink_mails") is not None:
+                print(
+                    f"SMTP sink: {doc['smtp_sink_mails']} mails for {doc['outbox_notifications_delivered']}"
+                    f" delivered notifications ({doc['mails_sent_twice']} sent twice)"
+                )
             if notifications is not None:
                 print(
                     f"decision to notification sent: p50 {notifications['p50_ms']} ms, p99 "

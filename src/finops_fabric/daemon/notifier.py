@@ -473,7 +473,7 @@ class Notifier:
             try:
                 recipient = str(payload["recipient"])
                 data, crlf = _message(payload, sender, now)
-            except (KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:  # a malformed payload (or a bug): this item only, dead-lettered
                 results[i] = PermanentError(f"malformed notification payload: {exc!r}")
                 continue
             plain = bool(_PLAIN_ADDRESS.fullmatch(sender) and _PLAIN_ADDRESS.fullmatch(recipient))
