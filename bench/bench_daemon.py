@@ -473,7 +473,7 @@ def main() -> int:
             mails = setup.close()
             setup = None
             doc["smtp_sink_mails"] = mails
-            if mails is not None:
+            if mails is not None and not args.no_workers:
                 # every mail the sink got against every notification the outbox says it delivered
                 # (warm-up included): the difference is copies sent again (at least once)
                 delivered = _delivered_notifications(db)

@@ -88,20 +88,21 @@ _POLICY = email_policy.default.clone(max_line_length=998)
 
 def load_config(home: str | Path) -> dict[str, Any]:
     """``<home>/config.json`` as a dict (``{}`` when absent). A malformed file is a transient
-    error: the operator can fix it and queued notifications are then delivered."""
+    error of the transport (``connection=True``: no message can go out until the operator fixes
+    it; then queued notifications are delivered)."""
     path = Path(home) / "config.json"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise TransientError(f"cannot read {path}: {exc}") from exc
+        raise TransientError(f"cannot read {path}: {exc}", connection=True) from exc
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise TransientError(f"{path} is not valid JSON: {exc}") from exc
+        raise TransientError(f"{path} is not valid JSON: {exc}", connection=True) from exc
     if not isinstance(doc, dict):
-        raise TransientError(f"{path} must hold a JSON object")
+        raise TransientError(f"{path} must hold a JSON object", connection=True)
     return doc
 
 

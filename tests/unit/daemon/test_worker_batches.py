@@ -197,3 +197,17 @@ def test_malformed_audit_item_is_dead_lettered_the_rest_appended(tmp_path: Path,
     assert [r[0] for r in rows] == ["delivered", "dead", "delivered"]
     assert rows[1][1] == 1 and "KeyError" in rows[1][2]
     assert audit_log.verify(worker.conn).verified
+
+
+def test_malformed_config_is_a_transport_outage(tmp_path: Path, workers: Any) -> None:
+    make_store(tmp_path, None)
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    enqueue_burst(tmp_path, 2, ["a@example.com"])
+    worker = workers()
+    assert worker.run_once() == 2
+    assert worker.probe_at > time.time()
+    errors = [e for (e,) in _rows(tmp_path, "SELECT last_error FROM outbox")]
+    assert all("not valid JSON" in e for e in errors)
+    enqueue_burst(tmp_path, 2, ["a@example.com"], start=2)
+    assert worker.run_once() == 0  # not claimed while the configuration is broken
+    assert sorted(a for (a,) in _rows(tmp_path, "SELECT attempts FROM outbox")) == [0, 0, 1, 1]
