@@ -90,22 +90,12 @@ def _edges(values: set[Decimal]) -> list[Decimal]:
     return sorted(out)
 
 
-def _condition_leaves(c: m.Condition) -> Iterator[m.Comparison | m.Membership]:
-    if isinstance(c, m.Comparison | m.Membership):
-        yield c
-    elif isinstance(c, m.AllOf | m.AnyOf):
-        for o in c.operands:
-            yield from _condition_leaves(o)
-    else:
-        yield from _condition_leaves(c.operand)
-
-
 def _attribute_choices(rule: m.Rule) -> dict[str, list[object]]:
     """For a restriction: each attribute it reads → values that sit on and beside its edges."""
     if not isinstance(rule, m.RestrictionRule):
         return {}
     choices: dict[str, set[object]] = {}
-    for leaf in _condition_leaves(rule.condition):
+    for leaf in m.condition_leaves(rule.condition):
         values = leaf.values if isinstance(leaf, m.Membership) else (leaf.value,)
         bucket = choices.setdefault(leaf.attribute, set())
         for v in values:
@@ -124,7 +114,7 @@ def _amounts(rule: m.Rule) -> set[Decimal]:
     if isinstance(rule, m.NotificationRule) and rule.threshold is not None:
         vals.add(rule.threshold)
     if isinstance(rule, m.RestrictionRule):
-        for leaf in _condition_leaves(rule.condition):
+        for leaf in m.condition_leaves(rule.condition):
             if leaf.attribute == "amount":
                 vals.update(
                     v

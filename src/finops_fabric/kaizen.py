@@ -134,16 +134,6 @@ class KaizenResult:
 # --- the cases ---------------------------------------------------------------------------------
 
 
-def _leaves(c: m.Condition) -> Iterator[m.Comparison | m.Membership]:
-    if isinstance(c, m.Comparison | m.Membership):
-        yield c
-    elif isinstance(c, m.AllOf | m.AnyOf):
-        for o in c.operands:
-            yield from _leaves(o)
-    else:
-        yield from _leaves(c.operand)
-
-
 def random_cases(policy: m.Policy, count: int, seed: int) -> list[dict[str, Any]]:
     """``count`` transactions drawn with ``random.Random(seed)`` from O's vocabulary: its types,
     levels, thresholds (±0.01) and compared values, plus unknown, missing and ill-typed ones."""
@@ -154,7 +144,7 @@ def random_cases(policy: m.Policy, count: int, seed: int) -> list[dict[str, Any]
         if isinstance(rule, m.ApprovalRule | m.NotificationRule) and rule.threshold is not None:
             edges.update((rule.threshold - CENT, rule.threshold, rule.threshold + CENT))
         if isinstance(rule, m.RestrictionRule):
-            for leaf in _leaves(rule.condition):
+            for leaf in m.condition_leaves(rule.condition):
                 pool = values.setdefault(leaf.attribute, set())
                 for v in leaf.values if isinstance(leaf, m.Membership) else (leaf.value,):
                     if isinstance(v, Decimal):

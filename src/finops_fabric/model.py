@@ -6,6 +6,7 @@ tuples sorted in a canonical order, so that the same O always gives an equal mod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -74,21 +75,20 @@ class Not:
 Condition: TypeAlias = Comparison | Membership | AllOf | AnyOf | Not
 
 
+def condition_leaves(c: Condition) -> Iterator[Comparison | Membership]:
+    """The comparisons and memberships of a condition, depth first, left to right."""
+    if isinstance(c, Comparison | Membership):
+        yield c
+    elif isinstance(c, AllOf | AnyOf):
+        for o in c.operands:
+            yield from condition_leaves(o)
+    else:
+        yield from condition_leaves(c.operand)
+
+
 def condition_attributes(c: Condition) -> tuple[str, ...]:
     """Every attribute a condition reads, sorted (a transaction lacking one fails closed)."""
-    out: set[str] = set()
-
-    def walk(x: Condition) -> None:
-        if isinstance(x, Comparison | Membership):
-            out.add(x.attribute)
-        elif isinstance(x, AllOf | AnyOf):
-            for o in x.operands:
-                walk(o)
-        else:
-            walk(x.operand)
-
-    walk(c)
-    return tuple(sorted(out))
+    return tuple(sorted({leaf.attribute for leaf in condition_leaves(c)}))
 
 
 # Rules --------------------------------------------------------------------------------------
