@@ -263,6 +263,108 @@ def _golden(enforcer: Enforcer) -> dict[str, Any]:
     }
 
 
+# --- comparing, in two processes when there are many cases ------------------------------------------
+
+#: Below this many cases one process compares them all (a fork costs more than it saves).
+PARALLEL_FROM = 20_000
+
+
+def _compare(
+    old: Enforcer, new: Enforcer, interp: Interpreter, cases: Sequence[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Old A against new A, and each against the interpreter, on ``cases``: counts per category,
+    the first :data:`LISTED` counterexamples of each kind, and every total."""
+    part: dict[str, Any] = {
+        "cases": dict.fromkeys(CATEGORIES, 0),
+        "counterexamples": [],
+        "counterexamples_total": 0,
+        "oracle": [],
+        "oracle_total": {"from": 0, "to": 0},
+    }
+    for category, tx in cases:
+        part["cases"][category] += 1
+        a, b = _decide(old, tx), _decide(new, tx)
+        if a != b:
+            part["counterexamples_total"] += 1
+            if len(part["counterexamples"]) < LISTED:
+                part["counterexamples"].append(
+                    {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
+                )
+        oracle = interp.decide(tx).comparable()
+        for side, d in (("from", a), ("to", b)):
+            if "error" in d or comparable(d) != oracle:
+                part["oracle_total"][side] += 1
+                if len(part["oracle"]) < LISTED:
+                    part["oracle"].append(
+                        {
+                            "category": category,
+                            "generator": side,
+                            "transaction": tx,
+                            "decision": d,
+                            "interpreter": list(oracle),
+                        }
+                    )
+    return part
+
+
+def _merge(result: KaizenResult, part: dict[str, Any]) -> None:
+    for category, n in part["cases"].items():
+        result.cases[category] += n
+    result.counterexamples += part["counterexamples"][: LISTED - len(result.counterexamples)]
+    result.counterexamples_total += part["counterexamples_total"]
+    result.oracle += part["oracle"][: LISTED - len(result.oracle)]
+    for side, n in part["oracle_total"].items():
+        result.oracle_total[side] += n
+
+
+def _compare_in_parallel(
+    old: Enforcer, new: Enforcer, interp: Interpreter, cases: Sequence[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The parts of :func:`_compare` over ``cases``, in order. With many cases, more than one CPU
+    and no other thread running, the second half is compared in a forked child (which inherits
+    both loaded enforcers) while this process compares the first; the child's part comes back
+    pickled through a pipe. If the child fails for any reason its half is compared here."""
+    import os
+    import pickle
+    import threading
+
+    if len(cases) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        return [_compare(old, new, interp, cases)]
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return [_compare(old, new, interp, cases)]
+    half = len(cases) // 2
+    first, second = cases[:half], cases[half:]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compare the second half, send it, leave without any clean-up
+        code = 0
+        try:
+            os.close(read_fd)
+            data = pickle.dumps(_compare(old, new, interp, second))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BaseException:  # the parent compares this half itself
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    try:
+        mine = _compare(old, new, interp, first)
+        chunks = []
+        while chunk := os.read(read_fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    theirs: dict[str, Any] | None = None
+    if os.waitstatus_to_exitcode(status) == 0:
+        try:
+            theirs = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, through our own pipe
+        except Exception:  # fall back to comparing here
+            theirs = None
+    return [mine, theirs if theirs is not None else _compare(old, new, interp, second)]
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -334,34 +436,18 @@ def kaizen(
         result.golden = {"from": _golden(old), "to": _golden(new)}
         interp = Interpreter(policy)
         seen: set[str] = set()
-        progress("comparing decisions: golden cases, boundaries, rule edges, random transactions")
+        cases: list[tuple[str, dict[str, Any]]] = []
         for category, tx in _categories(policy, count, seed):
             key = _key(tx)
-            if key in seen:
-                continue
-            seen.add(key)
-            result.cases[category] += 1
-            a, b = _decide(old, tx), _decide(new, tx)
-            if a != b:
-                result.counterexamples_total += 1
-                if len(result.counterexamples) < LISTED:
-                    result.counterexamples.append(
-                        {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
-                    )
-            oracle = interp.decide(tx).comparable()
-            for side, d in (("from", a), ("to", b)):
-                if "error" in d or comparable(d) != oracle:
-                    result.oracle_total[side] += 1
-                    if len(result.oracle) < LISTED:
-                        result.oracle.append(
-                            {
-                                "category": category,
-                                "generator": side,
-                                "transaction": tx,
-                                "decision": d,
-                                "interpreter": list(oracle),
-                            }
-                        )
+            if key not in seen:
+                seen.add(key)
+                cases.append((category, tx))
+        progress(
+            f"comparing decisions on {len(cases)} cases: golden cases, boundaries, rule edges, random "
+            "transactions"
+        )
+        for part in _compare_in_parallel(old, new, interp, cases):
+            _merge(result, part)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     golden_ok = not result.golden["from"]["failed"] and not result.golden["to"]["failed"]

@@ -175,3 +175,37 @@ def test_kaizen_in_process_counts_and_receipt(tmp_path: Path) -> None:
         "generator": "python random.Random(seed)",
     }
     assert store.latest("generation") is None  # a kaizen is not a generation
+
+
+def test_the_two_process_comparison_equals_the_one_process_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Split across a forked child or not, the same cases, counts and counterexamples, in order."""
+    import finops_fabric.kaizen as kz
+
+    real = emit2._approval
+
+    def off_by_one_cent(rule):  # type: ignore[no-untyped-def]
+        return [line.replace("THRESHOLD = ", "THRESHOLD = Decimal('0.01') + ") for line in real(rule)]
+
+    monkeypatch.setattr(emit2, "_approval", off_by_one_cent)
+    o = copy_example(tmp_path)
+    parts: list[int] = []
+    split_compare = kz._compare_in_parallel
+
+    def counting(*args: Any) -> list[dict[str, Any]]:
+        out = split_compare(*args)
+        parts.append(len(out))
+        return out
+
+    monkeypatch.setattr(kz, "_compare_in_parallel", counting)
+    results = []
+    for parallel_from in (10**9, 1):
+        monkeypatch.setattr(kz, "PARALLEL_FROM", parallel_from)
+        results.append(kaizen(o, "1", "2", _store(tmp_path / str(parallel_from)), count=300, seed=3))
+    serial, split = results
+    assert parts == [1, 2]  # the second run compared half of the cases in a forked child
+    assert serial.cases == split.cases and serial.cases_compared > 1000
+    assert serial.counterexamples_total == split.counterexamples_total > 0
+    assert serial.counterexamples == split.counterexamples
+    assert serial.oracle_total == split.oracle_total and serial.oracle == split.oracle
