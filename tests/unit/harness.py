@@ -49,3 +49,19 @@ def changed_example(tmp_path: Path, name: str = "O2") -> Path:
     wires = o / "wires.ttl"
     wires.write_text(wires.read_text().replace('"1000000"', '"2000000"'))
     return o
+
+
+def write_tx(path: Path, **fields: object) -> Path:
+    """A $105k purchase by L2 (approver u-1, executor u-2) as JSON at ``path``; ``fields`` override."""
+    tx: dict[str, object] = {
+        "id": "tx-1",
+        "type": "purchase",
+        "amount": "105000.00",
+        "actor_level": "L2",
+        "approver_id": "u-1",
+        "executor_id": "u-2",
+        "attributes": {"country": "US", "vendor_risk": "low"},
+    }
+    tx.update(fields)
+    path.write_text(json.dumps(tx))
+    return path

@@ -12,25 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import EX, EXAMPLE, Run, copy_example
+from harness import EX, EXAMPLE, Run, copy_example, write_tx
 
 from finops_fabric.cli import main
 from finops_fabric.enforcer import load_enforcer
-
-
-def write_tx(path: Path, **fields: object) -> Path:
-    tx = {
-        "id": "tx-1",
-        "type": "purchase",
-        "amount": "105000.00",
-        "actor_level": "L2",
-        "approver_id": "u-1",
-        "executor_id": "u-2",
-        "attributes": {"country": "US", "vendor_risk": "low"},
-    }
-    tx.update(fields)
-    path.write_text(json.dumps(tx))
-    return path
 
 
 def test_generate_test_decide_verify(mu: Run, tmp_path: Path) -> None:

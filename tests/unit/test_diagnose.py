@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from harness import EX, Run, changed_example, copy_example
+from harness import EX, Run, changed_example, copy_example, write_tx
 
 from finops_fabric import pipeline
 from finops_fabric.canonical import canonical_json, sha256_hex
@@ -24,23 +24,6 @@ from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.keys import generate_keypair, load_private_key
 from finops_fabric.receipts import load_receipt, seal, verify_receipt
 from finops_fabric.store import Store
-
-
-def write_tx(path: Path, **fields: Any) -> Path:
-    tx: dict[str, Any] = {
-        "id": path.stem,
-        "type": "purchase",
-        "amount": "105000",
-        "currency": "USD",
-        "actor_id": "u-7",
-        "actor_level": "L2",
-        "approver_id": "u-1",
-        "executor_id": "u-2",
-        "attributes": {"country": "US", "vendor_risk": "low"},
-    }
-    tx.update(fields)
-    path.write_text(json.dumps(tx))
-    return path
 
 
 @pytest.fixture

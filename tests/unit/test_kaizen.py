@@ -19,6 +19,16 @@ from finops_fabric.receipts import verify_receipt
 from finops_fabric.store import Store
 
 
+def off_by_one_cent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deliberately defective v2: every approval threshold one cent too high."""
+    real = emit2._approval
+
+    def emit(rule):  # type: ignore[no-untyped-def]
+        return [line.replace("THRESHOLD = ", "THRESHOLD = Decimal('0.01') + ") for line in real(rule)]
+
+    monkeypatch.setattr(emit2, "_approval", emit)
+
+
 def _store(tmp_path: Path) -> Store:
     store = Store(tmp_path / "store")
     store.init()
@@ -70,13 +80,7 @@ def test_v1_to_v2_is_a_kaizen_on_the_example(mu: Any, tmp_path: Path) -> None:
 def test_a_generator_that_changes_behaviour_is_refused(
     mu: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A deliberately defective v2: every approval threshold one cent too high.
-    real = emit2._approval
-
-    def off_by_one_cent(rule):  # type: ignore[no-untyped-def]
-        return [line.replace("THRESHOLD = ", "THRESHOLD = Decimal('0.01') + ") for line in real(rule)]
-
-    monkeypatch.setattr(emit2, "_approval", off_by_one_cent)
+    off_by_one_cent(monkeypatch)
     o = copy_example(tmp_path)
     out = mu.json("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", code=1)
     assert out["behaviour_equivalent"] is False and out["accepted"] is False
@@ -183,12 +187,7 @@ def test_the_two_process_comparison_equals_the_one_process_one(
     """Split across a forked child or not, the same cases, counts and counterexamples, in order."""
     import finops_fabric.kaizen as kz
 
-    real = emit2._approval
-
-    def off_by_one_cent(rule):  # type: ignore[no-untyped-def]
-        return [line.replace("THRESHOLD = ", "THRESHOLD = Decimal('0.01') + ") for line in real(rule)]
-
-    monkeypatch.setattr(emit2, "_approval", off_by_one_cent)
+    off_by_one_cent(monkeypatch)
     o = copy_example(tmp_path)
     parts: list[int] = []
     split_compare = kz._compare_in_parallel
