@@ -47,7 +47,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from finops_fabric.daemon import audit_log, outbox
 from finops_fabric.daemon.notifier import DeliveryError, Notifier, NotTried, PermanentError
@@ -362,8 +361,8 @@ class Worker:
     def _run_audit(self) -> int:
         """Append a batch of due audit items to their ledgers and acknowledge them, in one
         transaction that holds SQLite's write lock only for the inserts: each entry's canonical
-        bytes are written before it begins (the expensive part). The chain is extended as
-        :func:`audit_log.append` extends it (same key check, head, ``entry_hash``, row); a
+        bytes are written before it begins (the expensive part). The chain is extended by
+        :func:`audit_log.append_canonical`, as :func:`audit_log.append_item` extends it; a
         malformed item is dead-lettered in the same transaction."""
         conn = self.conn
         now = time.time()
@@ -380,7 +379,7 @@ class Worker:
         bad: list[tuple[int, int, str]] = []  # id, attempts, error
         for row_id, key, payload, attempts in rows:
             try:
-                ledger, data = _audit_entry(key, outbox.load_payload(payload))
+                ledger, data = audit_log.entry_of(key, outbox.load_payload(payload))
             except Exception as exc:  # a malformed item: dead-letter it, keep the rest
                 bad.append((row_id, attempts, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -392,24 +391,7 @@ class Worker:
                 (state,) = conn.execute("SELECT state FROM outbox WHERE id = ?", (row_id,)).fetchone()
                 if state not in ("pending", "delivering"):
                     continue  # acknowledged meanwhile (a predecessor's last transaction)
-                if (
-                    conn.execute("SELECT 1 FROM audit_ledger WHERE idempotency_key = ?", (key,)).fetchone()
-                    is None
-                ):
-                    prev = heads.get(ledger)
-                    if prev is None:
-                        last = conn.execute(
-                            "SELECT entry_hash FROM audit_ledger WHERE ledger = ? ORDER BY seq DESC LIMIT 1",
-                            (ledger,),
-                        ).fetchone()
-                        prev = str(last[0]) if last else audit_log.GENESIS
-                    digest = audit_log.entry_hash(prev, data)
-                    conn.execute(
-                        "INSERT INTO audit_ledger (ledger, idempotency_key, entry, prev_hash, entry_hash,"
-                        " appended_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (ledger, key, data.decode("utf-8"), prev, digest, time.time()),
-                    )
-                    heads[ledger] = digest
+                audit_log.append_canonical(conn, ledger, key, data, heads)
                 conn.execute(
                     "UPDATE outbox SET state = 'delivered', attempts = ?, delivered_at = ?,"
                     " last_error = NULL WHERE id = ?",
@@ -428,26 +410,6 @@ class Worker:
             )
         self._count(appended)
         return len(rows)
-
-
-def _audit_entry(key: str, payload: dict[str, Any]) -> tuple[str, bytes]:
-    """The ledger and the canonical bytes of the entry that :func:`audit_log.append_item`
-    appends for an audit payload (RFC 8785, through :func:`outbox.canonical_text`, which writes
-    exactly what :func:`finops_fabric.canonical.canonical_json` writes)."""
-    ledger = str(payload["ledger"])
-    body = {
-        "rule": payload.get("rule"),
-        "flags": payload.get("flags") or [],
-        "decision_id": payload.get("decision_id"),
-        "transaction_id": payload.get("transaction_id"),
-        "decision": payload.get("decision"),
-        "enforcer_hash": payload.get("enforcer_hash"),
-        "fired": payload.get("fired") or [],
-        "transaction": payload.get("transaction"),
-        "ledger": ledger,
-        "idempotency_key": key,
-    }
-    return ledger, outbox.canonical_text(body).encode("utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:
