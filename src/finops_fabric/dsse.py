@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import json
 import os
 import re
 from pathlib import Path
@@ -43,9 +42,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from .canonical import canonical_json, is_sha256
-from .errors import CheckFailed, InputError, Location
+from .errors import CheckFailed
+from .files import parse_strict_json, read_file, strict_json_loads
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id
-from .receipts import check_hash, check_schema, strict_json_loads
+from .receipts import check_hash, check_schema
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -334,39 +334,12 @@ def load_envelope(path: str | os.PathLike[str]) -> Any:
     (``envelope.missing``/``envelope.unreadable``) or not JSON (``envelope.invalid_json``);
     its content is checked by :func:`verify_envelope`."""
     p = Path(path)
-    loc = Location(file=str(p))
-    try:
-        if p.stat().st_size > _MAX_ENVELOPE:
-            raise InputError(
-                f"{p} is too large to be a DSSE envelope", code="envelope.unreadable", location=loc
-            )
-        raw = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"no envelope at {p}", code="envelope.missing", location=loc) from exc
-    except IsADirectoryError as exc:
-        raise InputError(
-            f"{p} is a directory, not an envelope", code="envelope.unreadable", location=loc
-        ) from exc
-    except OSError as exc:
-        raise InputError(
-            f"cannot read envelope {p}: {exc.strerror or exc}", code="envelope.unreadable", location=loc
-        ) from exc
-    try:
-        return strict_json_loads(raw)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"envelope {p} is not UTF-8 text (line {line})",
-            code="envelope.invalid_json",
-            location=Location(file=str(p), line=line),
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"envelope {p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            code="envelope.invalid_json",
-            location=Location(file=str(p), line=exc.lineno),
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise InputError(
-            f"envelope {p} is not valid JSON: {exc}", code="envelope.invalid_json", location=loc
-        ) from exc
+    raw = read_file(
+        p,
+        "envelope",
+        "envelope",
+        max_bytes=_MAX_ENVELOPE,
+        too_large_as="DSSE envelope",
+        directory_code="envelope.unreadable",
+    )
+    return parse_strict_json(raw, p, "envelope", "envelope.invalid_json")

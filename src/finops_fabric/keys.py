@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .canonical import canonical_json, write_bytes_atomic
 from .errors import InputError, Location
+from .files import read_file
 
 __all__ = [
     "KEYTYPE",
@@ -119,21 +120,14 @@ def _exists_error(path: Path) -> InputError:
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
-    loc = Location(file=str(path))
-    try:
-        if path.stat().st_size > _MAX_KEY_FILE:
-            raise InputError(f"{path} is too large to be a {what}", code="keys.invalid", location=loc)
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"no {what} at {path}", code="keys.missing", location=loc) from exc
-    except IsADirectoryError as exc:
-        raise InputError(
-            f"{path} is a directory, not a {what}", code="keys.unreadable", location=loc
-        ) from exc
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {what} {path}: {exc.strerror or exc}", code="keys.unreadable", location=loc
-        ) from exc
+    return read_file(
+        path,
+        what,
+        "keys",
+        max_bytes=_MAX_KEY_FILE,
+        too_large_code="keys.invalid",
+        directory_code="keys.unreadable",
+    )
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 
 from .canonical import canonical_json, is_sha256, sha256_hex, write_bytes_atomic
 from .errors import CheckFailed, InputError, Location
+from .files import parse_strict_json, read_file
 from .keys import Ed25519PrivateKey, Ed25519PublicKey, key_id
 
 __all__ = [
@@ -181,27 +182,6 @@ def verify_receipt(receipt: dict[str, Any], public_key: Ed25519PublicKey) -> Non
 # --- files ------------------------------------------------------------------------------------
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def strict_json_loads(text: str | bytes) -> Any:
-    """JSON that is UTF-8, has no duplicate keys and no NaN/Infinity; ``ValueError`` otherwise
-    (``json.JSONDecodeError`` keeps its line and column)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-
-
 def load_receipt(path: str | os.PathLike[str]) -> Receipt:
     """Read a receipt file. :class:`InputError` for a missing or unreadable file
     (``receipt.missing``/``receipt.unreadable``), invalid JSON naming the line
@@ -210,35 +190,7 @@ def load_receipt(path: str | os.PathLike[str]) -> Receipt:
     """
     p = Path(path)
     loc = Location(file=str(p))
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"no receipt at {p}", code="receipt.missing", location=loc) from exc
-    except OSError as exc:
-        raise InputError(
-            f"cannot read receipt {p}: {exc.strerror or exc}", code="receipt.unreadable", location=loc
-        ) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"receipt {p} is not UTF-8 text (line {line})",
-            code="receipt.invalid_json",
-            location=Location(file=str(p), line=line),
-        ) from exc
-    try:
-        doc = strict_json_loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"receipt {p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            code="receipt.invalid_json",
-            location=Location(file=str(p), line=exc.lineno),
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise InputError(
-            f"receipt {p} is not valid JSON: {exc}", code="receipt.invalid_json", location=loc
-        ) from exc
+    doc = parse_strict_json(read_file(p, "receipt", "receipt"), p, "receipt", "receipt.invalid_json")
     if not isinstance(doc, dict):
         raise InputError(
             f"receipt {p} is a JSON {type(doc).__name__}, not an object",

@@ -38,7 +38,7 @@ def _approval_docs(git: _Git, store: Store) -> list[tuple[str, object]]:
     """Every approval document on offer: the ledger's, those generation receipts carry, and every
     ``*.approval.json`` blob committed on any branch of the repository."""
     from finops_fabric.approvals import APPROVAL_SUFFIX, stored_approvals
-    from finops_fabric.receipts import strict_json_loads
+    from finops_fabric.files import strict_json_loads
 
     docs: list[tuple[str, object]] = [(f"ledger of {store.home}", d) for d in stored_approvals(store.home)]
     for r in store.receipts("generation"):

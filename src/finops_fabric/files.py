@@ -1,0 +1,99 @@
+"""Reading the small documents a user hands to `mu` (receipts, DSSE envelopes, keys): one way to
+read a file with errors that name it, and one strict JSON reader whose errors name the line.
+
+Each caller picks the noun (``what``) and the error-code prefix (``receipt``, ``envelope``,
+``keys``) so its messages and codes stay its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, Location
+
+__all__ = ["parse_strict_json", "read_file", "strict_json_loads"]
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """JSON that is UTF-8, has no duplicate keys and no NaN/Infinity; ``ValueError`` otherwise
+    (``json.JSONDecodeError`` keeps its line and column)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+def read_file(
+    p: Path,
+    what: str,
+    prefix: str,
+    *,
+    max_bytes: int | None = None,
+    too_large_as: str | None = None,
+    too_large_code: str | None = None,
+    directory_code: str | None = None,
+) -> bytes:
+    """The bytes of ``p``; :class:`InputError` ``<prefix>.missing`` when there is no file and
+    ``<prefix>.unreadable`` when it cannot be read; larger than ``max_bytes`` is
+    ``too_large_code`` (default ``<prefix>.unreadable``), "too large to be a ``too_large_as``"
+    (default ``what``). A directory is named as such when
+    ``directory_code`` is given (else it is an unreadable file)."""
+    loc = Location(file=str(p))
+    try:
+        if max_bytes is not None and p.stat().st_size > max_bytes:
+            raise InputError(
+                f"{p} is too large to be a {too_large_as or what}",
+                code=too_large_code or f"{prefix}.unreadable",
+                location=loc,
+            )
+        return p.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"no {what} at {p}", code=f"{prefix}.missing", location=loc) from exc
+    except IsADirectoryError as exc:
+        if directory_code is None:
+            raise InputError(
+                f"cannot read {what} {p}: {exc.strerror or exc}", code=f"{prefix}.unreadable", location=loc
+            ) from exc
+        raise InputError(f"{p} is a directory, not a {what}", code=directory_code, location=loc) from exc
+    except OSError as exc:
+        raise InputError(
+            f"cannot read {what} {p}: {exc.strerror or exc}", code=f"{prefix}.unreadable", location=loc
+        ) from exc
+
+
+def parse_strict_json(raw: bytes, p: Path, what: str, code: str) -> Any:
+    """:func:`strict_json_loads` of a file's bytes; :class:`InputError` ``code`` naming the line
+    of a byte that is not UTF-8 or of the JSON error."""
+    try:
+        return strict_json_loads(raw)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{what} {p} is not UTF-8 text (line {line})",
+            code=code,
+            location=Location(file=str(p), line=line),
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{what} {p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            code=code,
+            location=Location(file=str(p), line=exc.lineno),
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InputError(
+            f"{what} {p} is not valid JSON: {exc}", code=code, location=Location(file=str(p))
+        ) from exc
