@@ -445,6 +445,7 @@ def _row(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
 def query(
     conn: sqlite3.Connection,
     *,
+    decision_id: int | None = None,
     transaction_id: str | None = None,
     since: str | None = None,
     until: str | None = None,
@@ -455,6 +456,9 @@ def query(
     (``decided_at >= since`` and ``decided_at < until``)."""
     where: list[str] = []
     params: list[object] = []
+    if decision_id is not None:
+        where.append("id = ?")
+        params.append(decision_id)
     if transaction_id is not None:
         where.append("transaction_id = ?")
         params.append(transaction_id)

@@ -3,10 +3,8 @@ decision log, and check 1: the generation receipt R is one this store can diagno
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -71,34 +69,33 @@ def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:
     path = decision_log.db_path(store.home, env)
     conn = decision_log.connect(path, readonly=True)
     try:
-        row = conn.execute(
-            "SELECT id, decided_at, transaction_json, outcome, fired, enforcer_hash,"
-            " generation_receipt_hash FROM decisions WHERE id = ?",
-            (rid,),
-        ).fetchone()
+        rows = decision_log.query(conn, decision_id=rid)
     except sqlite3.Error as e:
         raise InputError(
             f"cannot read the decision log {path}: {e}",
             code="decisions.unreadable",
             location=Location(file=str(path)),
         ) from e
+    except ValueError as e:
+        raise InputError(
+            f"decision {rid} in {path} is not readable JSON: {e}", code="decisions.corrupt"
+        ) from e
     finally:
         conn.close()
-    if row is None:
+    if not rows:
         raise InputError(
             f"no decision {rid} in the {env} decision log {path}",
             code="diagnose.unknown_decision",
             location=Location(file=str(path)),
             hint=f"`mu decisions --env={env}` lists the logged decisions and their ids",
         )
-    _, decided_at, tx_json, outcome, fired, enforcer_hash, receipt_hash = row
-    try:
-        tx = json.loads(tx_json, parse_float=Decimal)
-        fired_rules = json.loads(fired)
-    except ValueError as e:
-        raise InputError(
-            f"decision {rid} in {path} is not readable JSON: {e}", code="decisions.corrupt"
-        ) from e
+    row = rows[0]
+    tx, outcome, fired_rules = row["transaction"], row["outcome"], row["fired"]
+    decided_at, enforcer_hash, receipt_hash = (
+        row["decided_at"],
+        row["enforcer_hash"],
+        row["generation_receipt_hash"],
+    )
     if not isinstance(tx, dict) or outcome not in OUTCOMES or not isinstance(fired_rules, list):
         raise InputError(f"decision {rid} in {path} is malformed", code="decisions.corrupt")
     dep = _deployment(store, env, str(decided_at))
