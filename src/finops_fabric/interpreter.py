@@ -12,6 +12,13 @@ Semantics (the same for every generator):
   it mentions;
 - amounts are decimals: an int, a Decimal or a string in plain decimal notation, never a float;
 - notification and audit rules run after the decision and never change it.
+
+Language 1.1 ("fail closed", generator 3 and later) decides as 1.0 does and adds three input
+checks, each a fired entry under its own IRI (``model.INPUT_CHECKS``): a type that is missing or
+not a declared code, an amount that is missing, not a plain decimal (no surrounding spaces, no
+exponent in a string, never a float) or negative, and an actor level that is missing or not a
+declared code. In 1.1 the rules read the amount by the same strict reading, so an amount such
+as ``" 1000 "`` is missing to them too.
 """
 
 from __future__ import annotations
@@ -63,6 +70,14 @@ def _decimal(v: object) -> Decimal | None:
     return None
 
 
+def _strict_decimal(v: object) -> Decimal | None:
+    """Language 1.1's reading of an amount: as ``_decimal``, but a string must be a plain decimal
+    exactly (no surrounding spaces)."""
+    if isinstance(v, str):
+        return Decimal(v) if _PLAIN.fullmatch(v) else None
+    return _decimal(v)
+
+
 def _text(v: object) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -76,9 +91,13 @@ def _text(v: object) -> str | None:
 
 
 class Interpreter:
-    def __init__(self, policy: m.Policy) -> None:
+    def __init__(self, policy: m.Policy, language: str = "1.0") -> None:
+        if language not in m.LANGUAGE_VERSIONS:
+            raise ValueError(f"unknown policy language version {language!r}")
         self.policy = policy
+        self.language = language
         self.ranks = {lv.code: lv.rank for lv in policy.levels}
+        self.type_codes = frozenset(t.code for t in policy.types)
         # The rules that can concern a transaction of each type (and of no or an unknown type):
         # a plain index, so deciding does not scan every rule of a large policy.
         self._by_type: dict[str | None, tuple[m.Rule, ...]] = {
@@ -104,7 +123,46 @@ class Interpreter:
         return self.ranks.get(level) if isinstance(level, str) else None
 
     def _amount(self, tx: Mapping[str, Any]) -> Decimal | None:
-        return _decimal(tx.get("amount"))
+        if self.language == "1.0":
+            return _decimal(tx.get("amount"))
+        return _strict_decimal(tx.get("amount"))
+
+    def input_checks(self, tx: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Language 1.1's fail-closed checks of type, amount and actor level (none in 1.0)."""
+        if self.language == "1.0":
+            return []
+        out: list[tuple[str, str]] = []
+        t = tx.get("type")
+        if not isinstance(t, str) or t not in self.type_codes:
+            shown = "missing" if t is None else f"{t!r}, which is not a declared transaction type"
+            out.append(
+                (
+                    m.INPUT_CHECK_TYPE,
+                    f"field 'type' is {shown} (declared: "
+                    f"{', '.join(sorted(self.type_codes)) or 'none'}); the transaction fails closed",
+                )
+            )
+        amount = self._amount(tx)
+        if amount is None:
+            out.append(
+                (
+                    m.INPUT_CHECK_AMOUNT,
+                    "field 'amount' is missing or not a plain decimal; the transaction fails closed",
+                )
+            )
+        elif amount < 0:
+            out.append(
+                (m.INPUT_CHECK_AMOUNT, f"field 'amount' is negative ({amount}); the transaction fails closed")
+            )
+        if self._rank(tx) is None:
+            out.append(
+                (
+                    m.INPUT_CHECK_LEVEL,
+                    "field 'actor_level' is missing or not a declared authority "
+                    "level; the transaction fails closed",
+                )
+            )
+        return out
 
     # --- conditions ----------------------------------------------------------------------
     def _leaf(self, tx: Mapping[str, Any], c: m.Comparison | m.Membership) -> bool:
@@ -223,7 +281,7 @@ class Interpreter:
         return True
 
     def decide(self, tx: Mapping[str, Any]) -> Outcome:
-        fired: list[tuple[str, str]] = []
+        fired: list[tuple[str, str]] = self.input_checks(tx)
         t = tx.get("type")
         has_type = isinstance(t, str)
         candidates = self.policy.rules if not has_type else self._by_type.get(t, self._untyped)

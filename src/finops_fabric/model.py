@@ -14,6 +14,17 @@ from typing import Literal, TypeAlias
 
 FAB = "https://w3id.org/finops-fabric/ns#"
 
+#: The versions of the policy language's decision semantics (POLICY-LANGUAGE.md). 1.0: generators
+#: 1 and 2; 1.1 ("fail closed"): generator 3 and later.
+LANGUAGE_VERSIONS = ("1.0", "1.1")
+#: Language 1.1 rejects a transaction whose type, amount or actor level the policy did not
+#: foresee. Such a rejection is listed among the fired rules under one of these IRIs (one per
+#: field), so every implementation, every comparison and every report names it the same way.
+INPUT_CHECK_TYPE = FAB + "FailClosed/type"
+INPUT_CHECK_AMOUNT = FAB + "FailClosed/amount"
+INPUT_CHECK_LEVEL = FAB + "FailClosed/actor_level"
+INPUT_CHECKS = (INPUT_CHECK_AMOUNT, INPUT_CHECK_LEVEL, INPUT_CHECK_TYPE)
+
 EventName = Literal["Approved", "Rejected", "AnyDecision"]
 OperatorName = Literal["gt", "ge", "lt", "le", "eq", "ne"]
 Value: TypeAlias = Decimal | str

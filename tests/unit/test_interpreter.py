@@ -468,3 +468,53 @@ def test_comparable_agrees_with_the_decision_json(decide: Any) -> None:
     assert comparable(as_json) == o.comparable()
     assert o.comparable()[0] == "REJECT"
     assert o.comparable()[1] == (EX + "sod",)
+
+
+# --- language 1.1: fail closed on what the policy did not foresee ---------------------------
+
+INPUT = "https://w3id.org/finops-fabric/ns#FailClosed/"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fields"),
+    [
+        ({"type": "PURCHASE"}, ["type"]),
+        ({"type": "purch\u0430se"}, ["type"]),  # a Cyrillic а
+        ({"type": "purchase "}, ["type"]),
+        ({"type": "nope"}, ["type"]),
+        ({"type": None}, ["type"]),
+        ({"amount": "-1"}, ["amount"]),
+        ({"amount": " 1000 "}, ["amount"]),
+        ({"amount": "1e3"}, ["amount"]),
+        ({"amount": 1000.0}, ["amount"]),
+        ({"amount": Decimal("NaN")}, ["amount"]),
+        ({"amount": None}, ["amount"]),
+        ({"actor_level": "l1"}, ["actor_level"]),
+        ({"actor_level": None}, ["actor_level"]),
+        ({"type": "nope", "amount": "-5", "actor_level": "X"}, ["actor_level", "amount", "type"]),
+    ],
+)
+def test_language_1_1_rejects_undeclared_inputs(
+    policies: SimpleNamespace, overrides: dict[str, Any], fields: list[str]
+) -> None:
+    policy = policies.policy_of(APPROVAL)
+    tx = policies.tx(**{"amount": "10", **overrides})
+    old = Interpreter(policy).decide(tx)
+    new = Interpreter(policy, language="1.1").decide(tx)
+    checks = sorted(r.removeprefix(INPUT) for r, _ in new.fired if r.startswith(INPUT))
+    assert checks == fields
+    assert new.decision == "REJECT"
+    # language 1.0 is unchanged: none of the input checks
+    assert not any(r.startswith(INPUT) for r, _ in old.fired)
+
+
+def test_language_1_1_keeps_1_0_on_declared_inputs(policies: SimpleNamespace) -> None:
+    policy = policies.policy_of(APPROVAL + SOD)
+    for amount in ("0", "99999.99", "100000.01", 5):
+        tx = policies.tx(amount=amount)
+        assert Interpreter(policy, "1.1").decide(tx) == Interpreter(policy).decide(tx)
+
+
+def test_unknown_language_is_refused(policies: SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match="language"):
+        Interpreter(policies.policy_of(APPROVAL), language="2.0")
