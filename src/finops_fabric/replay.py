@@ -15,6 +15,9 @@ default. The checks, in order::
     replay.generator        the pinned version exists here and its source hash is the receipt's
     replay.ontology         O: the --ontology given (hash(O) must be the receipt's) or the store's
                             snapshot (re-hashed when read)
+    replay.store            when the receipt is in this store's ledger: every other object it
+                            names there (its ΔO, each file of its A) is present and hashes to
+                            its address; a missing or corrupt blob is named (SKIP otherwise)
     replay.build            the policy read from that O, built by the generator WITHOUT the
                             store's cache, written to a fresh temporary directory and loaded
                             from there (every artifact hash verified)
@@ -57,6 +60,7 @@ __all__ = [
     "CHECKS",
     "Regenerated",
     "SignedReplay",
+    "check_store_objects",
     "regenerate",
     "replay_receipt_body",
     "sign_replay",
@@ -76,6 +80,7 @@ CHECKS = (
     "replay.generator_version",
     "replay.generator",
     "replay.ontology",
+    "replay.store",
     "replay.build",
 )
 _GENERATOR_KEYS = ("id", "version", "source_hash")
@@ -342,6 +347,41 @@ def _check_ontology(store: Store, ontology_hash: str, ontology: Path | None) -> 
     return snap.raw, f"store snapshot {rel}"
 
 
+def check_store_objects(store: Store, receipt: dict[str, Any]) -> tuple[str, str]:
+    """(status, detail) of the store's objects of a receipt in its ledger: its ΔO and every file
+    of its A, each re-hashed against its address. Raises :class:`CheckFailed`
+    (``replay.store_object_missing``, ``replay.store_object_corrupt``) naming the first that is
+    not. ``SKIP`` for a receipt this store's ledger does not hold."""
+    if not store.exists() or store.find(str(receipt.get("receipt_hash"))) is None:
+        return "SKIP", "the receipt is not in this store's ledger: the store keeps none of its objects"
+    named: list[tuple[str, str, str]] = []
+    delta_hash = (receipt.get("inputs") or {}).get("delta_hash")
+    if isinstance(delta_hash, str):
+        named.append(("delta", delta_hash, "the ΔO"))
+    artifacts = (receipt.get("outputs") or {}).get("artifacts")
+    for path, digest in sorted(artifacts.items()) if isinstance(artifacts, dict) else ():
+        named.append(("blob", str(digest), f"A's file {path}"))
+    for kind, digest, what in named:
+        try:
+            store.get_object(kind, digest)
+        except CheckFailed as e:
+            raise CheckFailed(
+                f"{what} in the store: {e.message}",
+                code="replay.store_object_corrupt",
+                location=e.location,
+                hint="restore the store's objects/ from a backup",
+            ) from e
+        except InputError as e:
+            raise CheckFailed(
+                f"{what}, blob {digest}, is missing from the store {store.home}",
+                code="replay.store_object_missing",
+                location=e.location,
+                hint="restore the store's objects/ from a backup",
+            ) from e
+    files = sum(1 for kind, _, _ in named if kind == "blob")
+    return "PASS", f"ΔO and {files} files of A in the store, each hash-checked"
+
+
 def _build(
     gen: generators.Generator, raw: Any, ontology_hash: str, progress: Progress
 ) -> tuple[m.Policy, dict[str, bytes]]:
@@ -384,11 +424,14 @@ def regenerate(
     ontology: Path | None = None,
     generator_version: str | None = None,
     progress: Progress = quiet,
+    check_store: bool = True,
 ) -> Regenerated:
     """Replay ``receipt``: run the checks of :data:`CHECKS` in order, regenerate A in a clean
     temporary directory and compare it with the receipt. Raises :class:`CheckFailed` (a check
     said no) or :class:`InputError` (an input cannot be read), each with its own code; returns
-    the comparison otherwise (``.match`` tells whether A was reproduced exactly)."""
+    the comparison otherwise (``.match`` tells whether A was reproduced exactly).
+    ``check_store=False`` skips ``replay.store`` (a rollback regenerates precisely because the
+    store's copy of A is damaged)."""
     checks: list[dict[str, str]] = []
 
     def passed(name: str, detail: str, status: str = "PASS") -> None:
@@ -411,6 +454,10 @@ def regenerate(
     progress(f"reading O {ontology_hash}")
     raw, source = _check_ontology(store, ontology_hash, ontology)
     passed("replay.ontology", f"{source}, hash checked")
+    if check_store:
+        passed("replay.store", *reversed(check_store_objects(store, receipt)))
+    else:
+        passed("replay.store", "not checked: A is regenerated because the store's copy is unusable", "SKIP")
     policy, files = _build(gen, raw, ontology_hash, progress)
     enforcer_hash = sha256_hex(files[MANIFEST])
     passed("replay.build", f"{len(files)} artifacts regenerated in a clean temporary directory")

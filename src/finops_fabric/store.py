@@ -6,12 +6,19 @@ Layout of ``<home>`` (default ``./.fabric``, else ``--home`` or ``FABRIC_HOME``)
     fabric.db           SQLite (WAL): the ledger, one unbroken hash chain of receipts
     objects/<kind>/<hex>  content-addressed bytes, named by their SHA-256
     cache/<hex>           generation cache entries (self-checking)
+    tree-heads/ledger/<size>.json, latest.json   signed tree heads of the ledger (0600)
 
 Every file appears complete or not at all (temporary file + rename). The ledger appends in
 one ``BEGIN IMMEDIATE`` transaction: read the latest receipt hash, link, seal, insert, so two
 processes appending at once still produce one chain. A unique index on
 ``previous_receipt_hash`` (and on the single genesis row) makes a fork impossible at the
 database level as well.
+
+The ledger is also an RFC 9162 Merkle log (leaves: the receipt hashes in ledger order, see
+:mod:`finops_fabric.merkle`): every append signs a tree head with the operator key and writes it
+outside the database (:meth:`Store.ledger_heads`), resumed from the newest head, never from
+the rows alone; an append to a ledger shorter than its newest head is refused. Objects are
+re-hashed against their content address whenever they are read.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ from .keys import (
     load_public_key,
     public_key_pem,
 )
+from .merkle import leaf_hash
 from .receipts import RECEIPT_FORMAT, add_signature, seal
+from .transparency import CompactRange, HeadDirectory, make_head, now_stamp, resume, sign_head, verifiers
 
-__all__ = ["DEFAULT_HOME", "ENV_HOME", "SCHEMA", "InitResult", "Store"]
+__all__ = ["DEFAULT_HOME", "ENV_HOME", "SCHEMA", "InitResult", "Store", "ledger_leaf"]
 
 ENV_HOME = "FABRIC_HOME"
 DEFAULT_HOME = ".fabric"
@@ -67,6 +76,7 @@ CREATE INDEX IF NOT EXISTS ledger_enforcer ON ledger (enforcer_hash);
 """
 
 _KIND = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
 _BUSY_TIMEOUT_S = 60.0
 
 
@@ -86,6 +96,12 @@ class InitResult:
         return f"store at {self.home} exists already; {kept}"
 
 
+def ledger_leaf(receipt_hash: str) -> bytes:
+    """A receipt's leaf in the ledger's Merkle tree: the 32 raw bytes of its hash (so the tree
+    can be recomputed from the list of receipt hashes alone)."""
+    return bytes.fromhex(receipt_hash[7:]) if is_sha256(receipt_hash) else receipt_hash.encode("utf-8")
+
+
 def _nested_str(obj: Mapping[str, Any], section: str, key: str) -> str | None:
     inner = obj.get(section)
     value = inner.get(key) if isinstance(inner, Mapping) else None
@@ -103,6 +119,7 @@ class Store:
         self.db_path = self.home / "fabric.db"
         self.operator_key_path = self.keys_dir / "operator.key"
         self.operator_public_key_path = self.keys_dir / "operator.pub"
+        self.tree_heads_dir = self.home / "tree-heads"
 
     def __repr__(self) -> str:
         return f"Store({str(self.home)!r})"
@@ -160,6 +177,16 @@ class Store:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+        with self._heads_lock(), self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                tree, fresh = self._ledger_tree(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            if fresh:  # the first head of this ledger (of the rows it holds when heads begin)
+                self.ledger_heads.write(sign_head(make_head("ledger", tree), self.operator_private_key()))
         return InitResult(home=self.home, created=not existed, keys_created=keys_created)
 
     def _ensure_operator_key(self) -> bool:
@@ -194,6 +221,89 @@ class Store:
         return load_public_key(self.operator_public_key_path)
 
     # --- the ledger -------------------------------------------------------------------------
+
+    @property
+    def ledger_heads(self) -> HeadDirectory:
+        """Where the ledger's signed tree heads are kept, outside the database."""
+        return HeadDirectory(self.tree_heads_dir / "ledger")
+
+    def ledger_heads_began(self) -> str | None:
+        """When the ledger's signed tree heads began (``None``: a store made before them). Read
+        only: the database is not written."""
+        from urllib.parse import quote
+
+        try:
+            db = sqlite3.connect(
+                f"file:{quote(str(self.db_path))}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
+            )
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'ledger_heads'").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row is not None else None
+
+    @contextlib.contextmanager
+    def _heads_lock(self) -> Iterator[None]:
+        """One appender at a time from its transaction to its head file (``flock``)."""
+        import fcntl
+
+        directory = self.ledger_heads.path
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the ledger's tree heads in {directory}: {exc.strerror or exc}",
+                code="store.unwritable",
+                location=Location(file=str(directory)),
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _ledger_tree(self, db: sqlite3.Connection) -> tuple[CompactRange, bool]:
+        """(the Merkle tree's right edge over the ledger, inside the caller's transaction; whether
+        no head existed yet). Resumed from the newest signed head plus the rows after it. With
+        no head: a ledger whose heads began already is refused (they were removed); otherwise
+        its heads begin now, over the rows it holds (recorded in ``meta``)."""
+        (size,) = db.execute("SELECT COUNT(*) FROM ledger").fetchone()
+
+        def after(n: int) -> list[bytes]:
+            rows = db.execute("SELECT receipt_hash FROM ledger ORDER BY seq LIMIT -1 OFFSET ?", (n,))
+            return [leaf_hash(ledger_leaf(str(r[0]))) for r in rows]
+
+        keys = verifiers(self.operator_public_key())
+        try:
+            resumed = resume(self.ledger_heads, keys, int(size), after, log="ledger", noun="receipts")
+        except CheckFailed as exc:
+            raise CheckFailed(
+                f"the ledger in {self.db_path} does not verify against its signed tree head: {exc.message}",
+                code="store.ledger_unverified",
+                location=exc.location,
+                hint="run `mu audit-trail`; restore the store from a backup",
+            ) from exc
+        if resumed is not None:
+            return resumed[0], False
+        began = db.execute("SELECT value FROM meta WHERE key = 'ledger_heads'").fetchone()
+        if began is not None:
+            raise CheckFailed(
+                f"the ledger's signed tree heads are missing from {self.ledger_heads.path} (its heads "
+                f"began {began[0]}): a deletion from the end of the ledger cannot be ruled out",
+                code="store.ledger_unverified",
+                location=Location(file=str(self.ledger_heads.path)),
+                hint="restore tree-heads/ledger/ from a backup or a witness's copy",
+            )
+        tree = CompactRange()
+        tree.extend(after(0))
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('ledger_heads', ?)",
+            (json.dumps({"at": now_stamp(), "receipts": tree.size}, sort_keys=True),),
+        )
+        return tree, True
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -243,9 +353,11 @@ class Store:
         canonical_json(draft)  # refuse unrepresentable content before taking the lock
         self.require()
         signer = private_key if private_key is not None else self.operator_private_key()
-        with self._connect() as db:
+        head_key = self.operator_private_key() if private_key is not None else signer  # heads: the operator
+        with self._heads_lock(), self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
+                tree, _fresh = self._ledger_tree(db)
                 row = db.execute("SELECT receipt_hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
                 draft["previous_receipt_hash"] = row[0] if row else None
                 sealed = seal(draft, signer)
@@ -267,6 +379,8 @@ class Store:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            tree.append(leaf_hash(ledger_leaf(sealed["receipt_hash"])))
+            self.ledger_heads.write(sign_head(make_head("ledger", tree), head_key))
         return sealed
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, Any]]:

@@ -230,9 +230,10 @@ def test_deleted_row_is_a_named_gap(store: Path) -> None:
     sql(store, "DELETE FROM ledger WHERE seq = 2")
     doc = trail(store, code=1)
     assert doc["verified"] is False
-    assert problems(doc) == [(3, "deleted")]
-    (gap,) = doc["gaps"]
+    assert problems(doc) == [(3, "deleted"), (None, "removed")]
+    gap, head = doc["gaps"]
     assert "seq 1 and seq 3" in gap["message"] and "(seq 2 is missing)" in gap["message"]
+    assert "the ledger has 4 receipts but a signed head of 5 exists" in head["message"]
     assert "NOT verified" in doc["summary"] and "seq 3 deleted" in doc["summary"]
 
 
@@ -267,7 +268,8 @@ def test_altered_body_resealed_with_another_key_fails_trust_and_the_link(store: 
         params=(forged["outputs"]["enforcer_hash"],),
     )
     out = trail(store, code=1)
-    assert problems(out) == [(2, "untrusted_signer"), (3, "deleted")]
+    # the signed tree head kept outside the database no longer matches either
+    assert problems(out) == [(2, "untrusted_signer"), (3, "deleted"), (None, "rewritten")]
     assert "none trusted" in out["gaps"][0]["message"]
 
 
@@ -277,9 +279,12 @@ def test_last_row_resealed_with_the_operator_key_breaks_consistency(store: Path,
     doc = body(store, 5)
     doc["time"] = "2030-01-01T00:00:00Z"
     put_row(store, 5, seal(doc, load_private_key(store / "keys" / "operator.key")))
-    # an insider with the operator key leaves a chain that verifies on its own ...
-    assert trail(store)["verified"] is True
-    # ... but not against the tree head signed before
+    # an insider with the operator key leaves a chain that verifies on its own, but not against
+    # the tree head the store signed at the append ...
+    out = trail(store, code=1)
+    assert problems(out) == [(None, "rewritten")]
+    assert "the first 5 receipts (up to seq 5) no longer hash to the root" in out["gaps"][0]["message"]
+    # ... nor against a tree head kept elsewhere
     out = trail(store, f"--consistency-from={head}", code=1)
     assert out["consistency"]["problem"] == "log_rewritten"
     assert "NOT verified" in out["summary"]
@@ -318,7 +323,7 @@ def test_receipt_signed_by_a_key_not_in_the_trust_file(store: Path, tmp_path: Pa
     only = tmp_path / "only.txt"
     only.write_text(pub.read_text())
     out = trail(store, f"--trust={only}", code=1)
-    assert [p for _, p in problems(out)] == ["untrusted_signer"] * 5
+    assert [p for _, p in problems(out)] == ["untrusted_signer"] * 5 + ["tree_head_untrusted"]
 
 
 def test_trust_file_errors_are_exit_2(store: Path, tmp_path: Path) -> None:
@@ -402,8 +407,8 @@ def test_reordered_rows(store: Path) -> None:
         "UPDATE ledger SET seq = 3 WHERE seq = 100",
     )
     out = trail(store, code=1)
-    assert {p for _, p in problems(out)} == {"reordered"}
-    assert [s for s, _ in problems(out)] == [2, 3, 4]
+    assert {p for _, p in problems(out)} == {"reordered", "rewritten"}
+    assert [s for s, _ in problems(out)] == [2, 3, 4, None]
     assert "rows are out of order" in out["gaps"][0]["message"]
 
 

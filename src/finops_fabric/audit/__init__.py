@@ -10,7 +10,9 @@ Checks, in order, each naming the row (``seq``), the receipt hash and what is wr
 2. the hash chain (:mod:`.chain`): deleted, reordered, duplicated and truncated rows, seq gaps;
 3. every transition (:mod:`.transitions`): the O snapshot, O ⊨ Σ, the ΔO; a rejection is a
    valid stop;
-4. with ``rebuild`` (:mod:`.transitions`): O rebuilt from ΔO alone reproduces every hash(O).
+4. with ``rebuild`` (:mod:`.transitions`): O rebuilt from ΔO alone reproduces every hash(O);
+5. the newest signed tree head the store kept outside its database (:mod:`.tree_head`): a
+   ledger shorter than it, or whose first receipts no longer hash to its root, is named.
 
 :mod:`.trail` composes them (:func:`audit_trail`, :class:`AuditResult`); :mod:`.tree_head` signs
 the ledger's Merkle tree head and proves inclusion and consistency.
@@ -25,7 +27,13 @@ from finops_fabric.audit.ledger import _fast_json as _fast_json
 from finops_fabric.audit.ledger import _is_canonical as _is_canonical
 from finops_fabric.audit.ledger import _payload as _payload
 from finops_fabric.audit.ledger import _same_in_jcs as _same_in_jcs
-from finops_fabric.audit.trail import AuditResult, audit_trail, resolve_receipt
+from finops_fabric.audit.trail import (
+    AuditResult,
+    audit_trail,
+    ledger_gaps,
+    require_verified_ledger,
+    resolve_receipt,
+)
 from finops_fabric.audit.transitions import _Objects as _Objects
 from finops_fabric.audit.transitions import rebuild
 from finops_fabric.audit.tree_head import (
@@ -35,6 +43,7 @@ from finops_fabric.audit.tree_head import (
     load_tree_head,
     prove_inclusion,
     sign_tree_head,
+    stored_head_gaps,
     verify_tree_head,
 )
 from finops_fabric.audit.trust import Trust, TrustedKey, default_trust, load_trust
@@ -52,14 +61,17 @@ __all__ = [
     "check_row",
     "consistency_from",
     "default_trust",
+    "ledger_gaps",
     "ledger_tree",
     "load_tree_head",
     "load_trust",
     "prove_inclusion",
     "read_ledger",
     "rebuild",
+    "require_verified_ledger",
     "resolve_receipt",
     "short",
     "sign_tree_head",
+    "stored_head_gaps",
     "verify_tree_head",
 ]

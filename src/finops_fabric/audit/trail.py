@@ -16,15 +16,15 @@ from typing import Any
 from finops_fabric.audit.chain import chain_gaps
 from finops_fabric.audit.ledger import Gap, Ledger, Row, check_row, read_ledger
 from finops_fabric.audit.transitions import Progress, _Objects, quiet, rebuild, transitions
-from finops_fabric.audit.tree_head import ledger_tree
-from finops_fabric.audit.trust import Trust
+from finops_fabric.audit.tree_head import ledger_tree, stored_head_gaps
+from finops_fabric.audit.trust import Trust, default_trust
 from finops_fabric.canonical import is_sha256
 from finops_fabric.errors import CheckFailed, InputError
 from finops_fabric.merkle import MerkleTree
 from finops_fabric.receipts import load_receipt
 from finops_fabric.store import Store
 
-__all__ = ["AuditResult", "audit_trail", "resolve_receipt"]
+__all__ = ["AuditResult", "audit_trail", "ledger_gaps", "require_verified_ledger", "resolve_receipt"]
 
 
 def resolve_receipt(ref: str, flag: str) -> str:
@@ -169,6 +169,8 @@ def audit_trail(
             }
         )
     gaps += chain_gaps(rows, ledger.issued_seq, start, end)
+    tree = ledger_tree(rows)
+    gaps += stored_head_gaps(store, rows, tree, trust)
     objects = _Objects(store)
     trans, t_gaps = transitions(rows, start, end, objects, progress)
     gaps += t_gaps
@@ -181,5 +183,31 @@ def audit_trail(
     for entry in chain:
         entry["problems"] = bad.get(entry["seq"], [])
         entry["verified"] = not entry["problems"]
-    progress("computing the Merkle tree head")
-    return AuditResult(ledger, start, end, trust, chain, gaps, trans, ledger_tree(rows), steps)
+    return AuditResult(ledger, start, end, trust, chain, gaps, trans, tree, steps)
+
+
+def ledger_gaps(store: Store, trust: Trust) -> list[Gap]:
+    """The ledger's own checks, without the transitions of O: every row (schema, hash, a trusted
+    signature), the hash chain, and the newest signed tree head kept outside the database."""
+    ledger = read_ledger(store)
+    rows = ledger.rows
+    gaps: list[Gap] = []
+    for row in rows:
+        gaps += check_row(row, trust)[0]
+    gaps += chain_gaps(rows, ledger.issued_seq, 0, len(rows))
+    gaps += stored_head_gaps(store, rows, ledger_tree(rows), trust)
+    return gaps
+
+
+def require_verified_ledger(store: Store, refused: str) -> None:
+    """Raise :class:`CheckFailed` (``store.ledger_unverified``) saying ``refused`` and why, when
+    the store's ledger does not verify (:func:`ledger_gaps`, the store's default trust)."""
+    gaps = ledger_gaps(store, default_trust(store))
+    if not gaps:
+        return
+    shown = "; ".join(g.message for g in gaps[:3]) + (f" (and {len(gaps) - 3} more)" if len(gaps) > 3 else "")
+    raise CheckFailed(
+        f"{refused}: the receipt ledger in {store.db_path} does not verify: {shown}",
+        code="store.ledger_unverified",
+        hint="`mu audit-trail` names every problem; restore the store (and tree-heads/) from a backup",
+    )

@@ -3,8 +3,9 @@ O rebuilt from ΔO alone.
 
 :func:`transitions`, for every generation: its O snapshot is in the store and hash-checks
 (``snapshot_missing``, ``snapshot_corrupt``), O ⊨ Σ when validated again
-(``invalid_transition``), its ΔO is in the store (``delta_missing``, ``delta_corrupt``). A
-rejection receipt is a valid stop: the O in force is unchanged.
+(``invalid_transition``), its ΔO is in the store (``delta_missing``, ``delta_corrupt``), and so
+is every file of its A (``blob_missing``, ``blob_corrupt``). A rejection receipt is a valid
+stop: the O in force is unchanged.
 
 A *policy change* is a generation whose O differs from the O in force before it (the first
 generation, from no policy at all, is one); its rule diff is ``diffing.diff_policies`` between
@@ -67,6 +68,7 @@ class _Objects:
         self.store = store
         self._snaps: dict[str, _Snap] = {}
         self._deltas: dict[str, dict[str, list[str]] | Gap] = {}
+        self._blobs: dict[str, tuple[str, str] | None] = {}
 
     def sigma0(self) -> str:
         if not _SIGMA0:
@@ -134,6 +136,14 @@ class _Objects:
             ],
         }
         _remember(_VALIDATED, digest, snap.validation)
+
+    def blob(self, digest: str) -> tuple[str, str] | None:
+        """``None`` when the blob (a file of A) is in the store and hashes to its address, else
+        (``blob_missing`` or ``blob_corrupt``, why)."""
+        if digest not in self._blobs:
+            got = self.raw("blob", digest)
+            self._blobs[digest] = (f"blob_{got[0]}", got[1]) if isinstance(got, tuple) else None
+        return self._blobs[digest]
 
     def delta(self, digest: str) -> dict[str, list[str]] | Gap:
         if digest not in self._deltas:
@@ -273,6 +283,12 @@ def transitions(
             got = objects.delta(dh)
             if isinstance(got, Gap):
                 own.append(Gap.at(row, got.problem, got.message))
+        artifacts = row.get("outputs", "artifacts")
+        if isinstance(artifacts, dict):
+            for path, digest in sorted(artifacts.items()):
+                bad = objects.blob(str(digest))
+                if bad is not None:
+                    own.append(Gap.at(row, bad[0], f"A's file {path}, blob {digest}: {bad[1]}"))
         t["valid"] = not own
         gaps += own
     return out, gaps

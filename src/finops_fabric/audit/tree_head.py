@@ -5,23 +5,24 @@ order. Its head, ``{"tree_size", "root_hash", "timestamp", "signatures"}``, is s
 receipt (Ed25519 over the RFC 8785 canonical JSON of the document without ``signatures``, same
 key ids). A later audit given a signed head proves the ledger still extends it
 (:func:`consistency_from`); :func:`prove_inclusion` proves one receipt is in the tree.
+
+The store signs a head at every append and keeps it outside the database
+(``<store>/tree-heads/ledger/``); :func:`stored_head_gaps` checks the ledger against the newest
+of them, so a ledger cut short or emptied is named, never "all verified".
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import os
-from pathlib import Path
 from typing import Any
 
-from finops_fabric.audit.ledger import Row, short
+from finops_fabric.audit.ledger import Gap, Row, short
 from finops_fabric.audit.trust import Trust
-from finops_fabric.canonical import canonical_json, is_sha256
-from finops_fabric.errors import CheckFailed, InputError, Location
-from finops_fabric.keys import Ed25519PrivateKey, key_id
+from finops_fabric.errors import CheckFailed
+from finops_fabric.keys import Ed25519PrivateKey
 from finops_fabric.merkle import MerkleTree, verify_consistency, verify_inclusion
+from finops_fabric.store import Store, ledger_leaf
+from finops_fabric.transparency import check_head, now_stamp, read_head, sign_head
 
 __all__ = [
     "TREE_HEAD_KEYS",
@@ -30,76 +31,98 @@ __all__ = [
     "load_tree_head",
     "prove_inclusion",
     "sign_tree_head",
+    "stored_head_gaps",
     "verify_tree_head",
 ]
 
 TREE_HEAD_KEYS = ("tree_size", "root_hash", "timestamp")
 
 
-def _leaf(receipt_hash: str) -> bytes:
-    return bytes.fromhex(receipt_hash[7:]) if is_sha256(receipt_hash) else receipt_hash.encode("utf-8")
-
-
 def ledger_tree(rows: list[Row]) -> MerkleTree:
     """The Merkle tree over the ledger's receipt hashes (index column), in seq order."""
-    return MerkleTree([_leaf(r.column_hash) for r in rows])
+    return MerkleTree([ledger_leaf(r.column_hash) for r in rows])
 
 
 def _hex(digest: bytes) -> str:
     return "sha256:" + digest.hex()
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sign_tree_head(
     tree: MerkleTree, private_key: Ed25519PrivateKey | None, timestamp: str | None = None
 ) -> dict[str, Any]:
     """``{"tree_size", "root_hash", "timestamp", "signatures"}``; unsigned without a key."""
-    head: dict[str, Any] = {
-        "tree_size": tree.size,
-        "root_hash": _hex(tree.root()),
-        "timestamp": timestamp or _now(),
-    }
-    sigs = []
-    if private_key is not None:
-        payload = canonical_json(head)
-        sigs.append(
-            {
-                "keyid": key_id(private_key.public_key()),
-                "sig": base64.b64encode(private_key.sign(payload)).decode("ascii"),
-            }
-        )
-    return {**head, "signatures": sigs}
+    head = {"tree_size": tree.size, "root_hash": _hex(tree.root()), "timestamp": timestamp or now_stamp()}
+    return sign_head(head, private_key)
 
 
 def verify_tree_head(head: object, trust: Trust) -> str:
     """Check a tree head's form and that a trusted key signed it; return that key id.
     Raises :class:`CheckFailed` (``audit.tree_head``) otherwise."""
+    return check_head(head, trust.keys)
 
-    def fail(msg: str) -> CheckFailed:
-        return CheckFailed(msg, code="audit.tree_head")
 
-    if not isinstance(head, dict):
-        raise fail("a tree head is a JSON object")
-    size, root, sigs = head.get("tree_size"), head.get("root_hash"), head.get("signatures")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise fail("tree_size must be a whole number ≥ 0")
-    if not is_sha256(root):
-        raise fail("root_hash must be sha256:<64 lowercase hex>")
-    if not isinstance(head.get("timestamp"), str):
-        raise fail("timestamp must be a string")
-    if not isinstance(sigs, list) or not sigs:
-        raise fail("the tree head is not signed")
-    payload = canonical_json({k: v for k, v in head.items() if k != "signatures"})
-    for sig in sigs:
-        if not isinstance(sig, dict) or sig.get("keyid") not in trust.keys:
-            continue
-        if not trust.keys[sig["keyid"]].signed(sig.get("sig"), payload):
-            raise fail(f"the tree head's signature by trusted key {sig['keyid']} does not verify")
-        return str(sig["keyid"])
-    raise fail("the tree head is not signed by a trusted key")
+def stored_head_gaps(store: Store, rows: list[Row], tree: MerkleTree, trust: Trust) -> list[Gap]:
+    """The ledger against the newest signed head the store kept outside its database: none
+    (``no_tree_head``), unreadable or untrusted (``tree_head_untrusted``), a ledger shorter than
+    it (``truncated``), or whose first ``tree_size`` receipts no longer hash to its root
+    (``rewritten``)."""
+    heads = store.ledger_heads
+    newest = heads.newest()
+    if newest is None:
+        began = store.ledger_heads_began()
+        why = (
+            f"its heads began {began}, so they were removed"
+            if began is not None
+            else "a store made before tree heads: `mu init` signs the first, over the ledger as it stands"
+        )
+        return [
+            Gap(
+                None,
+                None,
+                "no_tree_head",
+                f"no signed tree head of the ledger in {heads.path} ({why}): a deletion of receipts "
+                "from the end cannot be ruled out",
+            )
+        ]
+    if newest.head is None:
+        return [Gap(None, None, "tree_head_untrusted", f"the tree head {newest.path}: {newest.error}")]
+    head = newest.head
+    try:
+        check_head(head, trust.keys, log="ledger")
+    except CheckFailed as exc:
+        return [Gap(None, None, "tree_head_untrusted", f"the tree head {newest.path}: {exc.message}")]
+    size, when = int(head["tree_size"]), head.get("timestamp")
+    have = (
+        f"the ledger has {len(rows)} receipt{'s' if len(rows) != 1 else ''}"
+        if rows
+        else "the ledger is empty"
+    )
+    if size > tree.size:
+        lost = size - tree.size
+        signed = f"{have} but a signed head of {size} exists ({newest.path}, {when})"
+        if rows and rows[-1].seq >= size:  # the ledger still reaches the head's end: rows went missing
+            missing = f"{lost} receipt{'s are' if lost != 1 else ' is'} missing"
+            return [Gap(None, None, "removed", f"{signed}: {missing}")]
+        return [
+            Gap(
+                None,
+                None,
+                "truncated",
+                f"{signed}: {lost} receipt{'s were' if lost != 1 else ' was'} deleted from the end",
+            )
+        ]
+    if _hex(tree.root(size)) != head["root_hash"]:
+        last = rows[size - 1].seq if size else None
+        return [
+            Gap(
+                None,
+                None,
+                "rewritten",
+                f"the first {size} receipts (up to seq {last}) no longer hash to the root signed at {when} "
+                f"({newest.path}): receipts were changed, removed, inserted or reordered since",
+            )
+        ]
+    return []
 
 
 def prove_inclusion(rows: list[Row], tree: MerkleTree, receipt_hash: str) -> dict[str, Any]:
@@ -124,24 +147,7 @@ def prove_inclusion(rows: list[Row], tree: MerkleTree, receipt_hash: str) -> dic
 
 def load_tree_head(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an earlier tree head (a JSON object) for :func:`consistency_from`."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(
-            f"cannot read tree head {p}: {exc.strerror or exc}",
-            code="audit.tree_head_unreadable",
-            location=Location(file=str(p)),
-        ) from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"tree head {p} is not valid JSON: {exc}",
-            code="audit.tree_head_unreadable",
-            location=Location(file=str(p)),
-        ) from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"tree head {p} is not a JSON object", code="audit.tree_head_unreadable")
-    return doc
+    return read_head(path)
 
 
 def consistency_from(old: dict[str, Any], tree: MerkleTree, trust: Trust) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""`mu audit-log verify [--env=ENV]`: recompute the daemon's hash-chained audit ledger.
+"""`mu audit-log verify [--env=ENV] [--head=HEAD.json]`: recompute the daemon's hash-chained audit ledger.
 
 Each environment's ledger lives in ``<store>/daemon-<env>.db`` (see
-:mod:`finops_fabric.daemon.audit_log`). Without ``--env`` every environment of the store is
-checked. Exit 0 when every chain holds, 1 when a link is broken (the report names the first
-broken ``seq``), 2 when there is no such store or daemon database.
+:mod:`finops_fabric.daemon.audit_log`): every named ledger's chain, and the table-wide chain and
+Merkle tree, checked against the newest signed tree head in ``<store>/tree-heads/<env>/audit/``
+and any head kept elsewhere (``--head``, with ``--env``). Without ``--env`` every environment of
+the store is checked. Exit 0 when everything holds, 1 when an entry was changed, removed,
+inserted or reordered, or the ledger is shorter than a signed head (the report names every
+problem by ``seq``), 2 when there is no such store or daemon database.
 """
 
 from __future__ import annotations
@@ -64,18 +67,31 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def cmd_audit_log(args: argparse.Namespace) -> int:
+    from finops_fabric.audit import default_trust
     from finops_fabric.cli import Out
-    from finops_fabric.daemon.audit_log import VerifyReport, verify
+    from finops_fabric.daemon.audit_log import verify, verify_empty
+    from finops_fabric.daemon.tree_heads import audit_heads
     from finops_fabric.store import Store
+    from finops_fabric.transparency import gather_heads, read_head
 
     if args.action not in ACTIONS:
         raise InputError(f"mu audit-log: unknown action {args.action!r}", code="cli.usage")
+    if args.head and args.env is None:
+        raise InputError(
+            "--head goes with --env=ENV (a head is of one environment's ledger)", code="cli.usage"
+        )
     store = Store.locate(args.home).require()
+    extra = [(p, read_head(p)) for p in args.head or ()]
+    keys = default_trust(store).keys
     reports: dict[str, dict[str, Any]] = {}
     for env, path in daemon_databases(store.home, args.env).items():
+        heads, head_findings = gather_heads(audit_heads(store, env), extra, keys, log="audit", env=env)
         conn = open_existing(path)
         try:
-            report = verify(conn) if _has_table(conn, "audit_ledger") else VerifyReport()
+            if _has_table(conn, "audit_ledger"):
+                report = verify(conn, heads, head_findings)
+            else:
+                report = verify_empty(heads, head_findings)
         except sqlite3.Error as exc:
             raise InputError(
                 f"cannot read the audit ledger in {path}: {exc}",
@@ -99,15 +115,19 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
         for env, r in reports.items():
             if r["verified"]:
                 n_ledgers = len(r["ledgers"])
+                log = r.get("log") or {}
+                signed = log.get("covered_by_signed_head", 0)
                 lines.append(
-                    f"audit ledger {env}: {r['entries']} entries in {n_ledgers} ledger(s), chain verified"
+                    f"audit ledger {env}: {r['entries']} entries in {n_ledgers} ledger(s), chain verified "
+                    f"(Merkle tree against the signed head of {signed})"
                 )
-            else:
-                b = r["first_broken"]
-                lines.append(
-                    f"audit ledger {env}: BROKEN at seq {b['seq']} (ledger {b['ledger']}): {b['reason']}"
-                )
-                lines += [f"  seq {p['seq']} ({p['ledger']}): {p['reason']}" for p in r["problems"][1:]]
+                continue
+            b = r["first_broken"]
+            where = f"seq {b['seq']} (ledger {b['ledger']})" if b["seq"] is not None else "the ledger"
+            lines.append(f"audit ledger {env}: BROKEN at {where}: {b['reason']}")
+            for p in r["problems"][1:]:
+                at = f"seq {p['seq']} ({p['ledger']}): " if p["seq"] is not None else ""
+                lines.append(f"  {at}{p['reason']}")
         return lines
 
     Out(args.json).emit(doc, human)
@@ -118,3 +138,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("audit-log", cmd_audit_log, "verify the daemon's hash-chained audit ledger")
     sp.add_argument("action", choices=ACTIONS)
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument(
+        "--head",
+        action="append",
+        metavar="HEAD.json",
+        help="also against this signed tree head kept elsewhere (with --env; repeatable)",
+    )

@@ -8,7 +8,10 @@ The daemon listens on loopback by default (``--port=0`` picks a free port), writ
 ``<store>/daemons/<ENV>.json`` so the CLI finds it and ``<store>/daemons/<ENV>.token`` (0600,
 roles operator and deployer) for the local operator, and removes both on a clean shutdown
 (SIGTERM or Ctrl-C). ``--dev`` turns tokens off and is refused unless bound to loopback.
-On start it boots the A of the newest successful deployment of ENV in the ledger, if any.
+On start it verifies the store's receipt ledger, ENV's decision log and audit ledger against
+their newest signed tree heads (and does not start when one does not verify), then boots the A
+of the newest successful deployment of ENV in the ledger, if any. It signs tree heads of its
+logs while it runs (:mod:`finops_fabric.daemon.tree_heads`).
 """
 
 from __future__ import annotations
@@ -112,8 +115,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
+    app = create_app(store, env, dev=args.dev, runtime=runtime)  # refuses a ledger that does not verify
     restored = runtime.restore()
-    app = create_app(store, env, dev=args.dev, runtime=runtime)
     if not args.no_workers:
         from finops_fabric.daemon.effects import attach
 
@@ -136,7 +139,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     dpath = client.write_discovery(store, info, auth.hash_token(token)[:12], args.dev)
     print(
         f"mu daemon: serving {env} at {info.url} (pid {info.pid}); "
-        + (f"running {restored}" if restored else "nothing deployed yet")
+        + (
+            f"running {restored}"
+            if restored
+            else str(runtime.last_health.get("detail", "nothing deployed yet"))
+        )
         + ("; development mode: no tokens" if args.dev else f"; local token in {tpath}"),
         file=sys.stderr,
         flush=True,

@@ -1,5 +1,11 @@
 """`mu decisions [--env=ENV] [--id=TX] [--since=T] [--until=T] [--outcome=APPROVE|REJECT] [--limit=N]`:
 query ENV's decision log (``<store>/daemon-<ENV>.db``), read-only; no daemon needed.
+
+`mu decisions verify --env=ENV [--head=HEAD.json]`: recompute every decision's leaf hash, the
+hash chain and the Merkle tree, and check them against the newest signed tree head in
+``<store>/tree-heads/<ENV>/decisions/`` and any head kept elsewhere (``--head``, e.g. a
+witness's copy). Every decision that was changed, removed, inserted or reordered is named by
+id; a log shorter than a signed head is never called verified. Exit 0 verified, 1 not.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ def cmd_decisions(args: argparse.Namespace) -> int:
             )
         env = found[0]
     env = check_env(env)
+    if args.action == "verify":
+        return _verify(args, store, env)
+    if args.head:
+        raise InputError("--head goes with `mu decisions verify`", code="cli.usage")
     if args.outcome is not None and args.outcome not in ("APPROVE", "REJECT"):
         raise InputError("--outcome is APPROVE or REJECT", code="cli.usage")
     if args.limit is not None and args.limit < 1:
@@ -77,11 +87,72 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace, store: Any, env: str) -> int:
+    import sqlite3
+
+    from finops_fabric.audit import default_trust
+    from finops_fabric.daemon import decision_log
+    from finops_fabric.daemon.tree_heads import decision_heads
+    from finops_fabric.transparency import gather_heads, read_head, verify_log
+
+    if any(v is not None for v in (args.id, args.since, args.until, args.outcome, args.limit)):
+        raise InputError(
+            "`mu decisions verify` checks the whole log: no --id/--since/--until/--outcome/--limit"
+        )
+    extra = [(path, read_head(path)) for path in args.head or ()]
+    path = decision_log.db_path(store.home, env)
+    directory = decision_heads(store, env)
+    heads, head_findings = gather_heads(directory, extra, default_trust(store).keys, log="decisions", env=env)
+    conn = decision_log.connect(path, readonly=True)
+    try:
+        report = verify_log(decision_log.log_rows(conn), heads, noun="decision")
+        adopted = decision_log.adoption(conn)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot read the decision log {path}: {exc}", code="decisions.unreadable") from exc
+    finally:
+        conn.close()
+    report.findings[:0] = head_findings
+    if adopted is not None:
+        report.notes.append(
+            f"decisions 1–{adopted['rows']} were written before the hash chain and chained at the upgrade "
+            f"on {adopted['at']}: the chain vouches for them only from then on"
+        )
+    doc: dict[str, Any] = {
+        "env": env,
+        "log": "decisions",
+        "database": str(path),
+        "heads_directory": str(directory.path),
+        **report.to_dict(),
+        "adopted": adopted,
+    }
+
+    def human() -> list[str]:
+        lines = [f"  {f['message']}" for f in doc["findings"]]
+        lines += [f"note: {n}" for n in doc["notes"]]
+        lines.append(f"decision log {env}: {doc['summary']}")
+        return lines
+
+    Out(args.json).emit(doc, human)
+    return 0 if report.verified else 1
+
+
 def register(cmd: Register) -> None:
-    sp = cmd("decisions", cmd_decisions, "query an environment's decision log")
+    sp = cmd("decisions", cmd_decisions, "query an environment's decision log (or: decisions verify)")
+    sp.add_argument(
+        "action",
+        nargs="?",
+        choices=["verify"],
+        help="verify: recompute the hash chain and Merkle tree against the signed tree heads",
+    )
     sp.add_argument("--env", metavar="ENV")
     sp.add_argument("--id", metavar="TX_ID", help="only this transaction id")
     sp.add_argument("--since", metavar="T", help="decided at or after T (ISO 8601)")
     sp.add_argument("--until", metavar="T", help="decided before T (ISO 8601)")
     sp.add_argument("--outcome", metavar="OUTCOME", help="APPROVE or REJECT")
     sp.add_argument("--limit", type=int, metavar="N", help="the newest N only")
+    sp.add_argument(
+        "--head",
+        action="append",
+        metavar="HEAD.json",
+        help="verify: also against this signed tree head kept elsewhere (repeatable)",
+    )

@@ -1,8 +1,10 @@
 """`mu deploy --target=ENV --enforcer=A [--wait=60] [--now] [--receipt=FILE]`: hand A to ENV's daemon.
 
-The CLI checks A byte for byte against its manifest and its generation receipt in the store
-(an A without a receipt, or with any byte changed, is refused: exit 1, nothing changes; so is,
-for production, an A whose O no member of the compliance roster approved), finds
+The CLI refuses a store whose receipt ledger does not verify (rows, chain and the newest signed
+tree head: see ``mu audit-trail``), checks A byte for byte against its manifest and its
+generation receipt in the store (an A without a receipt, or with any byte changed, is refused:
+exit 1, nothing changes; so is, for production, an A whose O no member of the compliance roster
+approved), finds
 the daemon through ``<store>/daemons/<ENV>.json`` (waiting up to ``--wait`` seconds for it),
 and posts A. The daemon verifies A again, boots it, runs its golden cases and switches
 atomically; a production daemon waits for its next epoch window unless ``--now``. The signed
@@ -53,12 +55,14 @@ def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from finops_fabric.audit import require_verified_ledger
     from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon.client import post_deployment, verify_receipted
     from finops_fabric.store import Store
 
     env = check_env(args.target)
     store = Store.open(args.home)
+    require_verified_ledger(store, f"mu deploy to {env} is refused")
     path = Path(args.enforcer)
     _digest, receipt = verify_receipted(store, path)
     if env == "production":  # refused here already, before the daemon is asked (it checks again)

@@ -48,6 +48,7 @@ from finops_fabric import __version__
 from finops_fabric.daemon import decision_log
 from finops_fabric.daemon.auth import TokenBook
 from finops_fabric.daemon.runtime import Runtime, cron_matches, epoch_schedule, next_epoch, now_utc
+from finops_fabric.daemon.tree_heads import HeadKeeper
 from finops_fabric.errors import FabricError
 from finops_fabric.store import Store
 
@@ -156,9 +157,19 @@ def create_app(
 ) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only)."""
     runtime = runtime if runtime is not None else Runtime(store, env)
+    own_writer = writer is None
     writer = (
         writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
     )
+    # The ledger, the decision log and the audit ledger verified against their newest signed
+    # heads (or the daemon does not start); heads signed from here on.
+    keeper = HeadKeeper(store, env, writer)
+    try:
+        keeper.boot()
+    except BaseException:
+        if own_writer:
+            writer.close()
+        raise
     metrics = Metrics()
     tokens = TokenBook(store.home)
     decision_writers: list[decision_log.ExtraWriter] = []
@@ -168,6 +179,8 @@ def create_app(
     on_startup: list[Callable[[], Any]] = []
     on_shutdown: list[Callable[[], Any]] = []
     outcome_counters: dict[str, Any] = {}
+    health_sources["tree_heads"] = keeper.health
+    on_startup.append(keeper.start)
 
     def refusal(authorization: str, permission: str) -> Reply | None:
         """Why a request with this Authorization header may not ``permission`` (None: it may)."""
@@ -302,7 +315,7 @@ def create_app(
             "decision": {
                 "status": "ok" if active is not None else "degraded",
                 "enforcer_hash": active.hash if active is not None else None,
-                "detail": runtime.last_health.get("detail") if active is not None else "nothing deployed yet",
+                "detail": runtime.last_health.get("detail", "nothing deployed yet"),
             }
         }
         for name, source in sorted(health_sources.items()):
@@ -403,7 +416,7 @@ def create_app(
                         await result
                 except Exception:  # noqa: S110 - one failing hook must not stop the others
                     pass
-            writer.close()
+            keeper.close()  # closes the writer (every decision committed), then the last heads
 
     app = DaemonApp(
         routes=[
@@ -423,6 +436,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.decision_log = writer
+    app.state.tree_heads = keeper
     app.state.decision_writers = decision_writers
     app.state.effect_writers = effect_writers
     app.state.health_sources = health_sources

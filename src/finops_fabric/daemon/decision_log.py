@@ -5,6 +5,14 @@ COMMIT happens before any of its responses is sent), with the transaction id, th
 transaction JSON, the outcome, the rules that fired, the enforcer hash and the generation
 receipt hash that made it, and a timestamp. UPDATE and DELETE are refused by triggers.
 
+Each row is also a leaf of a hash chain and of an RFC 9162 Merkle tree
+(:mod:`finops_fabric.transparency`): ``leaf_hash`` is the leaf hash of the RFC 8785 record of
+every logged column, id included (:data:`COLUMNS`), ``prev_chain_hash`` the chain hash of the
+row before. The writer assigns ids (one more than the last) and keeps the chain head in memory;
+:func:`log_rows` gives the rows to :func:`~finops_fabric.transparency.verify_log`. A log written
+before the chain existed is chained when first opened for writing, in one transaction, and the
+upgrade is recorded in ``log_chain`` (how many rows existed then, and when).
+
 Other parts of the daemon (the outbox) add rows of their own in the SAME SQLite transaction
 as the decision: :func:`commit_decision` (and the group-commit :class:`DecisionWriter`) call
 each ``extra_writers`` callable with the open connection and the new decision's row id, so a
@@ -15,29 +23,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from finops_fabric.errors import InputError, Location
+from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash, record_bytes
 
 __all__ = [
+    "COLUMNS",
     "SCHEMA",
     "DecisionWriter",
     "ExtraWriter",
     "LoggedDecision",
+    "adoption",
     "commit_decision",
     "connect",
     "db_path",
     "dumps_exact",
+    "log_rows",
     "query",
     "record",
     "transaction_json",
@@ -46,7 +60,20 @@ __all__ = [
 #: Called inside the decision's SQLite transaction with the connection and the decision row id.
 ExtraWriter = Callable[[sqlite3.Connection, int], None]
 
-SCHEMA = """
+#: Upgrades that chained rows written before the chain existed: which log, how many rows, when.
+LOG_CHAIN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_chain (
+    log          TEXT PRIMARY KEY,
+    adopted_rows INTEGER NOT NULL,
+    adopted_at   TEXT NOT NULL
+);
+"""
+
+_NO_UPDATE = """CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS decisions (
     id                      INTEGER PRIMARY KEY AUTOINCREMENT,
     decided_at              TEXT NOT NULL,
@@ -57,20 +84,39 @@ CREATE TABLE IF NOT EXISTS decisions (
     fired                   TEXT NOT NULL,
     decision_json           TEXT NOT NULL,
     enforcer_hash           TEXT NOT NULL,
-    generation_receipt_hash TEXT NOT NULL
+    generation_receipt_hash TEXT NOT NULL,
+    leaf_hash               BLOB,
+    prev_chain_hash         BLOB
 );
 CREATE INDEX IF NOT EXISTS decisions_tx ON decisions (transaction_id);
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (decided_at);
 CREATE INDEX IF NOT EXISTS decisions_outcome ON decisions (outcome, id);
-CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
-    BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+"""
+    + _NO_UPDATE
+    + """;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
     BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 """
+    + LOG_CHAIN_SCHEMA
+)
 
+#: Everything logged for a decision, in the order of the table; the leaf's record.
+COLUMNS = (
+    "id",
+    "decided_at",
+    "env",
+    "transaction_id",
+    "transaction_json",
+    "outcome",
+    "fired",
+    "decision_json",
+    "enforcer_hash",
+    "generation_receipt_hash",
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash FROM decisions"  # noqa: S608
 _INSERT = (
-    "INSERT INTO decisions (decided_at, env, transaction_id, transaction_json, outcome, fired,"
-    " decision_json, enforcer_hash, generation_receipt_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO decisions ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
 )
 
 
@@ -93,6 +139,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        _upgrade(conn)
         conn.executescript(SCHEMA)
         return conn
     except sqlite3.Error as exc:
@@ -101,6 +148,48 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             code="decisions.unreadable",
             location=Location(file=str(path)),
         ) from exc
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Chain a log written before the chain existed: add the columns, compute every row's leaf
+    and link in id order, record the upgrade in ``log_chain``; one transaction."""
+    if not _unchained(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _unchained(conn):
+            conn.execute("ALTER TABLE decisions ADD COLUMN leaf_hash BLOB")
+            conn.execute("ALTER TABLE decisions ADD COLUMN prev_chain_hash BLOB")
+            conn.execute("DROP TRIGGER IF EXISTS decisions_no_update")
+            chain, rows, last = GENESIS, 0, -1
+            while True:
+                batch = conn.execute(_SELECT + " WHERE id > ? ORDER BY id LIMIT 10000", (last,)).fetchall()
+                if not batch:
+                    break
+                for r in batch:
+                    leaf = _leaf_of(_log_row(r))
+                    conn.execute(
+                        "UPDATE decisions SET leaf_hash = ?, prev_chain_hash = ? WHERE id = ?",
+                        (leaf, chain, r[0]),
+                    )
+                    chain, rows, last = chain_hash(chain, leaf), rows + 1, r[0]
+            conn.execute(_NO_UPDATE)
+            conn.execute(LOG_CHAIN_SCHEMA.strip())
+            conn.execute(
+                "INSERT OR REPLACE INTO log_chain (log, adopted_rows, adopted_at) VALUES ('decisions', ?, ?)",
+                (rows, _now()),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _unchained(conn: sqlite3.Connection) -> bool:
+    """A decisions table without the chain columns."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    return bool(columns) and "leaf_hash" not in columns
 
 
 _second: tuple[int, str] = (-1, "")
@@ -173,7 +262,7 @@ class LoggedDecision:
         receipt_hash: str,
     ) -> LoggedDecision:
         tx_id = tx.get("id")
-        return cls(
+        entry = cls(
             env=env,
             transaction_id=None if tx_id is None else str(tx_id),
             transaction_json=transaction_json(tx),
@@ -184,8 +273,11 @@ class LoggedDecision:
             generation_receipt_hash=receipt_hash,
             decided_at=_now(),
         )
+        entry._record_parts  # noqa: B018 - the record's bytes, written before the log's lock
+        return entry
 
-    def params(self) -> tuple[object, ...]:
+    def params(self) -> tuple[str | None, ...]:
+        """The logged columns after ``id`` (:data:`COLUMNS`)."""
         return (
             self.decided_at,
             self.env,
@@ -198,13 +290,55 @@ class LoggedDecision:
             self.generation_receipt_hash,
         )
 
+    @cached_property
+    def _record_parts(self) -> tuple[bytes, bytes]:
+        """The record's canonical bytes before and after its id (keys are sorted, so ``"id"``
+        sits between ``generation_receipt_hash`` and ``outcome``; ``,"id":0,`` occurs once, as
+        a quote inside a JSON string is always escaped)."""
+        data = record_bytes(dict(zip(COLUMNS, (0, *self.params()), strict=True)))
+        head, sep, tail = data.partition(b',"id":0,')
+        assert sep, "the record has an id"
+        return b"\x00" + head + b',"id":', b"," + tail
+
+    def leaf(self, row_id: int) -> bytes:
+        """The leaf hash of this decision logged as ``row_id``."""
+        head, tail = self._record_parts
+        return hashlib.sha256(head + str(row_id).encode("ascii") + tail).digest()
+
+
+class _Tail:
+    """The chain head: the last row's id and chain hash (and the Merkle tree's right edge, when
+    a tree-head keeper follows the log)."""
+
+    __slots__ = ("chain", "last_id", "tree")
+
+    def __init__(self, last_id: int, chain: bytes, tree: CompactRange | None = None) -> None:
+        self.last_id = last_id
+        self.chain = chain
+        self.tree = tree
+
+
+def _read_tail(conn: sqlite3.Connection) -> _Tail:
+    """The chain head as stored (the last row's chain hash, recomputed from its columns)."""
+    row = conn.execute(_SELECT + " ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return _Tail(0, GENESIS)
+    stored = _log_row(row)
+    return _Tail(stored.id, chain_hash(stored.prev or GENESIS, stored.leaf or _leaf_of(stored)))
+
+
+def _insert(conn: sqlite3.Connection, entry: LoggedDecision, tail: _Tail) -> tuple[int, bytes]:
+    """Insert ``entry`` as the row after ``tail``; (its id, its leaf hash)."""
+    row_id = tail.last_id + 1
+    leaf = entry.leaf(row_id)
+    conn.execute(_INSERT, (row_id, *entry.params(), leaf, tail.chain))
+    return row_id, leaf
+
 
 def record(conn: sqlite3.Connection, entry: LoggedDecision, extra_writers: Sequence[ExtraWriter] = ()) -> int:
-    """Insert one decision inside the caller's open transaction; run ``extra_writers`` with
-    its row id; return the row id."""
-    cur = conn.execute(_INSERT, entry.params())
-    row_id = cur.lastrowid
-    assert row_id is not None
+    """Insert one decision inside the caller's open transaction, chained to the last row; run
+    ``extra_writers`` with its row id; return the row id."""
+    row_id, _leaf = _insert(conn, entry, _read_tail(conn))
     for writer in extra_writers:
         writer(conn, row_id)
     return row_id
@@ -308,6 +442,8 @@ class DecisionWriter:
         self._conn = connect(path)
         self._conn.execute("PRAGMA synchronous=NORMAL")  # the WAL is fsynced by _sync_wal
         self._sync_wal = _WalSync(path)
+        self._tail = _read_tail(self._conn)
+        self._tail_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self._closed = False
         self._thread.start()
@@ -368,29 +504,80 @@ class DecisionWriter:
         self, conn: sqlite3.Connection, batch: list[_Job]
     ) -> list[tuple[int | None, BaseException | None]]:
         """Commit ``batch`` and fsync the WAL; each job's (row id, error). A failed fsync fails
-        every job of the group (its rows may be in the log, but nobody is told they are durable)."""
+        every job of the group (its rows may be in the log, but nobody is told they are durable).
+
+        Each row is chained to the one before it from the chain head this writer keeps; the
+        head moves on only for rows that were committed."""
         results: list[tuple[int | None, BaseException | None]] = []
+        leaves: list[bytes] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            tail = self._follow(conn)
+            last_id, chain = tail.last_id, tail.chain
             for job in batch:
                 conn.execute("SAVEPOINT d")
                 try:
-                    results.append((record(conn, job.entry, job.writers), None))
+                    row_id, leaf = _insert(conn, job.entry, _Tail(last_id, chain))
+                    for writer in job.writers:
+                        writer(conn, row_id)
                     conn.execute("RELEASE d")
                 except Exception as exc:
                     conn.execute("ROLLBACK TO d")
                     conn.execute("RELEASE d")
                     results.append((None, exc))
+                    continue
+                results.append((row_id, None))
+                last_id, chain = row_id, chain_hash(chain, leaf)
+                leaves.append(leaf)
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(None, exc)] * len(batch)
+        with self._tail_lock:
+            tail.last_id, tail.chain = last_id, chain
+            if tail.tree is not None:
+                tail.tree.extend(leaves)
         try:
             self._sync_wal()
         except OSError as exc:
             return [(None, exc)] * len(batch)
         return results
+
+    def _follow(self, conn: sqlite3.Connection) -> _Tail:
+        """The chain head, checked against the log's last row (one index lookup per group). Rows
+        another writer appended meanwhile are followed (their leaves recomputed); a log that
+        lost rows behind this writer's back is not written to."""
+        tail = self._tail
+        row = conn.execute("SELECT id FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+        last = int(row[0]) if row is not None else 0
+        if last == tail.last_id:
+            return tail
+        if last < tail.last_id:
+            raise FabricError(
+                f"the decision log {self.path} ends at decision {last}, but this writer logged up to "
+                f"decision {tail.last_id}: rows were deleted while the daemon ran",
+                code="decisions.truncated",
+            )
+        with self._tail_lock:
+            for stored in log_rows(conn, after=tail.last_id):
+                leaf = _leaf_of(stored)
+                tail.last_id, tail.chain = stored.id, chain_hash(tail.chain, leaf)
+                if tail.tree is not None:
+                    tail.tree.append(leaf)
+        return tail
+
+    def follow_tree(self, tree: CompactRange) -> None:
+        """Keep ``tree`` (the Merkle tree's right edge over every row so far) up to date with
+        each committed group: a tree-head keeper signs heads from :meth:`head`."""
+        with self._tail_lock:
+            self._tail.tree = tree
+
+    def head(self) -> tuple[int, bytes, CompactRange | None]:
+        """(last id, chain hash, a copy of the tree's right edge) as of the last commit."""
+        with self._tail_lock:
+            tail = self._tail
+            return tail.last_id, tail.chain, tail.tree.copy() if tail.tree is not None else None
 
     @staticmethod
     def _tell(batch: list[_Job], results: list[tuple[int | None, BaseException | None]]) -> None:
@@ -484,3 +671,50 @@ def query(
         sql = f"SELECT * FROM ({newest} LIMIT ?) ORDER BY id"  # noqa: S608
         params.append(limit)
     return [_row(r) for r in conn.execute(sql, params).fetchall()]
+
+
+# --- the chain, for verification -------------------------------------------------------------
+
+
+def _record(values: Sequence[object]) -> bytes:
+    try:
+        return record_bytes(dict(zip(COLUMNS, values, strict=True)))  # type: ignore[arg-type]
+    except Exception:  # a value no writer of this log stores: the leaf cannot match
+        return b"\xff" + repr(tuple(values)).encode("utf-8", "replace")
+
+
+def _hash32(value: object) -> bytes | None:
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) and len(value) == 32 else b""
+
+
+def _log_row(r: Sequence[Any]) -> LogRow:
+    rid = r[0] if isinstance(r[0], int) else -1
+    return LogRow(rid, _record(r[:10]), _hash32(r[10]), _hash32(r[11]))
+
+
+def _leaf_of(row: LogRow) -> bytes:
+    return hashlib.sha256(b"\x00" + row.record).digest()
+
+
+def log_rows(conn: sqlite3.Connection, *, after: int = 0) -> Iterator[LogRow]:
+    """The rows after id ``after``, in id order, as :func:`~finops_fabric.transparency.verify_log`
+    reads them. :class:`CheckFailed` (``decisions.unchained``) for a log written before the chain."""
+    if _unchained(conn):
+        raise CheckFailed(
+            "the decision log was written before decisions were hash-chained; start its daemon once "
+            "to chain the rows it holds (the upgrade is recorded as such)",
+            code="decisions.unchained",
+        )
+    for r in conn.execute(_SELECT + " WHERE id > ? ORDER BY id", (after,)):
+        yield _log_row(r)
+
+
+def adoption(conn: sqlite3.Connection, log: str = "decisions") -> dict[str, Any] | None:
+    """The upgrade that chained rows written before the chain, if any: ``{"rows", "at"}``."""
+    try:
+        row = conn.execute("SELECT adopted_rows, adopted_at FROM log_chain WHERE log = ?", (log,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return {"rows": int(row[0]), "at": str(row[1])} if row is not None else None

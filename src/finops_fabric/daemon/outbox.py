@@ -157,7 +157,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the outbox tables if absent (also the audit ledger's, which lives in the same file).
     Must not be called inside an open transaction (``executescript`` commits)."""
     from finops_fabric.daemon.audit_log import SCHEMA as AUDIT_SCHEMA
+    from finops_fabric.daemon.audit_log import upgrade
 
+    upgrade(conn)  # a ledger written before the table-wide chain is chained first
     conn.executescript(SCHEMA + AUDIT_SCHEMA)
 
 

@@ -277,7 +277,11 @@ class Runtime:
                 enforcer = enforcer_from_files(
                     self.store.get_tree(listing), f"snapshot of {r['receipt_hash']}"
                 )
-            except FabricError:
+            except FabricError as exc:  # a blob of A missing or corrupt: nothing is served, and why
+                self.last_health = {
+                    "status": "degraded",
+                    "detail": f"the A of deployment {r['receipt_hash']} cannot be restored: {exc}",
+                }
                 return None
             self.active = Active(
                 enforcer=enforcer,
@@ -309,6 +313,9 @@ class Runtime:
 
     def _deploy(self, path: Path, receipt_hash: str, kind: str, extra: dict[str, Any]) -> DeployResult:
         started = time.monotonic()
+        from finops_fabric.audit import require_verified_ledger
+
+        require_verified_ledger(self.store, f"the deployment to {self.env} is refused")
         gen = self.store.find(receipt_hash)
         if gen is None or gen.get("kind") != "generation":
             raise CheckFailed(

@@ -386,7 +386,7 @@ class Worker:
             ready.append((row_id, key, attempts, ledger, data))
         appended = 0
         with outbox.transaction(conn):
-            heads: dict[str, str] = {}
+            heads = audit_log.Heads()
             for row_id, key, attempts, ledger, data in ready:
                 (state,) = conn.execute("SELECT state FROM outbox WHERE id = ?", (row_id,)).fetchone()
                 if state not in ("pending", "delivering"):
