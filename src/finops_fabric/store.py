@@ -185,7 +185,10 @@ class Store:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            if fresh:  # the first head of this ledger (of the rows it holds when heads begin)
+            newest = self.ledger_heads.newest()
+            if fresh or (newest is not None and newest.size < tree.size):
+                # the first head of this ledger (over the rows it holds when heads begin), or one
+                # over receipts an interrupted append left without a head
                 self.ledger_heads.write(sign_head(make_head("ledger", tree), self.operator_private_key()))
         return InitResult(home=self.home, created=not existed, keys_created=keys_created)
 

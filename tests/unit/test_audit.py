@@ -422,7 +422,7 @@ def test_duplicated_row(store: Path) -> None:
         " enforcer_hash, body FROM ledger WHERE seq = 2",
     )
     out = trail(store, code=1)
-    assert problems(out) == [(6, "duplicated")]
+    assert problems(out) == [(6, "duplicated"), (6, "unsigned")]  # and no signed head covers it
     assert "already stored at seq 2" in out["gaps"][0]["message"]
 
 

@@ -64,8 +64,8 @@ def verify_tree_head(head: object, trust: Trust) -> str:
 def stored_head_gaps(store: Store, rows: list[Row], tree: MerkleTree, trust: Trust) -> list[Gap]:
     """The ledger against the newest signed head the store kept outside its database: none
     (``no_tree_head``), unreadable or untrusted (``tree_head_untrusted``), a ledger shorter than
-    it (``truncated``), or whose first ``tree_size`` receipts no longer hash to its root
-    (``rewritten``)."""
+    it (``truncated``, ``removed``), whose first ``tree_size`` receipts no longer hash to its
+    root (``rewritten``), or with receipts after it (``unsigned``)."""
     heads = store.ledger_heads
     newest = heads.newest()
     if newest is None:
@@ -111,6 +111,18 @@ def stored_head_gaps(store: Store, rows: list[Row], tree: MerkleTree, trust: Tru
                 f"{signed}: {lost} receipt{'s were' if lost != 1 else ' was'} deleted from the end",
             )
         ]
+    gaps: list[Gap] = []
+    if tree.size > size:  # the store signs a head at every append
+        first = rows[size]
+        gaps.append(
+            Gap.at(
+                first,
+                "unsigned",
+                f"{tree.size - size} receipt(s) from here on are not covered by a signed tree head (the "
+                f"newest, {newest.path}, covers {size}; the store signs one at every append): written "
+                "outside mu, or mu stopped between an append and its head (`mu init` signs one then)",
+            )
+        )
     if _hex(tree.root(size)) != head["root_hash"]:
         last = rows[size - 1].seq if size else None
         return [
@@ -122,7 +134,7 @@ def stored_head_gaps(store: Store, rows: list[Row], tree: MerkleTree, trust: Tru
                 f"({newest.path}): receipts were changed, removed, inserted or reordered since",
             )
         ]
-    return []
+    return gaps
 
 
 def prove_inclusion(rows: list[Row], tree: MerkleTree, receipt_hash: str) -> dict[str, Any]:

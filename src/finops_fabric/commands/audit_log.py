@@ -70,6 +70,7 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
     from finops_fabric.audit import default_trust
     from finops_fabric.cli import Out
     from finops_fabric.daemon.audit_log import verify, verify_empty
+    from finops_fabric.daemon.decision_log import adoption
     from finops_fabric.daemon.tree_heads import audit_heads
     from finops_fabric.store import Store
     from finops_fabric.transparency import gather_heads, read_head
@@ -92,6 +93,7 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
                 report = verify(conn, heads, head_findings)
             else:
                 report = verify_empty(heads, head_findings)
+            adopted = adoption(conn, "audit")
         except sqlite3.Error as exc:
             raise InputError(
                 f"cannot read the audit ledger in {path}: {exc}",
@@ -100,7 +102,7 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
             ) from exc
         finally:
             conn.close()
-        reports[env] = report.to_dict()
+        reports[env] = {**report.to_dict(), "adopted": adopted}
     verified = all(r["verified"] for r in reports.values())
     doc: dict[str, Any] = {
         "verified": verified,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finops_fabric.canonical import canonical_json, sha256_hex
+from finops_fabric.errors import CheckFailed
 from finops_fabric.transparency import (
     GENESIS as CHAIN_GENESIS,
 )
@@ -253,6 +254,12 @@ def verify(
     """Recompute every ledger's chain and the table-wide chain and Merkle tree, against the
     signed ``heads`` (and what was found about them, ``head_findings``:
     :class:`~finops_fabric.transparency.Finding`); the report names every broken row."""
+    if _unchained(conn):
+        raise CheckFailed(
+            "the audit ledger was written before its entries were chained table-wide; start its daemon "
+            "once to chain the entries it holds (the upgrade is recorded as such)",
+            code="audit.unchained",
+        )
     report = VerifyReport()
     ledger_of: dict[int, str] = {}
 
