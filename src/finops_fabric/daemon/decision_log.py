@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
-from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash, record_bytes
+from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash, record_bytes, record_writer
 
 __all__ = [
     "COLUMNS",
@@ -676,22 +676,26 @@ def query(
 # --- the chain, for verification -------------------------------------------------------------
 
 
-def _record(values: Sequence[object]) -> bytes:
+_write_record = record_writer(COLUMNS)
+
+
+def _record(values: Sequence[Any]) -> bytes:
     try:
-        return record_bytes(dict(zip(COLUMNS, values, strict=True)))  # type: ignore[arg-type]
+        return _write_record(values)
     except Exception:  # a value no writer of this log stores: the leaf cannot match
         return b"\xff" + repr(tuple(values)).encode("utf-8", "replace")
 
 
-def _hash32(value: object) -> bytes | None:
-    if value is None:
-        return None
-    return value if isinstance(value, bytes) and len(value) == 32 else b""
+def _hash32(value: Any) -> bytes | None:
+    """A stored hash column: ``None`` when empty, ``b""`` (matches nothing) when not 32 bytes."""
+    if value.__class__ is bytes and len(value) == 32:
+        return value
+    return None if value is None else b""
 
 
 def _log_row(r: Sequence[Any]) -> LogRow:
-    rid = r[0] if isinstance(r[0], int) else -1
-    return LogRow(rid, _record(r[:10]), _hash32(r[10]), _hash32(r[11]))
+    rid = r[0] if r[0].__class__ is int else -1
+    return LogRow(rid, _record(r), _hash32(r[10]), _hash32(r[11]))
 
 
 def _leaf_of(row: LogRow) -> bytes:

@@ -21,6 +21,7 @@ from finops_fabric.transparency.chain import (
     from_hex,
     record_bytes,
     record_leaf,
+    record_writer,
     to_hex,
 )
 from finops_fabric.transparency.heads import (
@@ -70,6 +71,7 @@ __all__ = [
     "read_head",
     "record_bytes",
     "record_leaf",
+    "record_writer",
     "resume",
     "sign_head",
     "to_hex",
