@@ -254,7 +254,8 @@ class Store:
 
         directory = self.ledger_heads.path
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for d in (self.tree_heads_dir, directory):
+                d.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise InputError(

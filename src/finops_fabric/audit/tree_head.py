@@ -58,7 +58,7 @@ def sign_tree_head(
 def verify_tree_head(head: object, trust: Trust) -> str:
     """Check a tree head's form and that a trusted key signed it; return that key id.
     Raises :class:`CheckFailed` (``audit.tree_head``) otherwise."""
-    return check_head(head, trust.keys)
+    return check_head(head, trust.keys, log="ledger")
 
 
 def stored_head_gaps(store: Store, rows: list[Row], tree: MerkleTree, trust: Trust) -> list[Gap]:

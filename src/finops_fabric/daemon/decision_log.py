@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
-from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash, record_bytes, record_writer
+from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash, record_writer
 
 __all__ = [
     "COLUMNS",
@@ -54,6 +54,7 @@ __all__ = [
     "log_rows",
     "query",
     "record",
+    "sync_wal",
     "transaction_json",
 ]
 
@@ -291,19 +292,21 @@ class LoggedDecision:
         )
 
     @cached_property
-    def _record_parts(self) -> tuple[bytes, bytes]:
-        """The record's canonical bytes before and after its id (keys are sorted, so ``"id"``
-        sits between ``generation_receipt_hash`` and ``outcome``; ``,"id":0,`` occurs once, as
-        a quote inside a JSON string is always escaped)."""
-        data = record_bytes(dict(zip(COLUMNS, (0, *self.params()), strict=True)))
+    def _record_parts(self) -> tuple[Any, bytes]:
+        """The leaf hash's state over the record's canonical bytes before its id, and the bytes
+        after it (keys are sorted, so ``"id"`` sits between ``generation_receipt_hash`` and
+        ``outcome``; ``,"id":0,`` occurs once, as a quote inside a JSON string is escaped)."""
+        data = _write_record((0, *self.params()))
         head, sep, tail = data.partition(b',"id":0,')
         assert sep, "the record has an id"
-        return b"\x00" + head + b',"id":', b"," + tail
+        return hashlib.sha256(b"\x00" + head + b',"id":'), b"," + tail
 
     def leaf(self, row_id: int) -> bytes:
-        """The leaf hash of this decision logged as ``row_id``."""
+        """The leaf hash of this decision logged as ``row_id`` (:func:`record_leaf` of its row)."""
         head, tail = self._record_parts
-        return hashlib.sha256(head + str(row_id).encode("ascii") + tail).digest()
+        h = head.copy()
+        h.update(str(row_id).encode("ascii") + tail)
+        return h.digest()  # type: ignore[no-any-return]
 
 
 class _Tail:
@@ -327,18 +330,20 @@ def _read_tail(conn: sqlite3.Connection) -> _Tail:
     return _Tail(stored.id, chain_hash(stored.prev or GENESIS, stored.leaf or _leaf_of(stored)))
 
 
-def _insert(conn: sqlite3.Connection, entry: LoggedDecision, tail: _Tail) -> tuple[int, bytes]:
-    """Insert ``entry`` as the row after ``tail``; (its id, its leaf hash)."""
-    row_id = tail.last_id + 1
+def _insert(conn: sqlite3.Connection, entry: LoggedDecision, last_id: int, chain: bytes) -> tuple[int, bytes]:
+    """Insert ``entry`` as the row after ``last_id`` (whose chain hash is ``chain``); (its id, its
+    leaf hash)."""
+    row_id = last_id + 1
     leaf = entry.leaf(row_id)
-    conn.execute(_INSERT, (row_id, *entry.params(), leaf, tail.chain))
+    conn.execute(_INSERT, (row_id, *entry.params(), leaf, chain))
     return row_id, leaf
 
 
 def record(conn: sqlite3.Connection, entry: LoggedDecision, extra_writers: Sequence[ExtraWriter] = ()) -> int:
     """Insert one decision inside the caller's open transaction, chained to the last row; run
     ``extra_writers`` with its row id; return the row id."""
-    row_id, _leaf = _insert(conn, entry, _read_tail(conn))
+    tail = _read_tail(conn)
+    row_id, _leaf = _insert(conn, entry, tail.last_id, tail.chain)
     for writer in extra_writers:
         writer(conn, row_id)
     return row_id
@@ -413,6 +418,18 @@ class _WalSync:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = self._ino = None
+
+
+def sync_wal(db: Path) -> None:
+    """Make every transaction committed so far in ``db`` durable (fsync its WAL file), whatever
+    ``synchronous`` its writers use; nothing to do without a WAL file."""
+    wal = _WalSync(db)
+    try:
+        wal()
+    except FileNotFoundError:
+        pass
+    finally:
+        wal.close()
 
 
 class DecisionWriter:
@@ -507,7 +524,9 @@ class DecisionWriter:
         every job of the group (its rows may be in the log, but nobody is told they are durable).
 
         Each row is chained to the one before it from the chain head this writer keeps; the
-        head moves on only for rows that were committed."""
+        head (and the tree a head keeper signs) moves on only once the group is durable, so no
+        signed head covers a row a power cut could undo (after a failed fsync the next group
+        follows the committed rows from the log)."""
         results: list[tuple[int | None, BaseException | None]] = []
         leaves: list[bytes] = []
         try:
@@ -517,7 +536,7 @@ class DecisionWriter:
             for job in batch:
                 conn.execute("SAVEPOINT d")
                 try:
-                    row_id, leaf = _insert(conn, job.entry, _Tail(last_id, chain))
+                    row_id, leaf = _insert(conn, job.entry, last_id, chain)
                     for writer in job.writers:
                         writer(conn, row_id)
                     conn.execute("RELEASE d")
@@ -534,14 +553,14 @@ class DecisionWriter:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(None, exc)] * len(batch)
-        with self._tail_lock:
-            tail.last_id, tail.chain = last_id, chain
-            if tail.tree is not None:
-                tail.tree.extend(leaves)
         try:
             self._sync_wal()
         except OSError as exc:
             return [(None, exc)] * len(batch)
+        with self._tail_lock:
+            tail.last_id, tail.chain = last_id, chain
+            if tail.tree is not None:
+                tail.tree.extend(leaves)
         return results
 
     def _follow(self, conn: sqlite3.Connection) -> _Tail:

@@ -117,19 +117,17 @@ def _rows_after(
     the last id, the chain hash). :class:`CheckFailed` names the first row that does not hold."""
     leaves: list[bytes] = []
     last = after
+    at = f" ({where})" if where else ""
     for row in rows(after):
         leaf = hashlib.sha256(b"\x00" + row.record).digest()
         if row.id != last + 1:
-            raise CheckFailed(
-                f"{where}: ids jump from {last} to {row.id} ({noun} missing)", code="audit.log_gap"
-            )
+            raise CheckFailed(f"ids jump from {last} to {row.id}{at}: {noun} missing", code="audit.log_gap")
         if row.leaf != leaf:
             raise CheckFailed(
-                f"{where}: {noun} {row.id} was changed: its leaf hash no longer matches",
-                code="audit.log_changed",
+                f"{noun} {row.id}{at} was changed: its leaf hash no longer matches", code="audit.log_changed"
             )
         if row.prev != chain:
-            raise CheckFailed(f"{where}: chain break at {noun} {row.id}", code="audit.log_chain")
+            raise CheckFailed(f"chain break at {noun} {row.id}{at}", code="audit.log_chain")
         leaves.append(leaf)
         last, chain = row.id, chain_hash(chain, leaf)
     return leaves, last, chain
@@ -156,6 +154,7 @@ class HeadKeeper:
         self._lock = threading.Lock()
         self._posted_ledger = -1
         self._closed = False
+        self._audit_conn: sqlite3.Connection | None = None
 
     # --- boot ------------------------------------------------------------------------------
 
@@ -188,8 +187,10 @@ class HeadKeeper:
         conn = outbox.open_db(outbox.db_path(self.store.home, self.env), synchronous="NORMAL")
         try:
             self._resume(self.audit, conn, "audit_ledger", lambda after: _audit_rows(conn, after))
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        self._audit_conn = conn
         self.tick()
 
     def _resume(
@@ -214,14 +215,14 @@ class HeadKeeper:
         state: dict[str, Any] = {}
 
         def leaves_after(n: int) -> list[bytes]:
-            start = chain_at(n) or GENESIS
             leaves, state["last"], state["chain"] = _rows_after(
-                rows, n, start, log.noun, f"{refused}: {where}"
+                rows, n, chain_at(n) or GENESIS, log.noun, "after its newest signed head" if n else ""
             )
             return leaves
 
         began = _began(conn, log.name)
         command = "decisions" if log.name == "decisions" else "audit-log"
+        tree = CompactRange()
         try:
             resumed = resume(
                 log.heads,
@@ -233,25 +234,25 @@ class HeadKeeper:
                 noun=log.plural,
                 chain_at=chain_at,
             )
+            if resumed is None and began is None:  # heads begin now, over the rows it holds
+                tree.extend(leaves_after(0))
         except CheckFailed as exc:
             raise CheckFailed(
-                f"{refused}: {where} does not verify against its signed tree head: {exc.message}",
+                f"{refused}: {where} does not verify: {exc.message}",
                 code=exc.code,
                 hint=f"`mu {command} verify --env={self.env}` names every problem; move the database "
                 "aside to start a new log (keep the old one as evidence)",
             ) from exc
+        if resumed is None and began is not None:
+            raise CheckFailed(
+                f"{refused}: {where} holds {count} {log.plural} but its signed tree heads are "
+                f"missing from {log.heads.path} (heads began {began}): a deletion from the end "
+                "cannot be ruled out",
+                code="audit.tree_head_missing",
+                location=Location(file=str(log.heads.path)),
+                hint="restore the head files from a backup or a witness's copy",
+            )
         if resumed is None:
-            if began is not None:
-                raise CheckFailed(
-                    f"{refused}: {where} holds {count} {log.plural} but its signed tree heads are "
-                    f"missing from {log.heads.path} (heads began {began}): a deletion from the end "
-                    "cannot be ruled out",
-                    code="audit.tree_head_missing",
-                    location=Location(file=str(log.heads.path)),
-                    hint="restore the head files from a backup or a witness's copy",
-                )
-            tree = CompactRange()
-            tree.extend(leaves_after(0))
             log.signed = -1
         else:
             tree, head = resumed
@@ -294,33 +295,30 @@ class HeadKeeper:
                     self._posted_ledger = newest.size
 
     def _follow_audit(self) -> None:
-        log = self.audit
-        if log.problem is not None:
-            return
-        from finops_fabric.daemon import outbox
-
-        try:
-            conn = outbox.open_db(outbox.db_path(self.store.home, self.env), synchronous="NORMAL")
-        except sqlite3.Error:
+        """Re-hash and re-link the audit entries the workers appended since the last tick, and
+        make them durable (the workers commit without an fsync) before a head covers them."""
+        log, conn = self.audit, self._audit_conn
+        if log.problem is not None or conn is None:
             return
         try:
-            leaves, log.last_id, log.chain = _rows_after(
+            leaves, last_id, chain = _rows_after(
                 lambda after: _audit_rows(conn, after),
                 log.last_id,
                 log.chain,
                 log.noun,
-                f"the {self.env} audit ledger",
+                "",
             )
+            if leaves:
+                decision_log.sync_wal(decision_log.db_path(self.store.home, self.env))
             log.tree.extend(leaves)
+            log.last_id, log.chain = last_id, chain
         except CheckFailed as exc:
             log.problem = exc.message
             print(
                 f"mu daemon: no more audit tree heads are signed: {exc.message}", file=sys.stderr, flush=True
             )
-        except sqlite3.Error:
-            pass
-        finally:
-            conn.close()
+        except (sqlite3.Error, OSError):
+            pass  # read again at the next tick
 
     def health(self) -> dict[str, Any]:
         problem = self.audit.problem
@@ -355,7 +353,12 @@ class HeadKeeper:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.writer.close()
-        self.tick()
+        try:
+            self.tick()
+        finally:
+            if self._audit_conn is not None:
+                self._audit_conn.close()
+                self._audit_conn = None
 
 
 def _audit_rows(conn: sqlite3.Connection, after: int) -> Iterator[LogRow]:

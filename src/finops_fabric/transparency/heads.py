@@ -149,9 +149,9 @@ def check_head(
         raise fail("root_hash must be sha256:<64 lowercase hex>")
     if not isinstance(head.get("timestamp"), str):
         raise fail("timestamp must be a string")
-    if log is not None and head.get("log", log) != log:
-        raise fail(f"this is a head of the {head.get('log')!r} log, not of the {log!r} log")
-    if env is not None and head.get("env", env) != env:
+    if log is not None and head.get("log", "ledger") != log:  # no "log": `mu audit-trail --tree-head`
+        raise fail(f"this is a head of the {head.get('log', 'ledger')!r} log, not of the {log!r} log")
+    if env is not None and head.get("env") != env:
         raise fail(f"this is a head of environment {head.get('env')!r}, not of {env!r}")
     if "chain_hash" in head and from_hex(head["chain_hash"]) is None:
         raise fail("chain_hash must be sha256:<64 lowercase hex>")
@@ -271,7 +271,7 @@ class HeadDirectory:
         data = json.dumps(head, sort_keys=True, indent=1).encode("utf-8") + b"\n"
         target = self.path / f"{size}.json"
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_dirs(self.path)
             try:
                 write_bytes_atomic(target, data, mode=0o600, exclusive=True)
             except FileExistsError:
@@ -293,6 +293,16 @@ class HeadDirectory:
                 location=Location(file=str(target)),
             ) from exc
         return target
+
+
+def _make_dirs(path: Path) -> None:
+    """``path`` and its missing parents, each created 0700 (head files are for the operator)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
 
 
 def post_head(url: str, head: Mapping[str, Any], timeout: float = 5.0) -> str | None:
