@@ -45,7 +45,7 @@ from finops_fabric.transparency import (
     LogReport,
     LogRow,
     chain_hash,
-    record_bytes,
+    record_writer,
     verify_log,
 )
 
@@ -282,7 +282,8 @@ def verify(
                 )
 
     report.log = verify_log(rows(), heads, noun="audit entry", plural="audit entries", id_key="seq")
-    for f in [*head_findings, *report.log.findings]:
+    report.log.findings[:0] = head_findings
+    for f in report.log.findings:
         report.problems.append(
             {
                 "seq": f.id,
@@ -301,7 +302,8 @@ def verify_empty(heads: Sequence[KnownHead] = (), head_findings: Iterable[Any] =
     """The report for a database without an audit ledger table (no entry ever appended)."""
     report = VerifyReport()
     report.log = verify_log(iter(()), heads, noun="audit entry", plural="audit entries", id_key="seq")
-    for f in [*head_findings, *report.log.findings]:
+    report.log.findings[:0] = head_findings
+    for f in report.log.findings:
         report.problems.append({"seq": f.id, "ledger": None, "problem": f.problem, "reason": f.message})
     report.verified = not report.problems
     report.first_broken = report.problems[0] if report.problems else None
@@ -319,9 +321,12 @@ class StoredRow:
     row: LogRow
 
 
-def _record(values: Sequence[object]) -> bytes:
+_write_record = record_writer(COLUMNS)
+
+
+def _record(values: Sequence[Any]) -> bytes:
     try:
-        return record_bytes(dict(zip(COLUMNS, values, strict=True)))  # type: ignore[arg-type]
+        return _write_record(values)
     except Exception:  # a value no writer of this ledger stores: the leaf cannot match
         return b"\xff" + repr(tuple(values)).encode("utf-8", "replace")
 

@@ -68,6 +68,19 @@ def test_ledger_is_append_only_in_sqlite(tmp_path: Path) -> None:
         conn.close()
 
 
+def _sign_heads(home: Path) -> None:
+    from finops_fabric.daemon import decision_log
+    from finops_fabric.daemon.tree_heads import HeadKeeper, HeadsConfig
+    from finops_fabric.store import Store
+
+    store = Store(home)
+    keeper = HeadKeeper(
+        store, ENV, decision_log.DecisionWriter(decision_log.db_path(home, ENV)), HeadsConfig()
+    )
+    keeper.boot()
+    keeper.close()
+
+
 def _tamper(path: Path, sql: str, *params: Any) -> None:
     """What someone with the file can do: drop the guards and rewrite rows."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -146,6 +159,9 @@ def test_cli_audit_log_verify(tmp_path: Path, mu: Any) -> None:
             _append(conn, "immutable", i, f"k{i}")
     finally:
         conn.close()
+    doc = mu.json("audit-log", "verify", "--env", ENV, "--home", home, code=1)
+    assert doc["first_broken"]["problem"] == "no_tree_head"  # nothing says how long it was
+    _sign_heads(home)  # what the daemon does at boot and shutdown
     doc = mu.json("audit-log", "verify", "--env", ENV, "--home", home)
     assert doc["verified"] is True and doc["entries"] == 3 and doc["first_broken"] is None
     doc = mu.json("audit-log", "verify", "--home", home)
