@@ -160,11 +160,14 @@ def cmd_hash(args: argparse.Namespace) -> int:
 def cmd_generators(args: argparse.Namespace) -> int:
     from finops_fabric import generators
 
-    gens = [generators.get(v).describe() for v in generators.versions()]
+    gens = [
+        {**gen.describe(), "language": gen.language}
+        for gen in (generators.get(v) for v in generators.versions())
+    ]
     Out(args.json).emit(
         {"versions": generators.versions(), "default": generators.DEFAULT_VERSION, "generators": gens},
         lambda: [
-            f"v{g['version']}  {g['id']}  {g['source_hash']}"
+            f"v{g['version']}  language {g['language']}  {g['id']}  {g['source_hash']}"
             + ("  (default)" if g["version"] == generators.DEFAULT_VERSION else "")
             for g in gens
         ],

@@ -246,8 +246,10 @@ def boundary_cases(policy: m.Policy, limit: int | None = None) -> list[dict[str,
 
 
 def run_golden_gate(policy: m.Policy, enforcer: Enforcer) -> GoldenReport:
+    """Compliance's cases and the derived cases on A and on the reference interpreter, in the
+    policy language of the generator that made A."""
     report = GoldenReport()
-    interp = Interpreter(policy)
+    interp = Interpreter(policy, enforcer.generator.language)
     for case in enforcer.golden_cases():
         result = run_case(enforcer, case)
         report.cases.append(result)

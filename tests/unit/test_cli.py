@@ -189,7 +189,10 @@ def test_generators_lists_versions(mu: Run) -> None:
     from finops_fabric import generators
 
     out = mu.json("generators")
-    assert out["versions"] == ["1", "2"] == generators.versions() and out["default"] == "1"
+    assert out["versions"] == ["1", "2", "3"] == generators.versions() and out["default"] == "3"
+    assert {g["version"]: g["language"] for g in out["generators"]} == {"1": "1.0", "2": "1.0", "3": "1.1"}
+    code, text, _ = mu("generators")
+    assert code == 0 and "v3  language 1.1" in text and "(default)" in text.splitlines()[2]
 
 
 def _policy_with_rules(path: Path, n: int) -> Path:

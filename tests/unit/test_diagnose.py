@@ -19,7 +19,7 @@ from finops_fabric.daemon import decision_log
 from finops_fabric.daemon.runtime import Runtime
 from finops_fabric.diagnosis import CHECKS, ESCALATE_TO, Case, diagnose, transaction_hash
 from finops_fabric.errors import InputError
-from finops_fabric.generators.v1 import emit
+from finops_fabric.generators.v3 import emit
 from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.keys import generate_keypair, load_private_key
 from finops_fabric.receipts import load_receipt, seal, verify_receipt

@@ -11,6 +11,7 @@ import pytest
 from finops_fabric import generators
 from finops_fabric.enforcer import load_enforcer
 from finops_fabric.generators.v1 import emit
+from finops_fabric.generators.v3 import emit as emit3
 from finops_fabric.golden import rule_cases, run_golden_gate, whole_cases
 from finops_fabric.pipeline import generate, load_ontology
 from finops_fabric.rdf.reader import read_policy
@@ -70,12 +71,15 @@ def test_a_generator_defect_is_caught_with_a_counterexample(
 
 
 def test_the_pipeline_rejects_a_defective_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = emit._sod
+    assert generators.DEFAULT_VERSION == "3"  # the generator `generate` uses below
+    real = emit3._sod
 
     def broken(rule):  # type: ignore[no-untyped-def]
-        return [line.replace("if approver == executor:", "if approver != executor:") for line in real(rule)]
+        return [
+            line.replace("elif approver == executor:", "elif approver != executor:") for line in real(rule)
+        ]
 
-    monkeypatch.setattr(emit, "_sod", broken)
+    monkeypatch.setattr(emit3, "_sod", broken)
     store = Store(tmp_path / "store")
     store.init()
     o = tmp_path / "O"

@@ -150,7 +150,7 @@ def test_a_change_to_the_files_that_leaves_hash_O_alone_needs_no_new_approval(re
 
 def test_an_engineer_hand_editing_generated_code_is_reported_with_author_and_file(repo: Repo) -> None:
     module = rule_module(repo.a, EX + "sanctions")
-    module.write_text(module.read_text().replace("return", "return  ", 1))
+    module.write_text(module.read_text().replace("RULE = ", "RULE  = ", 1))  # a no-op, by hand
     sha = repo.commit("quick fix in the enforcer", who=EVE)
     out = repo.ownership(code=1)
     rel = module.relative_to(repo.path).as_posix()

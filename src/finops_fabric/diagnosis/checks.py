@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from finops_fabric import generators
 from finops_fabric import model as m
 from finops_fabric.canonical import sha256_hex
 from finops_fabric.diagnosis.case import Case, Evidence, Logged, Progress, _short
@@ -318,6 +319,13 @@ def _receipted_policy(store: Store, receipted: str, now: LoadedOntology | None) 
         return None
 
 
+def receipt_language(receipt: Mapping[str, Any]) -> str | None:
+    """The policy language of the generator a receipt pins, if this installation has it."""
+    gen = receipt.get("inputs", {}).get("generator")
+    version = gen.get("version") if isinstance(gen, dict) else None
+    return generators.LANGUAGE.get(str(version)) if version is not None else None
+
+
 def _decision_of(enforcer: Enforcer, tx: Mapping[str, Any]) -> dict[str, Any]:
     try:
         d = enforcer.decide(tx).to_dict()
@@ -341,9 +349,13 @@ def _outcome_dict(o: Outcome) -> dict[str, Any]:
     }
 
 
-def _interpret(policy: m.Policy, tx: Mapping[str, Any]) -> dict[str, Any]:
+def _interpret(policy: m.Policy, tx: Mapping[str, Any], language: str | None) -> dict[str, Any]:
+    """The reference interpreter's decision, in the policy language of the receipt's generator
+    (``language``; None: that generator is not installed, so the language is not known)."""
+    if language is None:
+        return {"error": "the receipt's generator is not installed, so its policy language is not known"}
     try:
-        return _outcome_dict(Interpreter(policy).decide(tx))
+        return _outcome_dict(Interpreter(policy, language).decide(tx))
     except Exception as e:  # the oracle failing is reported, not hidden
         return {"error": f"{type(e).__name__}: {e}"}
 
