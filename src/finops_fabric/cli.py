@@ -292,7 +292,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     cases = enforcer.golden_cases()
     if args.transaction:
         tx = read_transaction(Path(args.transaction))
-        results = [
+        results: list[dict[str, Any]] = [
             {
                 "scenario": str(tx.get("id", args.transaction)),
                 "ok": True,

@@ -221,10 +221,9 @@ def _look_alikes(code: str) -> list[str]:
     """Codes that a person (or a careless client) could take for ``code``, none equal to it."""
     out = [code.upper(), code.lower(), code.title(), code + " ", " " + code, code + "\u200b"]
     out.append("".join(_FULLWIDTH.get(ch, ch) for ch in code))
-    for i, ch in enumerate(code):
-        if ch.lower() in _HOMOGLYPHS:
-            out.append(code[:i] + _HOMOGLYPHS[ch.lower()] + code[i + 1 :])
-            break
+    for latin, cyrillic in _HOMOGLYPHS.items():  # one letter at a time, its first occurrence
+        if latin in code:
+            out.append(code.replace(latin, cyrillic, 1))
     return [c for c in dict.fromkeys(out) if c != code]
 
 

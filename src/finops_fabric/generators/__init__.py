@@ -33,7 +33,7 @@ LANGUAGE: dict[str, str] = {"1": "1.0", "2": "1.0", "3": v3.LANGUAGE}
 RELEASED: dict[str, str] = {
     "1": "sha256:53609bd6c041a1a3039438bf849dcb7dd6fde3845820e1052799d251424eb15c",
     "2": "sha256:0bd448666a1bbd711cdeecc53473f5fb1661355a19c4d869b8830e93531a10a1",
-    "3": "sha256:72264ed9a3cfa13c99d73f932bc6545511d0616988baf6d35499fa91ef88f986",
+    "3": "sha256:5962aa490405880a41dbe55311c69e5fee9042f56450da71018fd8e4b60ecd5d",
 }
 
 

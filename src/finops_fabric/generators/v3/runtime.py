@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import operator
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,12 +104,17 @@ def reason(entry: tuple[Any, ...]) -> str:
     template is a tuple of one more constant string than there are values and the values go
     between them; or ``(rule, function, *values)`` for the runtime's own input checks."""
     why = entry[1]
-    if isinstance(why, str):
+    if type(why) is str:
         return why
-    if isinstance(why, tuple):
+    if type(why) is tuple:
+        n = len(why)
+        if n == 2:
+            return why[0] + str(entry[2]) + why[1]  # type: ignore[no-any-return]
+        if n == 3:
+            return why[0] + str(entry[2]) + why[1] + str(entry[3]) + why[2]  # type: ignore[no-any-return]
         out: str = why[0]
-        for i, value in enumerate(entry[2:], 1):
-            out += str(value) + why[i]
+        for i in range(1, n):
+            out += str(entry[i + 1]) + why[i]
         return out
     return str(why(*entry[2:]))
 
@@ -176,6 +182,9 @@ class InputChecks:
         )
 
 
+_rule_of = operator.itemgetter(0)
+
+
 class Decision:
     """One decision: ``decision`` ("APPROVE" or "REJECT"), ``transaction_id``, ``enforcer_hash``;
     the fired rules with their reasons (sorted as the decision JSON lists them), the notifications,
@@ -197,12 +206,22 @@ class Decision:
     @property
     def rules(self) -> list[str]:
         """The IRIs of the rules (and input checks) that fired, sorted."""
-        return sorted(entry[0] for entry in self._fired)
+        out = [entry[0] for entry in self._fired]
+        out.sort()
+        return out
 
     @property
     def fired(self) -> list[tuple[str, str]]:
         """(rule IRI, reason) of every rule that fired, sorted."""
-        return sorted((entry[0], reason(entry)) for entry in self._fired)
+        entries = self._fired
+        if not entries:
+            return []
+        if len(entries) == 1:
+            entry = entries[0]
+            return [(entry[0], reason(entry))]
+        out = [(entry[0], reason(entry)) for entry in entries]
+        out.sort()
+        return out
 
     @property
     def notifications(self) -> list[tuple[str, str]]:
@@ -214,12 +233,17 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """The decision JSON of the policy language."""
+        entries, notes, audit = self._fired, self._notes, self._audit
+        if len(entries) > 1:  # a rule fires at most once: sorting by rule is sorting by (rule, reason)
+            entries = sorted(entries, key=_rule_of)
         return {
             "transaction_id": self.transaction_id,
             "decision": self.decision,
-            "fired": [{"rule": r, "reason": why} for r, why in self.fired],
-            "notifications": [{"rule": r, "recipient": to} for r, to in self._notes],
-            "audit": [{"rule": r, "ledger": led, "flags": list(flags)} for r, led, flags in self._audit],
+            "fired": [{"rule": e[0], "reason": reason(e)} for e in entries] if entries else [],
+            "notifications": [{"rule": r, "recipient": to} for r, to in notes] if notes else [],
+            "audit": [{"rule": r, "ledger": led, "flags": list(flags)} for r, led, flags in audit]
+            if audit
+            else [],
             "enforcer_hash": self.enforcer_hash,
         }
 
