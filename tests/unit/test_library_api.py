@@ -99,13 +99,14 @@ def test_the_library_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_older_generators_refuse_a_non_mapping_the_same_way(tmp_path: Path, version: str) -> None:
-    from finops_fabric import InputError, generate, load_enforcer
+    from finops_fabric import Decision, InputError, generate, load_enforcer
 
     home = tmp_path / "store"
     Store(home).init()
     out = generate(copy_example(tmp_path), tmp_path / "A", home=home, generator_version=version)
     enforcer = load_enforcer(tmp_path / "A")
     assert enforcer.language == "1.0" and out.status == "generated"
+    assert isinstance(enforcer.decide({"type": "purchase", "amount": "1"}), Decision)
     with pytest.raises(InputError) as err:
         enforcer.decide(["not", "a", "transaction"])  # type: ignore[arg-type]
     assert err.value.code == "tx.not_object"
