@@ -8,24 +8,22 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from services import chromium, require_chromium
 
 import finops_fabric
 from finops_fabric.cli import main
 
 EXAMPLE = Path(finops_fabric.__file__).parent / "examples" / "acme"
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)> & "quoted"'
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-BROWSER = next((b for b in (shutil.which(n) for n in BROWSERS) if b), None)
 
-pytestmark = pytest.mark.skipif(
-    BROWSER is None,
-    reason="no headless Chromium on PATH (install it with `apt-get install -y chromium`)",
-)
+
+@pytest.fixture(autouse=True)
+def _browser() -> None:
+    require_chromium()  # skipped locally without it; a failure under CI
 
 
 def run(*args: object) -> tuple[int, str, str]:
@@ -33,29 +31,6 @@ def run(*args: object) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
     return code, out.getvalue(), err.getvalue()
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert BROWSER is not None
-    return subprocess.run(
-        [
-            BROWSER,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 class Page(HTMLParser):
