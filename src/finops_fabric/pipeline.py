@@ -24,9 +24,9 @@ from typing import Any
 from finops_fabric import generators
 from finops_fabric import model as m
 from finops_fabric.canonical import canonical_json
-from finops_fabric.enforcer import MANIFEST, is_enforcer_dir, load_enforcer, parse_manifest
+from finops_fabric.enforcer import MANIFEST, Enforcer, is_enforcer_dir, load_enforcer, parse_manifest
 from finops_fabric.errors import CheckFailed, Finding, InputError
-from finops_fabric.golden import run_golden_gate
+from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.invariants import INVARIANTS, check_invariants
 from finops_fabric.rdf.canon import canonical_nquads
 from finops_fabric.rdf.load import RawGraph, load_graph, load_many
@@ -106,6 +106,15 @@ def _gate(status: str, **evidence: Any) -> dict[str, Any]:
     return {"status": status, "evidence": evidence}
 
 
+def warning_record(f: Finding) -> dict[str, Any]:
+    """A warning as a receipt keeps it: what it says, about which node, and where it is written."""
+    out: dict[str, Any] = {"message": f.message, "focus": f.focus}
+    out["location"] = f.location.to_dict() if f.location is not None else None
+    if f.invariant is not None:
+        out["invariant"] = f.invariant
+    return out
+
+
 def compact(text: str, prefixes: dict[str, str]) -> str:
     """Write the IRIs in a message the way the policy's own files write them (``ex:rule``)."""
     for name, ns in sorted(prefixes.items(), key=lambda kv: -len(kv[1])):
@@ -133,7 +142,9 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
     gates["ontology"] = _gate(
         "FAIL" if onto_violations else "PASS",
         violations=len(onto_violations),
-        warnings=sum(1 for f in findings if f.severity == "warning"),
+        warnings=[
+            warning_record(f) for f in sorted(findings, key=Finding.sort_key) if f.severity == "warning"
+        ],
     )
     if policy is None:
         gates["invariant"] = _gate("SKIPPED", reason="the ontology gate failed")
@@ -156,9 +167,54 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
             "FAIL" if bad else "PASS",
             checked=list(INVARIANTS),
             violated=bad,
-            warnings=[f.invariant for f in inv if f.severity == "warning"],
+            warnings=[
+                warning_record(f) for f in sorted(inv, key=Finding.sort_key) if f.severity == "warning"
+            ],
         )
     return Validation(sorted(findings, key=Finding.sort_key), policy, gates)
+
+
+# --- dry run: the golden gate on a throwaway A ----------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What ``mu validate --golden`` found: the validation, and (when O conforms) the golden gate
+    on a throwaway A made by ``generator``."""
+
+    validation: Validation
+    generator: dict[str, str]
+    golden: GoldenReport | None = None
+    enforcer_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.validation.conforms and self.golden is not None and self.golden.ok
+
+
+def throwaway_enforcer(
+    policy: m.Policy, ontology_hash: str, generator_version: str | None = None
+) -> Enforcer:
+    """A for ``policy``, built in a temporary directory, verified and loaded as the golden gate
+    loads it, and the directory removed (A lives on in memory). Nothing reaches the store."""
+    files = generators.get(generator_version).build(policy, ontology_hash, None)
+    with tempfile.TemporaryDirectory(prefix="mu-dry-run-") as tmp:
+        write_tree(Path(tmp), files, durable=False)
+        return load_enforcer(tmp)
+
+
+def dry_run(
+    onto: LoadedOntology, schemas: Sequence[Path] = (), generator_version: str | None = None
+) -> DryRun:
+    """Validate O and, when it conforms, run the golden gate (compliance's cases and the derived
+    boundary cases, on A and on the reference interpreter) on a throwaway A. A draft tried this
+    way leaves no ledger entry and no object in the store."""
+    v = validate(onto, schemas)
+    gen = generators.get(generator_version)
+    if not v.conforms or v.policy is None:
+        return DryRun(v, gen.describe())
+    enforcer = throwaway_enforcer(v.policy, onto.hash, gen.version)
+    return DryRun(v, gen.describe(), run_golden_gate(v.policy, enforcer), enforcer.hash)
 
 
 # --- generation ---------------------------------------------------------------------------

@@ -57,6 +57,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("outbox", cmd_outbox, "the daemon's outbox of notifications and audit entries")
-    sp.add_argument("action", choices=ACTIONS)
+    sp.add_argument(
+        "action",
+        choices=ACTIONS,
+        help="status: items pending, delivered and dead; retry-dead: give dead items a fresh start",
+    )
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
     sp.add_argument("--kind", metavar="KIND", help="retry-dead: only notification or audit items")

@@ -2,13 +2,15 @@
 
     mu receipt export --format=dsse RECEIPT [--key=KEY] [--output=FILE]
     mu receipt verify-dsse ENVELOPE --public-key=K
-    mu receipt --deployment=ENV [--timestamp=T]        (issue 4: needs the daemon)
+    mu receipt --deployment=ENV [--timestamp=T] [--wait=SECONDS]
 
 ``export`` wraps a receipt in an in-toto Statement v1 inside a DSSE envelope (see
 :mod:`finops_fabric.dsse`), signed with the store's operator key unless ``--key`` names
 another private key; the envelope goes to ``--output`` (written atomically) or to stdout.
 ``verify-dsse`` checks such an envelope with a public key: exit 0 when it holds, 1 when a
-check says no, 2 for a usage error or an unreadable file.
+check says no, 2 for a usage error or an unreadable file. ``--deployment=ENV`` signs (and keeps
+in the ledger) an attestation of what ENV runs: now, asked of its daemon (waiting up to
+``--wait`` seconds for it), or as of ``--timestamp`` according to the ledger.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ def cmd_receipt(args: argparse.Namespace) -> int:
         from finops_fabric.daemon.client import deployment_state_lines, deployment_state_receipt
         from finops_fabric.store import Store
 
-        receipt = deployment_state_receipt(Store.open(args.home), args.deployment, args.timestamp)
+        receipt = deployment_state_receipt(
+            Store.open(args.home), args.deployment, args.timestamp, wait=args.wait
+        )
         Out(args.json).emit(receipt, lambda: deployment_state_lines(receipt))
         return 0
-    if args.timestamp is not None:
-        raise _usage("--timestamp goes with --deployment=ENV")
+    if args.timestamp is not None or args.wait is not None:
+        raise _usage("--timestamp and --wait go with --deployment=ENV")
     if args.action == "export":
         return _export(args)
     if args.action == "verify-dsse":
@@ -151,19 +155,31 @@ def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argp
     sp = cmd(
         "receipt",
         cmd_receipt,
-        "export a receipt as a signed in-toto/DSSE attestation, or verify one "
-        "(--deployment=ENV: deployment receipts, not built yet)",
+        "export a receipt as a signed in-toto/DSSE attestation, or verify one; "
+        "--deployment=ENV: a signed attestation of what ENV runs",
     )
-    # Issue 4 adds `mu receipt --deployment=ENV [--timestamp=T]` here, beside the actions.
-    sp.add_argument("--deployment", metavar="ENV", help="deployment receipt for what ENV runs (issue 4)")
-    sp.add_argument("--timestamp", metavar="T", help="with --deployment: as of this time (issue 4)")
+    sp.add_argument(
+        "--deployment",
+        metavar="ENV",
+        help="sign an attestation receipt of what ENV runs (kept in the ledger)",
+    )
+    sp.add_argument(
+        "--timestamp", metavar="T", help="with --deployment: what ran at this ISO 8601 time, from the ledger"
+    )
+    sp.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --deployment: wait this long for ENV's daemon to answer (default 10)",
+    )
     actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
     ex = actions.add_parser(
         "export",
         help="wrap RECEIPT in an in-toto Statement v1 inside a signed DSSE envelope",
         description="wrap RECEIPT in an in-toto Statement v1 inside a signed DSSE envelope",
     )
-    ex.add_argument("path", metavar="RECEIPT")
+    ex.add_argument("path", metavar="RECEIPT", help="the receipt to export (JSON file)")
     ex.add_argument("--format", default="dsse", metavar="FORMAT", help="export format: dsse (the only one)")
     ex.add_argument(
         "--key", metavar="KEY", help="private key to sign with (default: the store's operator key)"
@@ -175,6 +191,6 @@ def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argp
         help="verify a DSSE envelope made by `mu receipt export` with the signer's public key",
         description="verify a DSSE envelope made by `mu receipt export` with the signer's public key",
     )
-    ve.add_argument("path", metavar="ENVELOPE")
+    ve.add_argument("path", metavar="ENVELOPE", help="the DSSE envelope (JSON file)")
     ve.add_argument("--public-key", required=True, metavar="K", help="the signer's public key (PEM)")
     action_options(ve)
