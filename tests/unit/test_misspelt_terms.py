@@ -93,7 +93,8 @@ def test_remaining_warnings_are_printed_by_generate_and_kept_in_full(mu: Run, tm
     assert w["invariant"] == "satisfiable" and w["focus"] == "https://example.com/acme/policy#never"
     assert w["location"]["file"].endswith("never.ttl") and w["location"]["line"] == 5
     assert w["message"] == (
-        'Restriction "Never holds" (ex:never) has a condition that can never hold, so it never rejects anything'
+        'Restriction "Never holds" (ex:never) has a condition that can never hold, '
+        "so it never rejects anything"
     )
     assert receipt["gates"]["ontology"]["evidence"]["warnings"] == []
     doc = mu.json("generate", f"--input={o}", f"--output={tmp_path / 'A2'}")

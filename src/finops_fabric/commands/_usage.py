@@ -69,35 +69,25 @@ def invalid_choice(message: str) -> str | None:
     return f"unknown {what} {value!r}{advice}"
 
 
-def command_path(root: argparse.ArgumentParser, argv: Sequence[str]) -> list[argparse.ArgumentParser]:
-    """The parsers ``argv`` reaches: the root, its command, the command's action, …"""
-    path = [root]
-    for word in argv:
-        if word == "--":
-            break
-        for action in subparsers(path[-1]):
-            if word in action.choices:
-                path.append(action.choices[word])
-                break
-    return path
-
-
 def unknown_options(root: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """For each option in ``argv`` that the command it is given to does not have: the option, and
-    the nearest one it does have (``--ouput=A`` → ``--output``)."""
-    path = command_path(root, argv)
-    known = sorted({o for p in path for a in p._actions for o in a.option_strings})
-    out: list[str] = []
+    """For each option in ``argv`` that the command it is given to does not have (an option
+    belongs to the command or action named before it): the option, and the nearest one that
+    command does have (``--ouput=A`` → ``--output``)."""
+    parser, out = root, []
     for word in argv:
         if word == "--":
             break
+        child = next((a.choices[word] for a in subparsers(parser) if word in a.choices), None)
+        if child is not None:
+            parser = child
+            continue
         if not word.startswith("-") or word == "-" or re.match(r"-\d", word):
             continue
+        known = sorted({o for a in parser._actions for o in a.option_strings})
         name = word.split("=", 1)[0]
         if name in known or (name.startswith("--") and any(k.startswith(name) for k in known)):
             continue
         meant = closest(name, known)
-        command = " ".join(p.prog for p in path[-1:])
-        advice = f"did you mean {meant}?" if meant else f"see `{command} --help`"
-        out.append(f"{command} has no option {name}; {advice}")
+        advice = f"did you mean {meant}?" if meant else f"see `{parser.prog} --help`"
+        out.append(f"{parser.prog} has no option {name}; {advice}")
     return out
