@@ -39,6 +39,9 @@ def test_help_shows_the_workflow_with_an_example_of_each_step(capsys: pytest.Cap
         main(["--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
+    listed = re.findall(r"^    (\S+)\s", out.split("options:")[0], re.MULTILINE)
+    assert listed[:7] == ["init", "validate", "generate", "test", "decide", "deploy", "audit-trail"]
+    assert listed[7:] == sorted(listed[7:]) and "keygen" in listed[7:]
     steps = ["init", "validate", "generate", "test", "deploy", "audit"]
     positions = [out.index(f"{i}. {step}") for i, step in enumerate(steps, 1)]
     assert positions == sorted(positions)

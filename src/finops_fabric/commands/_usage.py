@@ -7,6 +7,7 @@ import argparse
 import difflib
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 WORKFLOW = """\
 the workflow, with an example of each step:
@@ -27,6 +28,9 @@ the workflow, with an example of each step:
 exit codes: 0 done and every check held; 1 a check said no; 2 bad invocation or input.
 `mu COMMAND --help` describes a command and its options.
 """
+
+# `mu --help` lists these first, in the order of the workflow; every other command follows by name.
+FIRST = ("init", "validate", "generate", "test", "decide", "deploy", "audit-trail")
 
 # How close a known name must be to be offered (difflib's ratio, 0..1).
 CUTOFF = 0.6
@@ -52,6 +56,16 @@ def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     for action in subparsers(parser):
         for child in dict.fromkeys(action.choices.values()):
             yield from walk(child)
+
+
+def in_order(sub: argparse._SubParsersAction[Any]) -> None:
+    """List the commands in ``mu --help`` as :data:`FIRST` says, then by name."""
+
+    def key(action: argparse.Action) -> tuple[int, str]:
+        name = action.dest
+        return (FIRST.index(name), "") if name in FIRST else (len(FIRST), name)
+
+    sub._choices_actions.sort(key=key)
 
 
 def invalid_choice(message: str) -> str | None:
