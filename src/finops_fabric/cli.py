@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
         from finops_fabric.commands._usage import invalid_choice
 
         message = invalid_choice(message) or message
-        raise InputError(f"{self.prog}: {message}", code="cli.usage", hint=f"see `{self.prog} --help`")
+        where = "" if self.prog == "mu" else f"{self.prog}: "  # "mu: error: " says it already
+        raise InputError(f"{where}{message}", code="cli.usage", hint=f"see `{self.prog} --help`")
 
 
 class Out:
