@@ -75,7 +75,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
     assert run("keygen", f"--out={root / 'alice'}")[0] == 0
     member = f"--member={APPROVER}={root / 'alice.pub'}"
     assert run("roster", "init", "--home", home, member, f"--key={root / 'alice.key'}")[0] == 0
-    assert run("approve", "--home", home, f"--ontology={o1}", f"--key={root / 'alice.key'}")[0] == 0
+    approval = f"--output={root / 'o1.approval.json'}"
+    assert run("approve", "--home", home, f"--ontology={o1}", f"--key={root / 'alice.key'}", approval)[0] == 0
     production = Runtime(Store(home), "production")
     assert production.deploy(root / "A1", json.loads(got[1])["receipt_hash"]).ok
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
