@@ -38,6 +38,7 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import is_archive_path, write_archive
 from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, load_enforcer
 from finops_fabric.errors import CheckFailed, InputError, Location
@@ -469,6 +470,8 @@ def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
     an enforcer already there is replaced whole, anything else is refused."""
 
     output = Path(output)
+    if is_archive_path(output):
+        return write_archive(files, output)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="replay.output_exists")
     output.parent.mkdir(parents=True, exist_ok=True)
