@@ -179,6 +179,14 @@ def _check_kind(receipt: dict[str, Any]) -> None:
             code="replay.rejection_receipt",
             hint="replay the generation receipt of an O that passed every gate",
         )
+    deployed = (receipt.get("inputs") or {}).get("generation_receipt_hash")
+    if kind in ("deployment", "rollback") and is_sha256(deployed):
+        raise CheckFailed(
+            f"{name} is a {kind} receipt; it deployed the A of generation receipt {deployed}: replay "
+            "that generation receipt",
+            code="replay.not_generation",
+            hint=f"mu replay --receipt={deployed}",
+        )
     if kind == "replay" and isinstance(receipt.get("replay_of"), str):
         raise CheckFailed(
             f"{name} is an auditor's replay receipt; replay the generation receipt it replays "

@@ -12,8 +12,8 @@ from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.daemon import decision_log
 from finops_fabric.diagnosis.case import OUTCOMES, Evidence, Logged
 from finops_fabric.errors import CheckFailed, InputError, Location
-from finops_fabric.keys import Ed25519PublicKey, key_id, load_public_key
-from finops_fabric.receipts import check_hash, check_schema, check_signature
+from finops_fabric.lookup import verify_trusted
+from finops_fabric.receipts import check_schema
 from finops_fabric.store import Store
 
 
@@ -117,22 +117,6 @@ def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:
 # --- check 1: the receipt -----------------------------------------------------------------------
 
 
-def _trusted_keys(store: Store) -> dict[str, tuple[Path, Ed25519PublicKey]]:
-    paths = [store.operator_public_key_path]
-    trusted = store.keys_dir / "trusted"
-    if trusted.is_dir():
-        paths += sorted(trusted.glob("*.pub"))
-    keys: dict[str, tuple[Path, Ed25519PublicKey]] = {}
-    for p in paths:
-        if p.is_file():
-            try:
-                key = load_public_key(p)
-            except InputError:
-                continue
-            keys[key_id(key)] = (p, key)
-    return keys
-
-
 def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
     """Refuses (with a named error) a receipt nothing can be diagnosed against."""
     try:
@@ -155,25 +139,7 @@ def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
             hint="give the generation receipt of the A production ran "
             "(`mu receipt --deployment=ENV` names it)",
         )
-    check_hash(receipt)  # CheckFailed receipt.hash: the receipt was altered
-    keys = _trusted_keys(store)
-    signed = [s["keyid"] for s in receipt["signatures"] if s["keyid"] in keys]
-    if not signed:
-        signers = ", ".join(sorted({str(s["keyid"]) for s in receipt["signatures"]}))
-        raise CheckFailed(
-            f"{name} is not signed by a key this store trusts (its operator key or "
-            f"{store.keys_dir / 'trusted'}/*.pub); it is signed by {signers}",
-            code="receipt.signature",
-        )
-    for kid in signed:
-        try:
-            check_signature(receipt, keys[kid][1])
-        except CheckFailed as e:
-            raise CheckFailed(
-                f"{name}: the signature by {kid} ({keys[kid][0]}) does not verify",
-                code="receipt.signature",
-                hint="the receipt was not signed by that key, or it was altered",
-            ) from e
+    signed = verify_trusted(store, receipt)  # CheckFailed: the receipt was altered, or not signed by us
     inputs, outputs = receipt.get("inputs"), receipt.get("outputs")
     onto = inputs.get("ontology_hash") if isinstance(inputs, dict) else None
     a = outputs.get("enforcer_hash") if isinstance(outputs, dict) else None
