@@ -121,12 +121,16 @@ def smtp_configuration(home: str | Path) -> tuple[bool, str]:
 
 
 def backlog(conn: sqlite3.Connection, kind: str) -> tuple[int, float | None]:
-    """(how many items of ``kind`` wait, when the oldest of them was queued)."""
-    row = conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE kind = ? AND state IN ('pending', 'delivering')",
+    """(how many items of ``kind`` wait, when the first of them was queued). Both come from the
+    due index alone (ids grow in queueing order); only that one row is read from the table."""
+    count, first = conn.execute(
+        "SELECT COUNT(*), MIN(id) FROM outbox WHERE kind = ? AND state IN ('pending', 'delivering')",
         (kind,),
     ).fetchone()
-    return int(row[0]), (float(row[1]) if row[1] is not None else None)
+    if first is None:
+        return int(count), None
+    row = conn.execute("SELECT created_at FROM outbox WHERE id = ?", (first,)).fetchone()
+    return int(count), (float(row[0]) if row is not None else None)
 
 
 def assess(home: str | Path, conn: sqlite3.Connection, *, now: float | None = None) -> dict[str, Any]:
