@@ -49,7 +49,8 @@ def _generation_to_replay(store: Any, receipt: dict[str, Any]) -> tuple[dict[str
     assert gen is not None
     note = (
         f"{receipt['kind']} receipt {receipt['receipt_hash']} deployed the A of generation receipt "
-        f"{gen['receipt_hash']}; replaying that generation receipt"
+        f"{gen['receipt_hash']}; replaying that generation receipt (a deployment binds no O to an A "
+        "itself: the generation receipt it names does)"
     )
     return gen, note
 
