@@ -47,17 +47,21 @@ class Reference:
 
 def current_deployments(store: Store) -> dict[str, dict[str, Any]]:
     """Environment → the receipt of its latest successful deployment or rollback (what it runs)."""
+    from finops_fabric.daemon.runtime import successful_deployments
+
+    envs = sorted(
+        {
+            str(r["env"])
+            for r in store.receipts()
+            if r.get("kind") in ("deployment", "rollback") and isinstance(r.get("env"), str)
+        }
+    )
     out: dict[str, dict[str, Any]] = {}
-    for r in reversed(store.receipts()):
-        env = r.get("env")
-        if r.get("kind") not in ("deployment", "rollback") or not isinstance(env, str) or env in out:
-            continue
-        if r.get("event", "deploy") != "deploy":
-            continue
-        if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
-            continue
-        out[env] = r
-    return dict(sorted(out.items()))
+    for env in envs:
+        latest = next(successful_deployments(store, env), None)
+        if latest is not None:
+            out[env] = latest
+    return out
 
 
 def _runs(deployment: Mapping[str, Any]) -> str | None:
