@@ -10,6 +10,7 @@ from typing import Any
 
 from finops_fabric import model as m
 from finops_fabric.canonical import sha256_hex
+from finops_fabric.daemon.runtime import enforcer_from_files
 from finops_fabric.diagnosis.case import Case, Evidence, Progress, _short
 from finops_fabric.enforcer import MANIFEST, Enforcer, check_files, parse_manifest, read_tree
 from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
@@ -247,7 +248,7 @@ def _tampering(case: Case, store: Store) -> tuple[Evidence, Enforcer | None, str
         and (actual == expected or other is not None)
     ):
         try:
-            runnable = Enforcer(name, dict(files), manifest, actual)
+            runnable = enforcer_from_files(dict(files), name)
         except FabricError as e:
             not_run = f"A_prod does not load: {e.message}"
     else:
