@@ -148,10 +148,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
+    from finops_fabric.archive import is_archive_path
     from finops_fabric.enforcer import is_enforcer_dir, verify_files
 
     path = Path(args.path)
-    if is_enforcer_dir(path):
+    if is_enforcer_dir(path) or is_archive_path(path):
         _, _, h = verify_files(path)
     else:
         from finops_fabric.pipeline import load_ontology
@@ -383,25 +384,25 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _side(path: Path) -> Any:
+def _side(path: Path, *, verify: bool = False) -> Any:
+    """One enforcer (directory or archive) to compare. ``verify``: every file must match A's own
+    manifest first (:class:`CheckFailed` naming each one that does not), as `mu hash` checks."""
+    from finops_fabric.archive import read_enforcer_files
     from finops_fabric.diffing import Side, manifest_of
-    from finops_fabric.enforcer import is_enforcer_dir, parse_manifest, read_tree
+    from finops_fabric.enforcer import parse_manifest, verify_files
 
-    if not is_enforcer_dir(path):
-        raise InputError(
-            f"{path} is not an enforcer (no manifest.json)",
-            code="enforcer.not_an_enforcer",
-            location=Location(file=str(path)),
-        )
-    files = read_tree(path)
-    parse_manifest(files["manifest.json"], str(path))
+    if verify:
+        files = verify_files(path)[0]
+    else:
+        files = read_enforcer_files(path)
+        parse_manifest(files["manifest.json"], str(path))
     return Side(files, manifest_of(files))
 
 
 def cmd_verify_hashes(args: argparse.Namespace) -> int:
     from finops_fabric.diffing import diff_enforcers
 
-    d = diff_enforcers(_side(Path(args.old)), _side(Path(args.new)))
+    d = diff_enforcers(_side(Path(args.old), verify=True), _side(Path(args.new), verify=True))
 
     def human() -> list[str]:
         lines = [f"{s:9} {e['artifact']}  {e['rule']}" for s in ("changed", "added", "removed") for e in d[s]]
@@ -422,10 +423,11 @@ def cmd_verify_hashes(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from finops_fabric.archive import is_archive_path
     from finops_fabric.enforcer import is_enforcer_dir
 
     old, new = Path(args.old), Path(args.new)
-    if is_enforcer_dir(old) and is_enforcer_dir(new):
+    if all(is_enforcer_dir(p) or is_archive_path(p) for p in (old, new)):
         from finops_fabric.diffing import diff_enforcers, unified_diff
 
         a, b = _side(old), _side(new)

@@ -23,6 +23,7 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import check_output, is_archive_path, read_enforcer_files, write_archive
 from finops_fabric.canonical import canonical_json
 from finops_fabric.enforcer import MANIFEST, Enforcer, is_enforcer_dir, load_enforcer, parse_manifest
 from finops_fabric.errors import CheckFailed, Finding, InputError
@@ -253,9 +254,9 @@ def previous_from(store: Store, previous: Path | None, previous_receipt: Path | 
     from finops_fabric.receipts import load_receipt
 
     if previous is not None:
-        if not is_enforcer_dir(previous):
+        if not is_enforcer_dir(previous) and not is_archive_path(previous):
             raise InputError(f"--previous={previous} is not an enforcer directory", code="generate.previous")
-        man = parse_manifest((previous / MANIFEST).read_bytes(), str(previous))
+        man = parse_manifest(read_enforcer_files(previous)[MANIFEST], str(previous))
         return Previous(
             man.get("ontology_hash"),
             rules_of_manifest(man),
@@ -444,7 +445,9 @@ def generate(
     and the receipt records it (``overrides``)."""
     store.require()
     gen = generators.get(generator_version)
-    if output.exists() and not output.is_dir():
+    if is_archive_path(output):
+        check_output(output)
+    elif output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="generate.output_exists")
     progress(f"loading {input_path}")
     onto = load_ontology(input_path)
@@ -562,7 +565,10 @@ def generate(
             compared_with=prev.source,
         )
         store.put_tree(files)
-        install_tree(tmp, output)
+        if is_archive_path(output):
+            write_archive(files, output)
+        else:
+            install_tree(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
