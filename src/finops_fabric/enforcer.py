@@ -195,18 +195,11 @@ class Enforcer:
 
 
 def verify_files(root: Path) -> tuple[dict[str, bytes], dict[str, Any], str]:
-    """Read A at ``root`` and check it against its manifest; return (files, manifest, hash(A))."""
-    if not root.exists():
-        raise InputError(
-            f"no enforcer at {root}", code="enforcer.not_found", location=Location(file=str(root))
-        )
-    if not is_enforcer_dir(root):
-        raise InputError(
-            f"{root} is not an enforcer (no manifest.json)",
-            code="enforcer.not_an_enforcer",
-            location=Location(file=str(root)),
-        )
-    files = read_tree(root)
+    """Read A at ``root`` (a directory, or an archive: :mod:`finops_fabric.archive`) and check it
+    against its manifest; return (files, manifest, hash(A))."""
+    from finops_fabric.archive import read_enforcer_files
+
+    files = read_enforcer_files(root)
     manifest = parse_manifest(files[MANIFEST], str(root))
     problems = check_files(files, manifest)
     if problems:

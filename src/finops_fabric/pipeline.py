@@ -23,10 +23,11 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import check_output, is_archive_path, read_enforcer_files, write_archive
 from finops_fabric.canonical import canonical_json
-from finops_fabric.enforcer import MANIFEST, is_enforcer_dir, load_enforcer, parse_manifest
+from finops_fabric.enforcer import MANIFEST, Enforcer, is_enforcer_dir, load_enforcer, parse_manifest
 from finops_fabric.errors import CheckFailed, Finding, InputError
-from finops_fabric.golden import run_golden_gate
+from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.invariants import INVARIANTS, check_invariants
 from finops_fabric.rdf.canon import canonical_nquads
 from finops_fabric.rdf.load import RawGraph, load_graph, load_many
@@ -106,6 +107,15 @@ def _gate(status: str, **evidence: Any) -> dict[str, Any]:
     return {"status": status, "evidence": evidence}
 
 
+def warning_record(f: Finding) -> dict[str, Any]:
+    """A warning as a receipt keeps it: what it says, about which node, and where it is written."""
+    out: dict[str, Any] = {"message": f.message, "focus": f.focus}
+    out["location"] = f.location.to_dict() if f.location is not None else None
+    if f.invariant is not None:
+        out["invariant"] = f.invariant
+    return out
+
+
 def compact(text: str, prefixes: dict[str, str]) -> str:
     """Write the IRIs in a message the way the policy's own files write them (``ex:rule``)."""
     for name, ns in sorted(prefixes.items(), key=lambda kv: -len(kv[1])):
@@ -133,7 +143,9 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
     gates["ontology"] = _gate(
         "FAIL" if onto_violations else "PASS",
         violations=len(onto_violations),
-        warnings=sum(1 for f in findings if f.severity == "warning"),
+        warnings=[
+            warning_record(f) for f in sorted(findings, key=Finding.sort_key) if f.severity == "warning"
+        ],
     )
     if policy is None:
         gates["invariant"] = _gate("SKIPPED", reason="the ontology gate failed")
@@ -156,9 +168,54 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
             "FAIL" if bad else "PASS",
             checked=list(INVARIANTS),
             violated=bad,
-            warnings=[f.invariant for f in inv if f.severity == "warning"],
+            warnings=[
+                warning_record(f) for f in sorted(inv, key=Finding.sort_key) if f.severity == "warning"
+            ],
         )
     return Validation(sorted(findings, key=Finding.sort_key), policy, gates)
+
+
+# --- dry run: the golden gate on a throwaway A ----------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What ``mu validate --golden`` found: the validation, and (when O conforms) the golden gate
+    on a throwaway A made by ``generator``."""
+
+    validation: Validation
+    generator: dict[str, str]
+    golden: GoldenReport | None = None
+    enforcer_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.validation.conforms and self.golden is not None and self.golden.ok
+
+
+def throwaway_enforcer(
+    policy: m.Policy, ontology_hash: str, generator_version: str | None = None
+) -> Enforcer:
+    """A for ``policy``, built in a temporary directory, verified and loaded as the golden gate
+    loads it, and the directory removed (A lives on in memory). Nothing reaches the store."""
+    files = generators.get(generator_version).build(policy, ontology_hash, None)
+    with tempfile.TemporaryDirectory(prefix="mu-dry-run-") as tmp:
+        write_tree(Path(tmp), files, durable=False)
+        return load_enforcer(tmp)
+
+
+def dry_run(
+    onto: LoadedOntology, schemas: Sequence[Path] = (), generator_version: str | None = None
+) -> DryRun:
+    """Validate O and, when it conforms, run the golden gate (compliance's cases and the derived
+    boundary cases, on A and on the reference interpreter) on a throwaway A. A draft tried this
+    way leaves no ledger entry and no object in the store."""
+    v = validate(onto, schemas)
+    gen = generators.get(generator_version)
+    if not v.conforms or v.policy is None:
+        return DryRun(v, gen.describe())
+    enforcer = throwaway_enforcer(v.policy, onto.hash, gen.version)
+    return DryRun(v, gen.describe(), run_golden_gate(v.policy, enforcer), enforcer.hash)
 
 
 # --- generation ---------------------------------------------------------------------------
@@ -197,9 +254,9 @@ def previous_from(store: Store, previous: Path | None, previous_receipt: Path | 
     from finops_fabric.receipts import load_receipt
 
     if previous is not None:
-        if not is_enforcer_dir(previous):
+        if not is_enforcer_dir(previous) and not is_archive_path(previous):
             raise InputError(f"--previous={previous} is not an enforcer directory", code="generate.previous")
-        man = parse_manifest((previous / MANIFEST).read_bytes(), str(previous))
+        man = parse_manifest(read_enforcer_files(previous)[MANIFEST], str(previous))
         return Previous(
             man.get("ontology_hash"),
             rules_of_manifest(man),
@@ -388,7 +445,9 @@ def generate(
     and the receipt records it (``overrides``)."""
     store.require()
     gen = generators.get(generator_version)
-    if output.exists() and not output.is_dir():
+    if is_archive_path(output):
+        check_output(output)
+    elif output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="generate.output_exists")
     progress(f"loading {input_path}")
     onto = load_ontology(input_path)
@@ -506,7 +565,10 @@ def generate(
             compared_with=prev.source,
         )
         store.put_tree(files)
-        install_tree(tmp, output)
+        if is_archive_path(output):
+            write_archive(files, output)
+        else:
+            install_tree(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

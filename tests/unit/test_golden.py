@@ -106,3 +106,53 @@ def test_a_failing_compliance_case_stops_the_line(tmp_path: Path) -> None:
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["gates"]["golden"]["evidence"]["golden_failed"] == ["wire_30k_high_risk_CFO"]
     assert receipt["reason"].startswith("golden cases failed")
+
+
+def test_a_failing_compliance_case_is_explained_in_the_rejection_receipt(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.init()
+    o = tmp_path / "O"
+    shutil.copytree(EXAMPLE, o)
+    wires = o / "wires.ttl"
+    wires.write_text(
+        wires.read_text().replace("fab:overrideAuthority ex:CFO", "fab:overrideAuthority ex:Board")
+    )
+    generate(o, tmp_path / "A", store, receipt_file=tmp_path / "r.json")
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    (failure,) = receipt["gates"]["golden"]["evidence"]["failures"]
+    assert failure["scenario"] == "wire_30k_high_risk_CFO"
+    assert failure["expected"] == {
+        "decision": "APPROVE",
+        "fired": None,  # the case does not list the rules it expects to fire
+        "notified": ["audit@acme.example", "finance@acme.example"],
+    }
+    assert failure["actual"] == {
+        "decision": "REJECT",
+        "fired": [EX + "fraud-wire"],
+        "notified": ["finance@acme.example"],
+    }
+    (reason,) = failure["reasons"]
+    assert (
+        reason["rule"] == EX + "fraud-wire"
+        and "override needs Board or above, actor is CFO" in reason["reason"]
+    )
+    assert failure["problems"][0] == "expected APPROVE, got REJECT"
+
+
+def test_failure_lines_say_expected_actual_and_why() -> None:
+    from finops_fabric.golden import failure_lines
+
+    lines = failure_lines(
+        {
+            "scenario": "s",
+            "expected": {"decision": "REJECT", "fired": ["r1"], "notified": None},
+            "actual": {"decision": "APPROVE", "fired": [], "notified": ["a@x"]},
+            "reasons": [],
+            "problems": [],
+        }
+    )
+    assert lines == [
+        "golden case s FAILED",
+        "  expected REJECT; fired: r1; notified: (not listed)",
+        "  actual   APPROVE; fired: none; notified: a@x",
+    ]

@@ -88,5 +88,7 @@ def add_deploy_options(sp: argparse.ArgumentParser) -> None:
 
 def register(cmd: Register) -> None:
     sp = cmd("deploy", cmd_deploy, "hand A to ENV's daemon: verify, boot, health-check, switch atomically")
-    sp.add_argument("--enforcer", required=True, metavar="A")
+    sp.add_argument(
+        "--enforcer", required=True, metavar="A", help="the enforcer to deploy (made by `mu generate`)"
+    )
     add_deploy_options(sp)

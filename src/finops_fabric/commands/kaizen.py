@@ -98,7 +98,7 @@ def register(cmd: Register) -> None:
         cmd_kaizen,
         "regenerate O with two generator versions, prove behaviour unchanged, sign a kaizen receipt",
     )
-    sp.add_argument("--ontology", required=True, metavar="O")
+    sp.add_argument("--ontology", required=True, metavar="O", help="the policy to compare both generators on")
     sp.add_argument("--from-generator", required=True, metavar="V1", help="the generator in use")
     sp.add_argument("--to-generator", required=True, metavar="V2", help="the newer generator")
     sp.add_argument(

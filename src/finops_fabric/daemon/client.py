@@ -300,7 +300,9 @@ def _parse_time(value: str) -> Any:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
-def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> dict[str, Any]:
+def deployment_state_receipt(
+    store: Store, env: str, timestamp: str | None, *, wait: float | None = None
+) -> dict[str, Any]:
     """Sign (and keep in the ledger) a receipt of what ``env`` runs: now, asked of its daemon;
     or, with ``timestamp``, as of that time according to the ledger's deployment receipts."""
     import datetime as dt
@@ -317,7 +319,7 @@ def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> d
         "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if timestamp is None:
-        with connect(store, env, wait=10.0) as daemon:
+        with connect(store, env, wait=10.0 if wait is None else wait) as daemon:
             status, doc = daemon.request("GET", "/v1/deployment", ok=(200, 404))
         if status == 404 or not isinstance(doc, dict):
             raise CheckFailed(f"nothing is deployed to {env}", code="deployment.none")
@@ -369,5 +371,5 @@ def deployment_state_lines(receipt: dict[str, Any]) -> list[str]:
         f"{receipt['env']} runs {receipt['outputs']['enforcer_hash']} (as of {receipt['as_of']}, "
         f"deployed {receipt['outputs'].get('deployed_at')})",
         f"generation receipt {receipt['inputs']['generation_receipt_hash']}",
-        f"deployment receipt {receipt['receipt_hash']} (signed)",
+        f"attestation receipt {receipt['receipt_hash']} (signed, kept in the ledger)",
     ]

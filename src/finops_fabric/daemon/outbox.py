@@ -154,11 +154,13 @@ def open_db(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the outbox tables if absent (also the audit ledger's, which lives in the same file).
+    """Create the outbox tables if absent (also the audit ledger's and the workers' transport
+    state, which live in the same file).
     Must not be called inside an open transaction (``executescript`` commits)."""
     from finops_fabric.daemon.audit_log import SCHEMA as AUDIT_SCHEMA
+    from finops_fabric.daemon.delivery import SCHEMA as TRANSPORT_SCHEMA
 
-    conn.executescript(SCHEMA + AUDIT_SCHEMA)
+    conn.executescript(SCHEMA + AUDIT_SCHEMA + TRANSPORT_SCHEMA)
 
 
 @contextlib.contextmanager

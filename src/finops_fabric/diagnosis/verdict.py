@@ -108,9 +108,9 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
     check_outcome(case.observed, "--observed")
     check_outcome(case.expected, "--expected")
     tx_hash = transaction_hash(case.transaction)
-    if case.enforcer is not None and not case.enforcer.is_dir():
+    if case.enforcer is not None and not case.enforcer.exists():
         raise InputError(
-            f"no enforcer directory at {case.enforcer}",
+            f"no enforcer at {case.enforcer}",
             code="diagnose.enforcer_missing",
             location=Location(file=str(case.enforcer)),
         )
@@ -125,7 +125,7 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
 
     ev["drift"], policy_now = _drift(case.ontology, now, receipted, policy, store)
     progress("comparing A_prod with the receipt")
-    ev["tampering"], prod, prod_hash, not_run = _tampering(case.enforcer, case.receipt, store, case.logged)
+    ev["tampering"], prod, prod_hash, not_run = _tampering(case, store)
 
     progress("deciding the transaction on A and on the reference interpreter of O")
     tx = case.transaction

@@ -417,7 +417,7 @@ def test_hostile_text_in_a_label_stays_text(tmp_path: Path) -> None:
     assert f.message.startswith(shown + " (ex:h) has no fab:requiredAuthority: an approval rule needs")
 
 
-def test_misspelt_fab_terms_are_warnings(tmp_path: Path) -> None:
+def test_misspelt_fab_terms_are_violations_with_the_nearest_term(tmp_path: Path) -> None:
     rules = """
 ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:apliesTo ex:purchase ; fab:amountThreshold 5 ;
     fab:requiredAuthority ex:L2 .
@@ -425,11 +425,62 @@ ex:q a fab:AprovalRule ; rdfs:label "Q" .
 """
     typed, used = gate(tmp_path, rules)
     assert (used.severity, used.path, used.message) == (
-        "warning", "fab:apliesTo",
-        'Rule "R" (ex:r) uses fab:apliesTo, which the policy language does not define; check the spelling',
+        "violation", "fab:apliesTo",
+        'Rule "R" (ex:r) uses fab:apliesTo, which the policy language does not define; '
+        "did you mean fab:appliesTo?",
     )  # fmt: skip
-    assert (typed.severity, typed.value) == ("warning", FAB + "AprovalRule")
-    assert typed.message.startswith('Node "Q" (ex:q) is typed fab:AprovalRule, which the policy language')
+    assert used.location is not None and used.location.line == 7  # the line fab:apliesTo is on
+    assert used.location.file is not None and used.location.file.endswith("rules.ttl")
+    assert (typed.severity, typed.value) == ("violation", FAB + "AprovalRule")
+    assert typed.message == (
+        'Node "Q" (ex:q) is typed fab:AprovalRule, which the policy language does not define; '
+        "did you mean fab:ApprovalRule?"
+    )
+
+
+def test_a_rule_of_an_unknown_type_is_a_violation_even_when_nothing_refers_to_it(tmp_path: Path) -> None:
+    rules = """
+ex:sod-wire a fab:SegregationOfDutiesRule ;
+    rdfs:label "Whoever approves a wire must not execute it" .
+"""
+    f = only(gate(tmp_path, rules))
+    assert f.severity == "violation" and f.focus == EX + "sod-wire"
+    assert f.message.endswith("is typed fab:SegregationOfDutiesRule, which the policy language does not "
+                              "define; did you mean fab:SegregationOfDutyRule?")  # fmt: skip
+    assert f.location is not None and f.location.line == 7
+
+
+def test_a_misspelt_property_is_found_on_its_own_line_and_case_does_not_hide_it(tmp_path: Path) -> None:
+    rules = """
+ex:audit-senior a fab:AuditLogRule ;
+    rdfs:label "Approvals by L3 or above go to the immutable ledger" ;
+    fab:onEvent fab:Approved ;
+    fab:minAuthorty ex:L3 ;
+    fab:ledger "immutable" ; fab:flag "L3_override" .
+ex:notify a fab:NotificationRule ; rdfs:label "N" ; fab:onEvent fab:approved ; fab:recipient "a@b.example" .
+"""
+    findings = gate(tmp_path, rules)
+    by_term = {f.value: f for f in findings}
+    minimum = by_term[FAB + "minAuthorty"]
+    assert minimum.message.endswith("did you mean fab:minAuthority?")
+    assert minimum.location is not None and minimum.location.line == 10
+    approved = by_term[FAB + "approved"]  # a value: reported once, as the unknown term
+    assert approved.message == (
+        'Rule "N" (ex:notify) has fab:onEvent fab:approved, which the policy language does not define; '
+        "did you mean fab:Approved?"
+    )
+    assert len(findings) == 2, [f.message for f in findings]
+
+
+def test_an_unknown_term_nothing_is_close_to_says_so(tmp_path: Path) -> None:
+    rules = (
+        'ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:amountThreshold 5 ; fab:requiredAuthority ex:L2 ; '
+        'fab:zzqx "1" .\n'
+    )
+    f = only(gate(tmp_path, rules))
+    assert f.severity == "violation"
+    assert f.message.endswith("uses fab:zzqx, which the policy language does not define; no defined term "
+                              "is close; see the policy language's vocabulary (vocab.ttl)")  # fmt: skip
 
 
 def test_findings_are_sorted_and_repeatable(tmp_path: Path) -> None:
