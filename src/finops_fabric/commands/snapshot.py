@@ -51,6 +51,6 @@ def register(cmd: Register) -> None:
         description="write the O of HASH (sha256:<hash(O)>) to DIR/ontology.nq, checked to hash back "
         "to HASH before DIR appears",
     )
-    ex.add_argument("hash", metavar="HASH")
+    ex.add_argument("hash", metavar="HASH", help="sha256:<hex>, the hash(O) of a snapshot in the store")
     ex.add_argument("--output", required=True, metavar="DIR", help="a new (or empty) directory")
     action_options(ex)
