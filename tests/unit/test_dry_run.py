@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness import Run, copy_example
 
+from finops_fabric import generators
 from finops_fabric.store import Store
 
 
@@ -34,7 +35,8 @@ def test_validate_golden_runs_the_golden_gate_and_stores_nothing(mu: Run, tmp_pa
     doc = mu.json("validate", f"--ontology={copy_example(tmp_path)}", "--golden")
     dry = doc["dry_run"]
     assert doc["conforms"] and dry["ok"] and dry["store_written"] is False
-    assert dry["generator"]["version"] == "1" and dry["enforcer_hash"].startswith("sha256:")
+    assert dry["generator"]["version"] == generators.DEFAULT_VERSION == "3"
+    assert dry["enforcer_hash"].startswith("sha256:")
     golden = dry["golden"]
     assert golden["status"] == "PASS" and golden["golden_passed"] == golden["golden_cases"] == 7
     assert golden["derived_rule_checks"] > 0 and golden["derived_decisions_compared"] > 0
