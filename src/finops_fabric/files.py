@@ -50,17 +50,28 @@ def read_file(
     """The bytes of ``p``; :class:`InputError` ``<prefix>.missing`` when there is no file and
     ``<prefix>.unreadable`` when it cannot be read; larger than ``max_bytes`` is
     ``too_large_code`` (default ``<prefix>.unreadable``), "too large to be a ``too_large_as``"
-    (default ``what``). A directory is named as such when
+    (default ``what``), and no more than ``max_bytes + 1`` bytes are read of any file (a
+    device or a pipe too). A directory is named as such when
     ``directory_code`` is given (else it is an unreadable file)."""
     loc = Location(file=str(p))
+
+    def too_large() -> InputError:
+        return InputError(
+            f"{p} is too large to be a {too_large_as or what}",
+            code=too_large_code or f"{prefix}.unreadable",
+            location=loc,
+        )
+
     try:
-        if max_bytes is not None and p.stat().st_size > max_bytes:
-            raise InputError(
-                f"{p} is too large to be a {too_large_as or what}",
-                code=too_large_code or f"{prefix}.unreadable",
-                location=loc,
-            )
-        return p.read_bytes()
+        if max_bytes is None:
+            return p.read_bytes()
+        if p.stat().st_size > max_bytes:
+            raise too_large()
+        with p.open("rb") as fh:  # at most one byte more than allowed, whatever the file is
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise too_large()
+        return data
     except FileNotFoundError as exc:
         raise InputError(f"no {what} at {p}", code=f"{prefix}.missing", location=loc) from exc
     except IsADirectoryError as exc:

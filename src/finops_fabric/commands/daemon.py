@@ -113,11 +113,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
     restored = runtime.restore()
-    app = create_app(store, env, dev=args.dev, runtime=runtime)
-    if not args.no_workers:
-        from finops_fabric.daemon.effects import attach
+    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=args.max_body_bytes)
+    from finops_fabric.daemon import effects
 
-        attach(app, store, env)
+    if args.no_workers:
+        effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
+    else:
+        effects.attach(app, store, env)
     token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
     tpath = client.token_path(store, env)
     tpath.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +270,13 @@ def register(cmd: Register) -> None:
         "--port", type=int, default=0, help="port (default 0: a free port, recorded in the store)"
     )
     sp.add_argument("--dev", action="store_true", help="development mode: no tokens (loopback only)")
+    sp.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="the largest request body in bytes (default: daemon.max_body_bytes of the store's "
+        "config.json, else 65536); larger bodies get 413",
+    )
     sp.add_argument(
         "--no-workers",
         action="store_true",

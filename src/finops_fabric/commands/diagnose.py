@@ -76,7 +76,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 "a daemon's decision log)",
                 code="cli.usage",
             )
-        tx = read_transaction(Path(args.transaction))
+        tx = read_transaction(Path(args.transaction), args.home)
     assert observed is not None
     if args.receipt:
         receipt = load_receipt(Path(args.receipt))

@@ -27,20 +27,12 @@ def enqueue_writer(decision: dict[str, Any], tx: dict[str, Any]) -> Callable[[An
     return write
 
 
-def attach(app: Starlette, store: Store, env: str) -> Supervisor:
-    """Add the outbox and its supervised workers to ``app``; they start and stop with it."""
+def attach_outbox(app: Starlette, store: Store, env: str) -> None:
+    """Queue every decision's notifications and audit entries in the outbox, in the decision's
+    own SQLite transaction, and keep the queue-depth gauge; nothing delivers them here (the
+    workers of :func:`attach` do, or those of the next daemon started with workers)."""
     outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
     metrics: Metrics = app.state.metrics
-    supervisor = Supervisor(
-        store.home,
-        env,
-        kinds=KINDS,
-        on_event=lambda e: (
-            metrics.restarts.labels(process=str(e.get("process"))).inc()
-            if e.get("event") == "restart"
-            else None
-        ),
-    )
     app.state.effect_writers.append(enqueue_writer)
     stop = threading.Event()
 
@@ -55,19 +47,29 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
             conn.close()
 
     watcher = threading.Thread(target=watch_depth, name=f"outbox-depth-{env}", daemon=True)
+    app.state.on_startup.append(watcher.start)
+    app.state.on_shutdown.insert(0, stop.set)
 
-    def start() -> None:
-        supervisor.start()
-        watcher.start()
 
-    def shutdown() -> None:
-        stop.set()
-        supervisor.stop()
-
+def attach(app: Starlette, store: Store, env: str) -> Supervisor:
+    """Add the outbox (:func:`attach_outbox`) and its supervised workers to ``app``; they start
+    and stop with it."""
+    attach_outbox(app, store, env)
+    metrics: Metrics = app.state.metrics
+    supervisor = Supervisor(
+        store.home,
+        env,
+        kinds=KINDS,
+        on_event=lambda e: (
+            metrics.restarts.labels(process=str(e.get("process"))).inc()
+            if e.get("event") == "restart"
+            else None
+        ),
+    )
     for kind in KINDS:
         app.state.health_sources[kind] = _health_of(supervisor, kind)
-    app.state.on_startup.append(start)
-    app.state.on_shutdown.insert(0, shutdown)
+    app.state.on_startup.append(supervisor.start)
+    app.state.on_shutdown.insert(0, supervisor.stop)
     return supervisor
 
 
