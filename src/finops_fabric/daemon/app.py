@@ -587,8 +587,11 @@ def openapi_document() -> dict[str, Any]:
             "/v1/decisions": {
                 "post": {
                     "summary": "Decide one transaction (role operator)",
-                    "description": "Numbers are read as exact decimals. The decision is logged durably "
-                    "(with the enforcer hash and generation receipt hash) before the response is sent.",
+                    "description": "Numbers are read exactly (integers within ±(2^53 - 1), others as "
+                    "decimals); the body is at most 64 KiB unless configured, nested at most 32 deep, "
+                    "with no duplicate keys, lone surrogates or NaN/Infinity. The decision is logged "
+                    "durably (with the enforcer hash and generation receipt hash) before the response "
+                    "is sent.",
                     "requestBody": {"required": True, **_content(_ref("Transaction"))},
                     "responses": {
                         "200": {
@@ -599,8 +602,18 @@ def openapi_document() -> dict[str, Any]:
                             },
                             **_content(_ref("Decision")),
                         },
-                        "400": _err("the body is not a JSON object, or cannot be decided"),
+                        "400": _err(
+                            "the body is not acceptable JSON (tx.invalid_json, tx.invalid_utf8, "
+                            "tx.duplicate_key, tx.lone_surrogate, tx.non_finite, tx.number_out_of_range, "
+                            "tx.too_deep), not one object (tx.not_object), or cannot be decided "
+                            "(tx.undecidable)"
+                        ),
                         **_AUTH_ERRORS,
+                        "413": _err(
+                            "the body is larger than the limit (tx.too_large; 64 KiB unless configured)"
+                        ),
+                        "415": _err("the Content-Type is not JSON (tx.unsupported_media_type)"),
+                        "422": _err("the transaction id is not a string (tx.id_not_string)"),
                         "503": _err("nothing is deployed yet"),
                     },
                 }
@@ -648,9 +661,14 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, **_content(_ref("DeployRequest"))},
                     "responses": {
                         "200": {"description": "deployed", **_content(_ref("DeployResult"))},
-                        "400": _err("malformed request"),
+                        "400": _err(
+                            "malformed request (deploy.bad_request, deploy.wrong_env, or JSON refused "
+                            "as for decisions: deploy.invalid_json, deploy.too_deep, ...)"
+                        ),
                         **_AUTH_ERRORS,
                         "409": _err("outside the environment's epoch window (see next_epoch)"),
+                        "413": _err("the body is larger than the limit (deploy.too_large)"),
+                        "415": _err("the Content-Type is not JSON (deploy.unsupported_media_type)"),
                         "422": {
                             "description": "refused (no generation receipt) or failed (receipt says why)",
                             "content": {
@@ -682,14 +700,21 @@ def openapi_document() -> dict[str, Any]:
                         "error": {
                             "type": "object",
                             "required": ["code", "message"],
-                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "line": {"type": "integer"},
+                                "column": {"type": "integer"},
+                            },
                         }
                     },
                 },
                 "Transaction": {
                     "type": "object",
                     "description": "A transaction of POLICY-LANGUAGE.md (id, type, amount, currency, "
-                    "actor_id, actor_level, ...); amounts as strings or JSON numbers, read exactly",
+                    "actor_id, actor_level, ...); amounts as decimal strings or JSON numbers within "
+                    "±(2^53 - 1), read exactly",
+                    "properties": {"id": {"type": "string"}},
                     "additionalProperties": True,
                 },
                 "Decision": {

@@ -34,9 +34,9 @@ def attach_outbox(app: Starlette, store: Store, env: str) -> None:
     outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
     metrics: Metrics = app.state.metrics
     app.state.effect_writers.append(enqueue_writer)
-    stop = threading.Event()
+    running: list[threading.Event] = []
 
-    def watch_depth() -> None:  # the queue-depth gauge, refreshed every second
+    def watch_depth(stop: threading.Event) -> None:  # the queue-depth gauge, refreshed every second
         conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
         try:
             while not stop.wait(1.0):
@@ -46,9 +46,19 @@ def attach_outbox(app: Starlette, store: Store, env: str) -> None:
         finally:
             conn.close()
 
-    watcher = threading.Thread(target=watch_depth, name=f"outbox-depth-{env}", daemon=True)
-    app.state.on_startup.append(watcher.start)
-    app.state.on_shutdown.insert(0, stop.set)
+    def start() -> None:
+        if running and not running[-1].is_set():
+            return  # already watching
+        stop = threading.Event()
+        running.append(stop)
+        threading.Thread(target=watch_depth, args=(stop,), name=f"outbox-depth-{env}", daemon=True).start()
+
+    def shutdown() -> None:
+        for stop in running:
+            stop.set()
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.insert(0, shutdown)
 
 
 def attach(app: Starlette, store: Store, env: str) -> Supervisor:
