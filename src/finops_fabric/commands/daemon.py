@@ -18,28 +18,18 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from finops_fabric.cli import Out, action_options
+from finops_fabric.daemon.environments import ENV_NAME, check_env
 from finops_fabric.errors import InputError
 
+__all__ = ["ENV_NAME", "check_env", "cmd_daemon", "is_loopback", "register"]
+
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-ENV_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-def check_env(env: str | None) -> str:
-    if not env:
-        raise InputError("give --env=ENV (for example --env=test)", code="cli.usage")
-    if not ENV_NAME.fullmatch(env):
-        raise InputError(
-            f"--env={env!r} is not an environment name (lowercase letters, digits, - and _)", code="cli.usage"
-        )
-    return env
 
 
 def is_loopback(host: str) -> bool:

@@ -30,7 +30,7 @@ Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Ar
 
 
 def _env(store: Any, env: str | None) -> str:
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     if env is None:
         found = sorted(p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db"))

@@ -305,7 +305,7 @@ def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> d
     or, with ``timestamp``, as of that time according to the ledger's deployment receipts."""
     import datetime as dt
 
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     env = check_env(env)
     store.require()
