@@ -112,10 +112,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         effects.attach(app, store, env)
     token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
     tpath = client.token_path(store, env)
-    tpath.parent.mkdir(parents=True, exist_ok=True)
     from finops_fabric.canonical import write_bytes_atomic
+    from finops_fabric.files import PRIVATE_FILE, private_dir
 
-    write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=0o600)
+    private_dir(tpath.parent)
+    write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=PRIVATE_FILE)
     info = client.DaemonInfo(
         env, str(host), int(port), os.getpid(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
