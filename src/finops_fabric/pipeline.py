@@ -32,6 +32,7 @@ from finops_fabric.golden import run_golden_gate
 from finops_fabric.invariants import INVARIANTS, check_invariants
 from finops_fabric.rdf.canon import canonical_nquads
 from finops_fabric.rdf.load import RawGraph, load_graph, load_many
+from finops_fabric.rdf.org_shapes import load_org_shapes
 from finops_fabric.rdf.reader import read_policy
 from finops_fabric.store import Store
 
@@ -78,7 +79,8 @@ def load_snapshot(canonical: bytes, name: str = "snapshot.nq") -> LoadedOntology
 def schema_hash(schemas: Sequence[Path]) -> str:
     """Hash of Σ: the base shapes Σ₀ shipped with this version plus the organisation's shapes."""
     base = Path(str(resources.files("finops_fabric.rdf").joinpath("data", "shapes.ttl")))
-    triples = list(load_many([base, *schemas]).triples)
+    # the organisation's shapes are checked to be data here already, before anything is stored
+    triples = list(dict.fromkeys([*load_many([base]).triples, *load_org_shapes(list(schemas)).triples]))
     return "sha256:" + hashlib.sha256(canonical_nquads(triples)).hexdigest()
 
 
