@@ -153,7 +153,7 @@ class DaemonClient:
                 code=str(code),
                 hint=f"set {ENV_TOKEN} to a token with the right role (mu daemon token create --role=...)",
             )
-        if resp.status_code == 400:
+        if resp.status_code in (400, 413, 415) or str(code).startswith("tx."):  # the request was bad input
             raise InputError(f"the {self.info.env} daemon says: {message}", code=str(code))
         raise CheckFailed(f"the {self.info.env} daemon says: {message}", code=str(code))
 

@@ -266,3 +266,29 @@ def test_deployment_bodies(
     _, c, _ = served
     r = c.post("/v1/deployments", content=body, headers={"Content-Type": "application/json"})
     assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "exit_code"),
+    [
+        (413, "tx.too_large", 2),
+        (415, "tx.unsupported_media_type", 2),
+        (422, "tx.id_not_string", 2),
+        (400, "tx.duplicate_key", 2),
+        (422, "deploy.no_receipt", 1),
+    ],
+)
+def test_the_cli_client_says_bad_input_for_a_refused_body(status: int, code: str, exit_code: int) -> None:
+    import httpx
+
+    from finops_fabric.daemon.client import DaemonClient, DaemonInfo
+    from finops_fabric.errors import FabricError
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": {"code": code, "message": "refused"}})
+
+    client = DaemonClient(DaemonInfo("test", "127.0.0.1", 1, 1, "now"), None)
+    client.http = httpx.Client(base_url="http://127.0.0.1:1", transport=httpx.MockTransport(answer))
+    with client, pytest.raises(FabricError) as info:
+        client.request("POST", "/v1/decisions", body=b"{}")
+    assert (info.value.code, info.value.exit_code) == (code, exit_code)
