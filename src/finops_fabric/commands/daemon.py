@@ -91,6 +91,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             code="daemon.dev_not_loopback",
         )
     store = Store.open(args.home)
+    from finops_fabric.intake.transaction import body_limit
+
+    max_body = body_limit(store.home, args.max_body_bytes)  # a bad limit is refused before listening
     running = client.read_discovery(store, env)
     if running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
         raise InputError(
@@ -103,7 +106,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
     restored = runtime.restore()
-    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=args.max_body_bytes)
+    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
     from finops_fabric.daemon import effects
 
     if args.no_workers:

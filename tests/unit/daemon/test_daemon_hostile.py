@@ -292,3 +292,15 @@ def test_the_cli_client_says_bad_input_for_a_refused_body(status: int, code: str
     with client, pytest.raises(FabricError) as info:
         client.request("POST", "/v1/decisions", body=b"{}")
     assert (info.value.code, info.value.exit_code) == (code, exit_code)
+
+
+def test_a_bad_limit_is_bad_input(deployed: tuple[Store, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from finops_fabric import cli
+    from finops_fabric.errors import InputError
+
+    store, _, _ = deployed
+    for bad in (0, -5, 10**9):
+        with pytest.raises(InputError) as info:
+            create_app(store, "badlimit", dev=True, max_body_bytes=bad)
+        assert info.value.code == "config.max_body_bytes"
+    assert cli.main(["daemon", "--env=badlimit", "--dev", "--max-body-bytes=0", f"--home={store.home}"]) == 2
