@@ -12,12 +12,11 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 from finops_fabric import __version__
-from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+from finops_fabric.errors import CheckFailed, FabricError, InputError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -67,31 +66,16 @@ def _store(args: argparse.Namespace) -> Any:
     return Store.locate(args.home)
 
 
-def read_transaction(path: Path) -> dict[str, Any]:
-    """A transaction JSON file; numbers are read as Decimal, never as binary floats."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(
-            f"cannot read transaction {path}: {e.strerror or e}",
-            code="tx.unreadable",
-            location=Location(file=str(path)),
-        ) from e
-    try:
-        tx = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"{path.name} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
-            code="tx.invalid_json",
-            location=Location(file=str(path), line=e.lineno),
-        ) from e
-    if not isinstance(tx, dict):
-        raise InputError(
-            f"{path.name} must hold one JSON object (a transaction)",
-            code="tx.not_object",
-            location=Location(file=str(path)),
-        )
-    return tx
+def read_transaction(path: Path, home: str | None = None) -> dict[str, Any]:
+    """A transaction JSON file, read strictly (:mod:`finops_fabric.intake.transaction`): numbers
+    as int or Decimal, never binary floats; refused (exit 2, file and line) when it is not one
+    JSON object with a string id, or is larger than the store's ``daemon.max_body_bytes``."""
+    from finops_fabric.intake.strict_json import Limits
+    from finops_fabric.intake.transaction import body_limit
+    from finops_fabric.intake.transaction import read_transaction as read
+    from finops_fabric.store import Store
+
+    return read(path, Limits(max_bytes=body_limit(Store.locate(home).home)))
 
 
 def decision_lines(d: dict[str, Any]) -> list[str]:
@@ -277,7 +261,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     enforcer = load_enforcer(Path(args.enforcer)) if args.enforcer else _throwaway(Path(args.ontology))
     cases = enforcer.golden_cases()
     if args.transaction:
-        tx = read_transaction(Path(args.transaction))
+        tx = read_transaction(Path(args.transaction), args.home)
         results: list[dict[str, Any]] = [
             {
                 "scenario": str(tx.get("id", args.transaction)),
@@ -343,7 +327,7 @@ def _throwaway(path: Path) -> Any:
 def cmd_decide(args: argparse.Namespace) -> int:
     from finops_fabric.enforcer import load_enforcer
 
-    tx = read_transaction(Path(args.transaction))
+    tx = read_transaction(Path(args.transaction), args.home)
     if args.target:
         from finops_fabric.daemon.client import decide_remote
 

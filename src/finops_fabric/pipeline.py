@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,6 +33,7 @@ from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.invariants import INVARIANTS, check_invariants
 from finops_fabric.rdf.canon import canonical_nquads
 from finops_fabric.rdf.load import RawGraph, load_graph, load_many
+from finops_fabric.rdf.org_shapes import load_org_shapes
 from finops_fabric.rdf.reader import read_policy
 from finops_fabric.store import Store
 
@@ -77,7 +80,8 @@ def load_snapshot(canonical: bytes, name: str = "snapshot.nq") -> LoadedOntology
 def schema_hash(schemas: Sequence[Path]) -> str:
     """Hash of Σ: the base shapes Σ₀ shipped with this version plus the organisation's shapes."""
     base = Path(str(resources.files("finops_fabric.rdf").joinpath("data", "shapes.ttl")))
-    triples = list(load_many([base, *schemas]).triples)
+    # the organisation's shapes are checked to be data here already, before anything is stored
+    triples = list(dict.fromkeys([*load_many([base]).triples, *load_org_shapes(list(schemas)).triples]))
     return "sha256:" + hashlib.sha256(canonical_nquads(triples)).hexdigest()
 
 
@@ -410,6 +414,63 @@ def write_tree(root: Path, files: Mapping[str, bytes], *, durable: bool = True) 
         os.sync()
 
 
+#: A ``.NAME.partial-*`` sibling older than this is stale whatever its pid says (the pid may
+#: have been reused by an unrelated process).
+PARTIAL_MAX_AGE_S = 24 * 3600
+
+
+def partial_dir(output: Path) -> Path:
+    """A fresh private directory ``.NAME.partial-PID-XXXXXXXX`` beside ``output`` to build A in,
+    after removing the stale ones an earlier run left there (:func:`sweep_partials`)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sweep_partials(output)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-{os.getpid()}-", dir=output.parent))
+
+
+def sweep_partials(output: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the ``.NAME.partial-*`` siblings of ``output`` that no running build owns: those
+    whose pid (``.NAME.partial-PID-…``) is not a live process of this machine, and any older
+    than :data:`PARTIAL_MAX_AGE_S` (also those without a pid, written by earlier versions). A
+    live process's directory (a concurrent build of the same output) is left alone, and so is
+    anything that is not a directory of this user. Returns what was removed."""
+    pattern = re.compile(re.escape(f".{output.name}.partial-") + r"(?:(\d+)-)?[^/]+")
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        siblings = list(output.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m is None:
+            continue
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if now - st.st_mtime < PARTIAL_MAX_AGE_S and (pid is None or _pid_alive(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def install_tree(tmp: Path, output: Path) -> None:
     """Move the complete A from ``tmp`` to ``output``; an existing enforcer there is replaced whole."""
     if output.exists():
@@ -509,8 +570,7 @@ def generate(
     gates["determinism"] = _gate("PASS", builds=2, artifacts=len(files), enforcer_hash=enforcer_hash)
 
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    tmp = partial_dir(output)
     try:
         write_tree(tmp, files)
         progress("golden gate: compliance cases and derived boundary cases")

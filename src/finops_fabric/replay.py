@@ -43,7 +43,7 @@ from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, load_enforcer
 from finops_fabric.errors import CheckFailed, InputError, Location
 from finops_fabric.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, load_public_key, public_key_pem
-from finops_fabric.pipeline import install_tree, quiet, write_tree
+from finops_fabric.pipeline import install_tree, partial_dir, quiet, write_tree
 from finops_fabric.receipts import (
     RECEIPT_FORMAT,
     check_hash,
@@ -482,8 +482,7 @@ def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
         return write_archive(files, output)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="replay.output_exists")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    tmp = partial_dir(output)
     try:
         write_tree(tmp, files)
         install_tree(tmp, output)

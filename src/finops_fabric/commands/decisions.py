@@ -31,8 +31,8 @@ def _time(value: str | None, flag: str) -> str | None:
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon import decision_log
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     store = Store.open(args.home)

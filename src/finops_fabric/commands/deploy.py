@@ -53,8 +53,8 @@ def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon.client import post_deployment, verify_receipted
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     env = check_env(args.target)

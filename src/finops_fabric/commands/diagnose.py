@@ -32,7 +32,7 @@ Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Ar
 
 
 def _env(store: Any, env: str | None) -> str:
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     if env is None:
         found = sorted(p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db"))
@@ -85,7 +85,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 "a daemon's decision log)",
                 code="cli.usage",
             )
-        tx = read_transaction(Path(args.transaction))
+        tx = read_transaction(Path(args.transaction), args.home)
     assert observed is not None
     if args.receipt:
         receipt = load_receipt(Path(args.receipt))

@@ -92,8 +92,8 @@ def restore_enforcer(
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon.client import post_deployment
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     env = check_env(args.target)

@@ -20,6 +20,7 @@ import httpx
 
 from finops_fabric.canonical import write_bytes_atomic
 from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.files import PRIVATE_FILE, private_dir
 from finops_fabric.store import Store
 
 __all__ = ["ENV_TOKEN", "DaemonClient", "DaemonInfo", "connect", "discovery_path", "token_path"]
@@ -53,7 +54,7 @@ class DaemonInfo:
 
 def write_discovery(store: Store, info: DaemonInfo, token_hint: str, dev: bool) -> Path:
     path = discovery_path(store, info.env)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     doc = {
         "env": info.env,
         "host": info.host,
@@ -64,7 +65,9 @@ def write_discovery(store: Store, info: DaemonInfo, token_hint: str, dev: bool) 
         "dev": dev,
         "token_hint": token_hint,
     }
-    write_bytes_atomic(path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n")
+    write_bytes_atomic(
+        path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n", mode=PRIVATE_FILE
+    )
     return path
 
 
@@ -150,7 +153,7 @@ class DaemonClient:
                 code=str(code),
                 hint=f"set {ENV_TOKEN} to a token with the right role (mu daemon token create --role=...)",
             )
-        if resp.status_code == 400:
+        if resp.status_code in (400, 413, 415) or str(code).startswith("tx."):  # the request was bad input
             raise InputError(f"the {self.info.env} daemon says: {message}", code=str(code))
         raise CheckFailed(f"the {self.info.env} daemon says: {message}", code=str(code))
 
@@ -307,7 +310,7 @@ def deployment_state_receipt(
     or, with ``timestamp``, as of that time according to the ledger's deployment receipts."""
     import datetime as dt
 
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     env = check_env(env)
     store.require()

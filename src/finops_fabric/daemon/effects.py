@@ -31,24 +31,16 @@ def enqueue_writer(decision: dict[str, Any], tx: dict[str, Any]) -> Callable[[An
     return write
 
 
-def attach(app: Starlette, store: Store, env: str) -> Supervisor:
-    """Add the outbox and its supervised workers to ``app``; they start and stop with it."""
+def attach_outbox(app: Starlette, store: Store, env: str) -> dict[str, Any]:
+    """Queue every decision's notifications and audit entries in the outbox, in the decision's
+    own SQLite transaction, and keep the queue-depth gauge and the mail health (returned: a dict
+    refreshed once a second, which /v1/health serves with no I/O of its own); nothing delivers
+    them here (the workers of :func:`attach` do, or those of the next daemon started with
+    workers)."""
     outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
     metrics: Metrics = app.state.metrics
-    supervisor = Supervisor(
-        store.home,
-        env,
-        kinds=KINDS,
-        on_event=lambda e: (
-            metrics.restarts.labels(process=str(e.get("process"))).inc()
-            if e.get("event") == "restart"
-            else None
-        ),
-    )
     app.state.effect_writers.append(enqueue_writer)
-    stop = threading.Event()
-    #: The notification path's health (delivery.assess), refreshed with the gauge: /v1/health
-    #: serves this dict and does no I/O of its own.
+    running: list[threading.Event] = []
     mail: dict[str, Any] = {"status": "ok", "detail": "not checked yet"}
 
     def refresh(conn: Any) -> None:
@@ -60,7 +52,7 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
         except Exception as exc:  # a health check that cannot run is itself a finding
             mail.update(status="degraded", detail=f"cannot check the notification path: {exc}", reasons=[])
 
-    def watch_depth() -> None:  # the queue-depth gauge and the mail health, refreshed every second
+    def watch_depth(stop: threading.Event) -> None:  # the gauge and the mail health, every second
         conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
         try:
             refresh(conn)
@@ -69,22 +61,43 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
         finally:
             conn.close()
 
-    watcher = threading.Thread(target=watch_depth, name=f"outbox-depth-{env}", daemon=True)
-
     def start() -> None:
-        supervisor.start()
-        watcher.start()
+        if running and not running[-1].is_set():
+            return  # already watching
+        stop = threading.Event()
+        running.append(stop)
+        threading.Thread(target=watch_depth, args=(stop,), name=f"outbox-depth-{env}", daemon=True).start()
 
     def shutdown() -> None:
-        stop.set()
-        supervisor.stop()
+        for stop in running:
+            stop.set()
 
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.insert(0, shutdown)
+    return mail
+
+
+def attach(app: Starlette, store: Store, env: str) -> Supervisor:
+    """Add the outbox (:func:`attach_outbox`) and its supervised workers to ``app``; they start
+    and stop with it."""
+    mail = attach_outbox(app, store, env)
+    metrics: Metrics = app.state.metrics
+    supervisor = Supervisor(
+        store.home,
+        env,
+        kinds=KINDS,
+        on_event=lambda e: (
+            metrics.restarts.labels(process=str(e.get("process"))).inc()
+            if e.get("event") == "restart"
+            else None
+        ),
+    )
     for kind in KINDS:
         app.state.health_sources[kind] = _health_of(
             supervisor, kind, mail if kind == "notification" else None
         )
-    app.state.on_startup.append(start)
-    app.state.on_shutdown.insert(0, shutdown)
+    app.state.on_startup.append(supervisor.start)
+    app.state.on_shutdown.insert(0, supervisor.stop)
     return supervisor
 
 

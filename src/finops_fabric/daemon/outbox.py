@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from finops_fabric.canonical import canonical_json, sha256_hex
+from finops_fabric.files import private_file
 
 __all__ = [
     "BACKOFF_BASE_S",
@@ -145,6 +146,7 @@ def open_db(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     effects in this file, and an undone ack means a redelivery, never a loss)."""
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    private_file(Path(path))  # 0600, and so its -wal and -shm (SQLite gives them the file's mode)
     conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")

@@ -1,9 +1,11 @@
 """The ontology gate: decide O ⊨ Σ with pySHACL and report each problem as a plain finding.
 
-Σ is the shipped base shapes Σ₀ (``data/shapes.ttl``) plus the organisation's shapes files.
-pySHACL runs without inference; its report graph is turned into ``Finding``s a compliance
-officer can act on: the node is named by its label and compact IRI, the problem is said in
-words, valid choices are listed, and the file and line are given where the node is written.
+Σ is the shipped base shapes Σ₀ (``data/shapes.ttl``) plus the organisation's shapes files,
+which are data (SHACL Core; :mod:`finops_fabric.rdf.org_shapes` says what is refused).
+pySHACL runs without inference and without its advanced features; its report graph is turned
+into ``Finding``s a compliance officer can act on: the node is named by its label and compact
+IRI, the problem is said in words, valid choices are listed, and the file and line are given
+where the node is written.
 One finding per problem: when one bad value breaks several constraints, the most specific
 result is kept. The global constraints of Σ₀ (uniqueness, exactly one fab:Policy) report the
 offending nodes as focus, one finding per shared code, rank or name. Beside Σ, every fab: term
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +34,9 @@ from rdflib.term import BNode, Literal, Node, URIRef
 from finops_fabric.errors import Finding, InputError, Location
 from finops_fabric.rdf import vocabulary
 from finops_fabric.rdf.bridge import to_rdflib, to_rdflib_term
-from finops_fabric.rdf.load import RawGraph, Statement, load_many, parse_file
+from finops_fabric.rdf.load import RawGraph, Statement, parse_file
 from finops_fabric.rdf.locate import SourceIndex
+from finops_fabric.rdf.org_shapes import load_org_shapes
 from finops_fabric.rdf.vocabulary import VOCABULARY as VOCABULARY
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -80,19 +84,23 @@ POLICY_COUNT = (FABSH.PolicyMissing, FABSH.PolicyDuplicated)
 def validate_shapes(data: RawGraph, extra_shapes: Sequence[Path] = ()) -> list[Finding]:
     """Validate O against Σ₀ and the organisation's shapes: one finding per problem, sorted."""
     graph = to_rdflib(data.triples)
-    extra = load_many(list(extra_shapes)).triples if extra_shapes else ()
+    extra = load_org_shapes(list(extra_shapes)).triples if extra_shapes else ()
     shapes = to_rdflib((*_base_shapes(), *extra))
-    try:  # inplace: the data graph is ours, built above; no inference: Σ₀ targets subclasses explicitly
+    # inplace: the data graph is ours, built above; no inference: Σ₀ targets subclasses explicitly;
+    # no SHACL-AF (rules, custom targets, functions), no owl:imports, no SHACL-JS: Σ is data
+    try:
         _, report, _ = pyshacl.validate(
             graph,
             shacl_graph=shapes,
             inference="none",
-            advanced=True,
+            advanced=False,
+            do_owl_imports=False,
+            js=False,
             allow_warnings=True,
             allow_infos=True,
             inplace=True,
         )
-    except (ReportableRuntimeError, ParseBaseException) as e:
+    except (ReportableRuntimeError, ParseBaseException, re.error) as e:  # re.error: a bad sh:pattern
         raise _bad_schema(str(e), extra_shapes) from e
     if not isinstance(report, rdflib.Graph):  # pySHACL hands back its ValidationFailure text here
         raise _bad_schema(str(report), extra_shapes)

@@ -206,7 +206,6 @@ ex:approval-purchase-cfo a fab:ApprovalRule ; rdfs:label "Purchases over some am
 @pytest.mark.parametrize(
     ("threshold", "says"),
     [
-        ('"abc"^^xsd:decimal', 'fab:amountThreshold "abc" is not a decimal number'),
         ('"1e5"^^xsd:double', 'fab:amountThreshold "1e5"^^xsd:double is not a decimal number'),
         ("-5", "fab:amountThreshold -5 is not greater than 0: an approval rule needs exactly one amount"),
         ('"0"^^xsd:decimal', "fab:amountThreshold 0 is not greater than 0"),
@@ -215,6 +214,18 @@ ex:approval-purchase-cfo a fab:ApprovalRule ; rdfs:label "Purchases over some am
 def test_bad_thresholds(tmp_path: Path, threshold: str, says: str) -> None:
     rules = f'ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:amountThreshold {threshold} ; {AUTHORITY} .'
     assert says in only(gate(tmp_path, rules)).message
+
+
+def test_an_ill_typed_number_is_refused_as_its_file_is_read(tmp_path: Path) -> None:
+    rules = 'ex:r a fab:ApprovalRule ; rdfs:label "R" ;\n  fab:amountThreshold "abc"^^xsd:decimal ; '
+    rules += f"{AUTHORITY} ."
+    with pytest.raises(InputError) as ei:
+        gate(tmp_path, rules)
+    err = ei.value
+    assert err.code == "fabric.bad_literal" and err.exit_code == 2
+    assert err.location is not None and err.location.node == EX + "r"
+    assert (Path(str(err.location.file)).name, err.location.line) == ("rules.ttl", 7)
+    assert "'abc' is not a decimal number" in err.message
 
 
 def test_integer_and_decimal_thresholds_are_both_accepted(tmp_path: Path) -> None:
@@ -365,17 +376,30 @@ def test_no_policy_node(tmp_path: Path) -> None:
 # --- the organisation's shapes -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shapes", [FRAUD_COVERAGE_SPARQL, FRAUD_COVERAGE_CORE], ids=["sparql", "core"])
-def test_an_organisation_shape_that_fails_then_passes(tmp_path: Path, shapes: str) -> None:
-    schema = write(tmp_path / "schema", fraud_ttl=shapes) / "fraud.ttl"
+def test_an_organisation_shape_that_fails_then_passes(tmp_path: Path) -> None:
+    schema = write(tmp_path / "schema", fraud_ttl=FRAUD_COVERAGE_CORE) / "fraud.ttl"
     f = only(gate(tmp_path / "before", T0, shapes=(schema,)))
     assert (f.focus, f.severity) == (EX + "purchase", "violation")
     assert f.message.startswith('Transaction type "Purchase" (ex:purchase)')
-    if shapes is FRAUD_COVERAGE_SPARQL:  # its own sh:message is used
-        assert f.message.endswith(": every transaction type must be covered by a fraud check rule")
-    else:
-        assert f.message.endswith("has fewer than 1 ^fab:appliesTo that is a fab:FraudCheckRule")
+    assert f.message.endswith("has fewer than 1 ^fab:appliesTo that is a fab:FraudCheckRule")
     assert gate(tmp_path / "after", T0 + PURCHASE_FRAUD, shapes=(schema,)) == []
+
+
+def test_an_organisation_message_is_used(tmp_path: Path) -> None:
+    shapes = FRAUD_COVERAGE_CORE.replace(
+        "sh:qualifiedMinCount 1 ]", 'sh:qualifiedMinCount 1 ; sh:message "every type needs a fraud check" ]'
+    )
+    schema = write(tmp_path / "schema", fraud_ttl=shapes) / "fraud.ttl"
+    f = only(gate(tmp_path, T0, shapes=(schema,)))
+    assert f.message == 'Transaction type "Purchase" (ex:purchase): every type needs a fraud check'
+
+
+def test_a_sparql_organisation_shape_is_refused(tmp_path: Path) -> None:
+    schema = write(tmp_path / "schema", fraud_ttl=FRAUD_COVERAGE_SPARQL) / "fraud.ttl"
+    with pytest.raises(InputError) as e:
+        gate(tmp_path, T0, shapes=(schema,))
+    assert e.value.code == "fabric.shapes_program" and "sh:sparql" in e.value.message
+    assert e.value.location is not None and (e.value.location.file, e.value.location.line) == (str(schema), 6)
 
 
 def test_an_organisation_shape_may_be_n_triples_and_a_warning(tmp_path: Path) -> None:
@@ -394,8 +418,20 @@ def test_an_organisation_shape_may_be_n_triples_and_a_warning(tmp_path: Path) ->
     assert f.message == 'Rule "R" (ex:r): fab:amountThreshold 2000000 is greater than 1000000'
 
 
-def test_a_broken_organisation_shape_is_an_input_error(tmp_path: Path) -> None:
-    broken = FRAUD_COVERAGE_SPARQL.replace("FILTER NOT", "FILTER NOT {")
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        'sh:path fab:code ; sh:minCount "x"',
+        'sh:path "code" ; sh:minCount 1',
+        'sh:path fab:code ; sh:pattern "(["',
+    ],
+)
+def test_a_broken_organisation_shape_is_an_input_error(tmp_path: Path, constraint: str) -> None:
+    broken = (
+        "@prefix sh: <http://www.w3.org/ns/shacl#> .\n@prefix fab: <https://w3id.org/finops-fabric/ns#> .\n"
+        f"<https://example.com/s#S> a sh:NodeShape ; sh:targetClass fab:TransactionType ;\n"
+        f"    sh:property [ {constraint} ] .\n"
+    )
     schema = write(tmp_path / "schema", broken_ttl=broken) / "broken.ttl"
     with pytest.raises(InputError) as e:
         gate(tmp_path, T0, shapes=(schema,))
