@@ -41,11 +41,12 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import is_archive_path, write_archive
 from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, load_enforcer
 from finops_fabric.errors import CheckFailed, InputError, Location
 from finops_fabric.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, load_public_key, public_key_pem
-from finops_fabric.pipeline import install_tree, quiet, write_tree
+from finops_fabric.pipeline import install_tree, partial_dir, quiet, write_tree
 from finops_fabric.receipts import (
     RECEIPT_FORMAT,
     check_hash,
@@ -182,6 +183,14 @@ def _check_kind(receipt: dict[str, Any]) -> None:
             "so there is no A to replay",
             code="replay.rejection_receipt",
             hint="replay the generation receipt of an O that passed every gate",
+        )
+    deployed = (receipt.get("inputs") or {}).get("generation_receipt_hash")
+    if kind in ("deployment", "rollback") and is_sha256(deployed):
+        raise CheckFailed(
+            f"{name} is a {kind} receipt; it deployed the A of generation receipt {deployed}: replay "
+            "that generation receipt",
+            code="replay.not_generation",
+            hint=f"mu replay --receipt={deployed}",
         )
     if kind == "replay" and isinstance(receipt.get("replay_of"), str):
         raise CheckFailed(
@@ -430,8 +439,8 @@ def regenerate(
     temporary directory and compare it with the receipt. Raises :class:`CheckFailed` (a check
     said no) or :class:`InputError` (an input cannot be read), each with its own code; returns
     the comparison otherwise (``.match`` tells whether A was reproduced exactly).
-    ``check_store=False`` skips ``replay.store`` (a rollback regenerates precisely because the
-    store's copy of A is damaged)."""
+    ``check_store=False`` skips ``replay.store``: a rollback regenerates precisely because the
+    store's copy of A is damaged, drift compares that copy itself, and a diagnosis judges it."""
     checks: list[dict[str, str]] = []
 
     def passed(name: str, detail: str, status: str = "PASS") -> None:
@@ -457,7 +466,7 @@ def regenerate(
     if check_store:
         passed("replay.store", *reversed(check_store_objects(store, receipt)))
     else:
-        passed("replay.store", "not checked: A is regenerated because the store's copy is unusable", "SKIP")
+        passed("replay.store", "not checked here: the caller judges the store's copy of A itself", "SKIP")
     policy, files = _build(gen, raw, ontology_hash, progress)
     enforcer_hash = sha256_hex(files[MANIFEST])
     passed("replay.build", f"{len(files)} artifacts regenerated in a clean temporary directory")
@@ -516,10 +525,11 @@ def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
     an enforcer already there is replaced whole, anything else is refused."""
 
     output = Path(output)
+    if is_archive_path(output):
+        return write_archive(files, output)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="replay.output_exists")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    tmp = partial_dir(output)
     try:
         write_tree(tmp, files)
         install_tree(tmp, output)
