@@ -254,9 +254,8 @@ class Store:
 
         directory = self.ledger_heads.path
         try:
-            for d in (self.tree_heads_dir, directory):
-                d.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            private_dir(directory)
+            fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         except OSError as exc:
             raise InputError(
                 f"cannot write the ledger's tree heads in {directory}: {exc.strerror or exc}",

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 
 from finops_fabric.canonical import canonical_json, is_sha256, write_bytes_atomic
 from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.files import PRIVATE_FILE, private_dir
 from finops_fabric.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id
 from finops_fabric.transparency.chain import CompactRange, from_hex, to_hex
 
@@ -271,9 +272,9 @@ class HeadDirectory:
         data = json.dumps(head, sort_keys=True, indent=1).encode("utf-8") + b"\n"
         target = self.path / f"{size}.json"
         try:
-            _make_dirs(self.path)
+            private_dir(self.path)
             try:
-                write_bytes_atomic(target, data, mode=0o600, exclusive=True)
+                write_bytes_atomic(target, data, mode=PRIVATE_FILE, exclusive=True)
             except FileExistsError:
                 existing = self._file(target)
                 if existing.head is None or existing.head.get("root_hash") != head["root_hash"]:
@@ -285,7 +286,7 @@ class HeadDirectory:
                     ) from None
             latest = self._file(self.path / LATEST)
             if latest.head is None or latest.size <= size:
-                write_bytes_atomic(self.path / LATEST, data, mode=0o600)
+                write_bytes_atomic(self.path / LATEST, data, mode=PRIVATE_FILE)
         except OSError as exc:
             raise InputError(
                 f"cannot write the tree head {target}: {exc.strerror or exc}",
@@ -293,16 +294,6 @@ class HeadDirectory:
                 location=Location(file=str(target)),
             ) from exc
         return target
-
-
-def _make_dirs(path: Path) -> None:
-    """``path`` and its missing parents, each created 0700 (head files are for the operator)."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for p in reversed(missing):
-        p.mkdir(mode=0o700, exist_ok=True)
 
 
 def post_head(url: str, head: Mapping[str, Any], timeout: float = 5.0) -> str | None:
