@@ -157,6 +157,25 @@ class Encoder:
             holds = mgr.and_(holds, mgr.not_(self.rank_ok(rule.override.rank)))
         return mgr.or_(missing, holds)
 
+    def holds(self, rule: m.DecisionRule) -> int:
+        """Where a decision rule rejects a transaction that has every field it reads (its
+        rejections that are not merely failing closed)."""
+        mgr = self.mgr
+        if rule.applies_to and self.type_text is None:
+            return mgr.false
+        known = mgr.not_(self.level_missing()) if self.level_var >= 0 else mgr.false
+        if isinstance(rule, m.ApprovalRule):
+            low = mgr.and_(known, mgr.not_(self.rank_ok(rule.required.rank)))
+            return mgr.and_(self.amount_above(rule.threshold), low)
+        if isinstance(rule, m.SegregationOfDutyRule):
+            assert self.space.parties is not None
+            return mgr.of_bools(self.parties_var, [a.same is True for a in self.space.parties.atoms])
+        holds, missing = self.condition(rule.condition, rule)
+        holds = mgr.and_(holds, mgr.not_(missing))
+        if rule.override is not None:
+            holds = mgr.and_(holds, mgr.and_(known, mgr.not_(self.rank_ok(rule.override.rank))))
+        return holds
+
     def input_checks(self) -> list[tuple[str, int]]:
         """Language 1.1's checks as (IRI, where it fires); none in 1.0."""
         if not self.side.strict:

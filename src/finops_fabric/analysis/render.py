@@ -125,7 +125,7 @@ def text_pieces(tf: TextField, chosen: frozenset[int], order: Callable[[str], An
             by_cell[cell_of] = i
     for run in _runs([cell for cell, i in by_cell.items() if i in rest]):
         cell_pts = {i for i in pts if atoms[i].dec in run}
-        c = dict(bounds(tf.cuts, run[0], run[-1]))
+        c = dict(bounds(tf.cuts, run[0], run[-1])) or {"decimal": True}
         left_out = sorted((pts[i] for i in cell_pts - rest), key=order)
         if left_out:
             c["not_in"] = left_out

@@ -125,7 +125,11 @@ class AmountField:
         """A plain spelling of an amount in ``cell`` whose decimal text no rule compares with."""
         v = self.cuts.sample(cell)
         spellings = [money(v), format(v, "f")]
-        spellings += [format(v.quantize(Decimal(1).scaleb(-p)), "f") for p in range(3, 40)]
+        for places in range(3, 40):
+            try:
+                spellings.append(format(v.quantize(Decimal(1).scaleb(-places)), "f"))
+            except ArithmeticError:
+                break
         for s in spellings:
             if Decimal(s) == v and str(Decimal(s)) not in self.texts:
                 return s

@@ -1,0 +1,65 @@
+"""The impact analysis is exact: for random policies, random changes and thousands of random
+transactions, "the interpreters' outcomes differ" is "the transaction lies in a reported region",
+and the region it lies in states its difference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from policygen import policy_pair, transaction
+
+from finops_fabric import model as m
+from finops_fabric.analysis.impact import SideInfo, impact
+from finops_fabric.analysis.region import region_of
+from finops_fabric.analysis.verify import Deciders, check_witnesses, mismatch, observed
+from finops_fabric.interpreter import Interpreter
+
+HASH = "sha256:" + "0" * 64
+
+
+def _check(old: m.Policy, new: m.Policy, langs: tuple[str, str], detail: str, txs: list[dict[str, Any]]) -> None:
+    result = impact(SideInfo(old, HASH, langs[0]), SideInfo(new, HASH, langs[1]), detail=detail)
+    doc = result.to_dict()
+    io, inn = Interpreter(old, langs[0]), Interpreter(new, langs[1])
+    regions = result.regions
+    # every witness lies in its own region and shows the stated difference
+    assert check_witnesses([(r.witness, r.signature, r.summary) for r in regions], Deciders(io, inn)) == []
+    for i, r in enumerate(regions):
+        assert region_of(doc, r.witness) == i, (r.summary, r.witness)
+    for tx in txs + [r.witness for r in regions]:
+        a, b = io.decide(tx), inn.decide(tx)
+        differs = a.comparable() != b.comparable()
+        where = region_of(doc, tx)
+        assert differs == (where is not None), (tx, where and regions[where].summary, a, b)
+        if where is not None:
+            problem = mismatch(regions[where].signature, observed(a, b))
+            assert problem is None, (tx, regions[where].summary, problem)
+        # disjoint: no second region holds it
+        hits = [j for j, r in enumerate(doc["regions"]) if region_of({**doc, "regions": [r]}, tx) is not None]
+        assert len(hits) <= 1, (tx, hits)
+    assert doc["equivalent"] == (not regions)
+
+
+LANGS = st.sampled_from([("1.0", "1.0"), ("1.0", "1.0"), ("1.1", "1.1"), ("1.0", "1.1"), ("1.1", "1.0")])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(policy_pair(), LANGS, st.sampled_from(["decision", "rules"]), st.lists(transaction(), min_size=40, max_size=40))
+def test_reported_regions_are_exactly_the_changed_transactions(
+    pair: tuple[m.Policy, m.Policy], langs: tuple[str, str], detail: str, txs: list[dict[str, Any]]
+) -> None:
+    _check(*pair, langs, detail, txs)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(policy_pair(), LANGS, st.lists(transaction(), min_size=20, max_size=20))
+def test_a_policy_against_itself_is_equivalent_unless_the_language_differs(
+    pair: tuple[m.Policy, m.Policy], langs: tuple[str, str], txs: list[dict[str, Any]]
+) -> None:
+    old, _ = pair
+    result = impact(SideInfo(old, HASH, langs[0]), SideInfo(old, HASH, langs[1]))
+    if langs[0] == langs[1]:
+        assert result.equivalent and result.regions == []
+    _check(old, old, langs, "decision", txs)
