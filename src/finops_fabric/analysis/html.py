@@ -73,11 +73,12 @@ def _panel(g: Grid, cells: list[list[str]], x0: int, title: str, outline: bool) 
             )
     step = max(1, len(g.columns) // 8)
     for c in range(0, len(g.columns), step):
-        x = x0 + c * cw + cw / 2
-        y = top + len(g.levels) * ch + 12
-        label = g.columns[c][0]
+        lx = x0 + c * cw + cw // 2
+        ly = top + len(g.levels) * ch + 12
+        turn = f"rotate(-35 {lx} {ly})"
         out.append(
-            f'<text x="{x}" y="{y}" font-size="9" text-anchor="end" transform="rotate(-35 {x} {y})">{esc(label)}</text>'
+            f'<text x="{lx}" y="{ly}" font-size="9" text-anchor="end" transform="{turn}">'
+            f"{esc(g.columns[c][0])}</text>"
         )
     return out
 
@@ -91,7 +92,8 @@ def grid_svg(g: Grid) -> str:
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" role="img"']
     total = left + width + left + width + 20
     parts.append(
-        f' width="{total}" height="{height}" viewBox="0 0 {total} {height}" font-family="system-ui, sans-serif">'
+        f' width="{total}" height="{height}" viewBox="0 0 {total} {height}"'
+        ' font-family="system-ui, sans-serif">'
     )
     parts.append(
         f"<title>{esc(g.type_code)}: decision by amount and authority level, before and after</title>"
@@ -100,6 +102,10 @@ def grid_svg(g: Grid) -> str:
     parts += _panel(g, g.new, left + width + left, "after (O_new)", True)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _json(value: object) -> str:
+    return esc(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False))
 
 
 def _effects(r: dict[str, Any]) -> str:
@@ -127,18 +133,46 @@ def _regions(doc: dict[str, Any]) -> str:
         old, new = r["old"], r["new"]
         partial = r.get("fired_in_part") or []
         rows.append(
-            f'<tr id="{esc(r["witness"]["id"])}"><td>{esc(r["witness"]["id"])}</td><td>{esc(r["summary"])}</td>'
-            f'<td class="when"><code>{esc(json.dumps(r["when"], sort_keys=True, ensure_ascii=False))}</code></td>'
+            f'<tr id="{esc(r["witness"]["id"])}"><td>{esc(r["witness"]["id"])}</td>'
+            f"<td>{esc(r['summary'])}</td>"
+            f'<td class="when"><code>{_json(r["when"])}</code></td>'
             f'<td><span class="decision {esc(old["decision"])}">{esc(old["decision"])}</span><br>'
             f"{_rules(old['fired'], partial)}</td>"
             f'<td><span class="decision {esc(new["decision"])}">{esc(new["decision"])}</span><br>'
             f"{_rules(new['fired'], partial)}</td>"
             f"<td>{_effects(r)}</td>"
-            f'<td class="witness"><code>{esc(json.dumps(r["witness"], sort_keys=True, default=str, ensure_ascii=False))}</code></td></tr>'
+            f'<td class="witness"><code>{_json(r["witness"])}</code></td></tr>'
         )
     return (
         "<table><thead><tr><th>#</th><th>transactions</th><th>when</th><th>before</th><th>after</th>"
         f"<th>effects</th><th>witness</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def change_impact_html(imp: dict[str, Any]) -> str:
+    """One change's impact inside the audit report: its regions, or why there are none."""
+    if imp.get("error"):
+        return f'<p class="note">Impact not computed: {esc(imp["error"])}</p>'
+    if imp.get("equivalent"):
+        return '<p class="note">Impact: equivalent (every transaction is decided exactly as before).</p>'
+    rows = "".join(
+        f"<tr><td>{esc(r['summary'])}</td><td><code>{_json(r['witness'])}</code></td></tr>"
+        for r in imp.get("regions") or []
+    )
+    total = imp.get("regions_total", 0)
+    shown = len(imp.get("regions") or [])
+    more = f" (the first {shown} shown)" if shown < total else ""
+    defects = imp.get("defects") or []
+    warn = (
+        f'<p class="problem">✗ {len(defects)} witness(es) not decided as stated: '
+        f"{esc(defects[0]['problem'])}</p>"
+        if defects
+        else ""
+    )
+    return (
+        f"<h3>Impact: {esc(total)} region(s) of transactions whose outcome changed{esc(more)}</h3>{warn}"
+        "<table><thead><tr><th>transactions</th><th>witness</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -155,7 +189,8 @@ def render_impact(doc: dict[str, Any], result: Impact | None = None) -> str:
     def side(s: dict[str, Any]) -> str:
         gen = s.get("generator") or {}
         return (
-            f'<code>{esc(s["ontology_hash"])}</code> <span class="muted">(generator v{esc(gen.get("version", "?"))}, '
+            f"<code>{esc(s['ontology_hash'])}</code> "
+            f'<span class="muted">(generator v{esc(gen.get("version", "?"))}, '
             f"language {esc(s['language'])}{', ' + esc(s['source']) if s.get('source') else ''})</span>"
         )
 
@@ -175,7 +210,8 @@ def render_impact(doc: dict[str, Any], result: Impact | None = None) -> str:
         body.append(
             '<p class="legend">'
             + "".join(f'<span><i style="background:{c}"></i>{esc(k)}</span>' for k, c in COLOURS.items())
-            + '<span class="muted">mixed: other fields decide; outlined: the decision there changes</span></p>'
+            + '<span class="muted">mixed: other fields decide; '
+            + "outlined: the decision there changes</span></p>"
         )
         sides = (Side(result.old.policy, result.old.language), Side(result.new.policy, result.new.language))
         codes = sorted({t.code for p in (result.old.policy, result.new.policy) for t in p.types})
@@ -185,7 +221,8 @@ def render_impact(doc: dict[str, Any], result: Impact | None = None) -> str:
                 continue
             body.append(
                 f"<figure><h3>{esc(code)}</h3>{grid_svg(g)}<figcaption>Columns: amount cells cut at the "
-                "thresholds and compared amounts of both policies; rows: authority levels.</figcaption></figure>"
+                "thresholds and compared amounts of both policies; rows: authority levels."
+                "</figcaption></figure>"
             )
     if not same:
         body.append("<h2>Regions</h2>")
@@ -195,7 +232,8 @@ def render_impact(doc: dict[str, Any], result: Impact | None = None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Impact — {esc(headline)}</title><style>{CSS}</style></head><body>{''.join(body)}"
         "<footer>Written by mu impact. The regions are disjoint and cover exactly the transactions whose "
-        "decision, fired rules, notifications or audit entries differ; the JSON form (--json) carries every value."
+        "decision, fired rules, notifications or audit entries differ; "
+        "the JSON form (--json) carries every value."
         "</footer></body></html>\n"
     )
 

@@ -146,7 +146,7 @@ def _merge(
     return current
 
 
-class _Writer:
+class Writer:
     """Writes the atoms of one space as constraints and picks witness values."""
 
     def __init__(self, space: Space, sides: Sequence[Side]) -> None:
@@ -240,7 +240,7 @@ def impact(
     grouped: dict[tuple[Signature, str], dict[int, dict[str, Any]]] = {}
     total = 0
     for d in diffs:
-        writer = _Writer(d.space, [so, sn])
+        writer = Writer(d.space, [so, sn])
         keys = d.space.keys
         boxes = [(full_box(d.space, b), s) for b, s in d.boxes]
         for box, sig in _merge(boxes, keys, writer.split):

@@ -135,7 +135,13 @@ def _judge_type(
                 possible.setdefault(r.iri, set()).add(label)
             if enc.holds(r) != mgr.false:  # type: ignore[arg-type]
                 well.setdefault(r.iri, set()).add(label)
-    _shadowed(mgr, rules, {r.iri for r in policy.rules if r.kind in m.DECISION_KINDS and _concerns(r, atom)}, label, out)
+    _shadowed(
+        mgr,
+        rules,
+        {r.iri for r in policy.rules if r.kind in m.DECISION_KINDS and _concerns(r, atom)},
+        label,
+        out,
+    )
     decision = mgr.any_of([n for _, n in rules])
     approve = mgr.not_(decision)
     for r in policy.rules:
@@ -146,7 +152,9 @@ def _judge_type(
                 triggers.setdefault(r.iri, set()).add(label)
 
 
-def _shadowed(mgr: Manager, rules: Sequence[tuple[str, int]], mine: set[str], label: str, out: Analysis) -> None:
+def _shadowed(
+    mgr: Manager, rules: Sequence[tuple[str, int]], mine: set[str], label: str, out: Analysis
+) -> None:
     """Rules whose every rejection another rule makes too (prefix/suffix ORs: linear in rules)."""
     nodes = [n for _, n in rules]
     prefix = [mgr.false]
@@ -163,7 +171,9 @@ def _shadowed(mgr: Manager, rules: Sequence[tuple[str, int]], mine: set[str], la
             continue
         covers = []
         if len(rules) <= COVER_SEARCH_LIMIT:
-            covers = [o for j, (o, on) in enumerate(rules) if j != i and mgr.and_(n, mgr.not_(on)) == mgr.false][:3]
+            covers = [
+                o for j, (o, on) in enumerate(rules) if j != i and mgr.and_(n, mgr.not_(on)) == mgr.false
+            ][:3]
         out.shadowed.setdefault(iri, {})[label] = covers or ["(the other rules together)"]
 
 

@@ -46,7 +46,9 @@ def human(doc: dict[str, Any]) -> list[str]:
         )
     for f in doc["shadowed"]:
         by = "; ".join(f"{t}: {', '.join(short(x) for x in cover)}" for t, cover in f["by"].items())
-        lines.append(f"shadowed         {short(f['rule'])}  every rejection is made by another rule too ({by})")
+        lines.append(
+            f"shadowed         {short(f['rule'])}  every rejection is made by another rule too ({by})"
+        )
     for f in doc["never_triggers"]:
         lines.append(f"never triggers   {short(f['rule'])}  on {types(f['types'])}")
     for g in doc["golden"]:
@@ -61,7 +63,9 @@ def register(cmd: Register) -> None:
     sp = cmd(
         "analyze",
         cmd_analyze,
-        "rules that never fire, shadowed rules, effects that never trigger, golden cases that miss their rule",
+        "rules that never fire, shadowed rules, effects that never trigger, golden cases missing their rule",
     )
     sp.add_argument("--ontology", required=True, metavar="O")
-    sp.add_argument("--generator-version", metavar="V", help="judge O by this generator's language (default: the default)")
+    sp.add_argument(
+        "--generator-version", metavar="V", help="judge O by this generator's language (default: the default)"
+    )

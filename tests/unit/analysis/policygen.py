@@ -29,7 +29,12 @@ VOCABS = (
 
 
 def levels_of(vocab: tuple[tuple[str, int], ...]) -> tuple[m.AuthorityLevel, ...]:
-    return tuple(sorted((m.AuthorityLevel(EX + code, code, rank) for code, rank in vocab), key=lambda lv: (lv.rank, lv.code)))
+    return tuple(
+        sorted(
+            (m.AuthorityLevel(EX + code, code, rank) for code, rank in vocab),
+            key=lambda lv: (lv.rank, lv.code),
+        )
+    )
 
 
 @st.composite
@@ -39,14 +44,20 @@ def leaf(draw: st.DrawFn, levels: tuple[m.AuthorityLevel, ...], types: tuple[str
         return m.Comparison(ORDERED, draw(st.sampled_from(OPS)), draw(st.sampled_from(WORDS)))
     if kind == "level":
         if draw(st.booleans()):
-            return m.Comparison("actor_level", draw(st.sampled_from(OPS)), draw(st.sampled_from([lv.code for lv in levels])))
+            return m.Comparison(
+                "actor_level", draw(st.sampled_from(OPS)), draw(st.sampled_from([lv.code for lv in levels]))
+            )
         codes = [lv.code for lv in levels] + ["L9"]
-        return m.Membership("actor_level", tuple(sorted(set(draw(st.lists(st.sampled_from(codes), min_size=1, max_size=3))))))
+        return m.Membership(
+            "actor_level", tuple(sorted(set(draw(st.lists(st.sampled_from(codes), min_size=1, max_size=3)))))
+        )
     if kind == "type":
         pool = [*types, "loan"]
         if draw(st.booleans()):
             return m.Comparison("type", draw(st.sampled_from(("eq", "ne"))), draw(st.sampled_from(pool)))
-        return m.Membership("type", tuple(sorted(set(draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2))))))
+        return m.Membership(
+            "type", tuple(sorted(set(draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2)))))
+        )
     attr = {"attr": draw(st.sampled_from(ATTRS)), "amount": "amount", "party": "approver_id"}[kind]
     if draw(st.booleans()):
         numeric = draw(st.booleans()) and kind != "party"
@@ -75,7 +86,11 @@ def condition(levels: tuple[m.AuthorityLevel, ...], types: tuple[str, ...]) -> s
 def rule(draw: st.DrawFn, name: str, levels: tuple[m.AuthorityLevel, ...], types: tuple[str, ...]) -> m.Rule:
     applies = tuple(sorted(set(draw(st.lists(st.sampled_from(types), max_size=2))))) if types else ()
     common = {"iri": EX + name, "label": name, "rationale": None, "applies_to": applies}
-    kind = draw(st.sampled_from(("approval", "approval", "sod", "restriction", "restriction", "notification", "audit")))
+    kind = draw(
+        st.sampled_from(
+            ("approval", "approval", "sod", "restriction", "restriction", "notification", "audit")
+        )
+    )
     level = st.sampled_from(levels)
     if kind == "approval":
         t = draw(st.sampled_from(THRESHOLDS))
@@ -93,12 +108,25 @@ def rule(draw: st.DrawFn, name: str, levels: tuple[m.AuthorityLevel, ...], types
     min_auth = draw(st.one_of(st.none(), level))
     if kind == "notification":
         t = draw(st.one_of(st.none(), st.sampled_from(THRESHOLDS)))
-        who = tuple(sorted(set(draw(st.lists(st.sampled_from(("fin@x", "risk@x", "ops@x")), min_size=1, max_size=2)))))
+        who = tuple(
+            sorted(set(draw(st.lists(st.sampled_from(("fin@x", "risk@x", "ops@x")), min_size=1, max_size=2))))
+        )
         return m.NotificationRule(
-            **common, event=event, recipients=who, min_authority=min_auth, threshold=t, threshold_text=None if t is None else str(t)
+            **common,
+            event=event,
+            recipients=who,
+            min_authority=min_auth,
+            threshold=t,
+            threshold_text=None if t is None else str(t),
         )
     flags = tuple(sorted(set(draw(st.lists(st.sampled_from(("sox", "pci")), max_size=2)))))
-    return m.AuditLogRule(**common, event=event, ledger=draw(st.sampled_from(("immutable", "sox"))), min_authority=min_auth, flags=flags)
+    return m.AuditLogRule(
+        **common,
+        event=event,
+        ledger=draw(st.sampled_from(("immutable", "sox"))),
+        min_authority=min_auth,
+        flags=flags,
+    )
 
 
 def _uses(r: m.Rule) -> set[tuple[str, int]]:
@@ -109,7 +137,11 @@ def _uses(r: m.Rule) -> set[tuple[str, int]]:
             out.add((lv.code, lv.rank))
     if isinstance(r, m.RestrictionRule):
         for leaf_ in m.condition_leaves(r.condition):
-            if leaf_.attribute == "actor_level" and isinstance(leaf_, m.Comparison) and leaf_.operator not in ("eq", "ne"):
+            if (
+                leaf_.attribute == "actor_level"
+                and isinstance(leaf_, m.Comparison)
+                and leaf_.operator not in ("eq", "ne")
+            ):
                 out.add((str(leaf_.value), -1))
     return out
 
@@ -144,7 +176,11 @@ def policy_pair(draw: st.DrawFn) -> tuple[m.Policy, m.Policy]:
     new_vocab = draw(st.sampled_from(VOCABS)) if draw(st.booleans()) else old_vocab
     old_levels, new_levels = levels_of(old_vocab), levels_of(new_vocab)
     old_types = tuple(sorted(set(draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=3)))))
-    new_types = old_types if draw(st.booleans()) else tuple(sorted(set(draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=3)))))
+    new_types = (
+        old_types
+        if draw(st.booleans())
+        else tuple(sorted(set(draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=3)))))
+    )
     n = draw(st.integers(min_value=1, max_value=5))
     old_rules = [draw(rule(f"r{i}", old_levels, old_types)) for i in range(n)]
     new_rules = []
@@ -161,9 +197,13 @@ def policy_pair(draw: st.DrawFn) -> tuple[m.Policy, m.Policy]:
 
 def _amounts() -> st.SearchStrategy[Any]:
     near = st.sampled_from([*THRESHOLDS, *DECS]).flatmap(
-        lambda d: st.sampled_from([str(d), str(d + Decimal("0.01")), str(d - Decimal("0.01")), f" {d} ", d, str(d) + "0"])
+        lambda d: st.sampled_from(
+            [str(d), str(d + Decimal("0.01")), str(d - Decimal("0.01")), f" {d} ", d, str(d) + "0"]
+        )
     )
-    odd = st.sampled_from(["abc", "", "1e5", "+7", "-5", "-0", "NaN", "0.00", 7, 0, True, None, 1.5, "\t50\n", "007"])
+    odd = st.sampled_from(
+        ["abc", "", "1e5", "+7", "-5", "-0", "NaN", "0.00", 7, 0, True, None, 1.5, "\t50\n", "007"]
+    )
     return st.one_of(near, odd, st.integers(min_value=-5, max_value=2000))
 
 

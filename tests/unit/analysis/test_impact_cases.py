@@ -40,7 +40,8 @@ def edited(tmp_path: Path, base: str, name: str, old: str, new: str) -> Path:
 def checked(result: Impact) -> list[dict[str, Any]]:
     """The regions as JSON, after every witness was decided by both interpreters."""
     deciders = Deciders(
-        Interpreter(result.old.policy, result.old.language), Interpreter(result.new.policy, result.new.language)
+        Interpreter(result.old.policy, result.old.language),
+        Interpreter(result.new.policy, result.new.language),
     )
     assert check_witnesses([(r.witness, r.signature, r.summary) for r in result.regions], deciders) == []
     regions: list[dict[str, Any]] = result.to_dict()["regions"]
@@ -62,7 +63,9 @@ def test_the_cascading_change_t0_to_t1() -> None:
         {"decision": "REJECT", "fired": [EX + "approval-purchase"]},
         {"decision": "APPROVE", "fired": []},
     )
-    assert flip["effects"]["notified_added"] == [{"rule": EX + "notify-finance", "recipient": "finance@acme.example"}]
+    assert flip["effects"]["notified_added"] == [
+        {"rule": EX + "notify-finance", "recipient": "finance@acme.example"}
+    ]
     assert flip["summary"].startswith("purchases over $50,000 up to $100,000 by L1")
     assert "REJECT → APPROVE (approval-purchase no longer fires" in flip["summary"]
     back = find(regions, type=purchase, amount={"gt": "100000"}, actor_level={"in": ["L2"]})
@@ -83,7 +86,13 @@ def test_the_cascading_change_t0_to_t1() -> None:
 
 def test_a_region_holds_exactly_its_transactions() -> None:
     doc = impact(side(DATA / "t0"), side(DATA / "t1")).to_dict()
-    tx = {"type": "purchase", "amount": "75000.00", "actor_level": "L1", "approver_id": "a", "executor_id": "b"}
+    tx = {
+        "type": "purchase",
+        "amount": "75000.00",
+        "actor_level": "L1",
+        "approver_id": "a",
+        "executor_id": "b",
+    }
     i = region_of(doc, tx)
     assert i is not None and doc["regions"][i]["new"]["decision"] == "APPROVE"
     assert region_of(doc, {**tx, "amount": "100000.01"}) != i
@@ -92,20 +101,23 @@ def test_a_region_holds_exactly_its_transactions() -> None:
 
 
 def test_a_sanctions_list_gains_a_country(tmp_path: Path) -> None:
-    new = edited(tmp_path, "t2", "t2b", 'fab:value "IR", "KP", "SY", "CU"', 'fab:value "IR", "KP", "SY", "CU", "RU"')
+    new = edited(
+        tmp_path, "t2", "t2b", 'fab:value "IR", "KP", "SY", "CU"', 'fab:value "IR", "KP", "SY", "CU", "RU"'
+    )
     regions = checked(impact(side(DATA / "t2"), side(new)))
     assert regions
     for r in regions:
         assert r["when"]["type"] == {"in": ["wire"]}
         assert r["when"]["attributes"]["country"] == {"in": ["RU"]}
         assert r["new"]["fired"] == [EX + "sanctions"] and r["old"]["fired"] == []
-    assert {(r["old"]["decision"], r["new"]["decision"]) for r in regions} == {("APPROVE", "REJECT"), ("REJECT", "REJECT")}
+    assert {(r["old"]["decision"], r["new"]["decision"]) for r in regions} == {
+        ("APPROVE", "REJECT"),
+        ("REJECT", "REJECT"),
+    }
 
 
 def test_an_override_authority_lowered(tmp_path: Path) -> None:
-    new = edited(
-        tmp_path, "t2", "t2c", "fab:overrideAuthority ex:CFO", "fab:overrideAuthority ex:L3"
-    )
+    new = edited(tmp_path, "t2", "t2c", "fab:overrideAuthority ex:CFO", "fab:overrideAuthority ex:L3")
     regions = checked(impact(side(DATA / "t2"), side(new)))
     assert regions
     for r in regions:
@@ -157,7 +169,9 @@ def test_a_level_renamed(tmp_path: Path) -> None:
 def test_a_type_added_t1_to_t2() -> None:
     regions = checked(impact(side(DATA / "t1"), side(DATA / "t2")))
     assert {r["when"]["type"]["in"][0] for r in regions if "in" in r["when"].get("type", {})} == {"wire"}
-    assert all(r["old"]["decision"] == "APPROVE" for r in regions if r["when"].get("type") == {"in": ["wire"]})
+    assert all(
+        r["old"]["decision"] == "APPROVE" for r in regions if r["when"].get("type") == {"in": ["wire"]}
+    )
     missing = find(regions, type={"missing": True})  # a typed rule fails closed without a type
     assert missing["new"]["fired"] == sorted(
         EX + n for n in ("approval-wire", "approval-wire-large", "fraud-wire", "sanctions", "sod-wire")
@@ -169,11 +183,19 @@ def test_language_1_0_against_1_1() -> None:
     regions = checked(result)
     assert result.amount_reading == "mixed"
     fail_closed = "https://w3id.org/finops-fabric/ns#FailClosed/"
-    assert all(set(r["new"]["fired"]) & {fail_closed + f for f in ("type", "amount", "actor_level")} for r in regions)
+    assert all(
+        set(r["new"]["fired"]) & {fail_closed + f for f in ("type", "amount", "actor_level")} for r in regions
+    )
     padded = [r for r in regions if r["when"].get("amount", {}).get("padded") is True]
     assert padded
     doc = result.to_dict()
-    tx = {"type": "purchase", "amount": " 500.00 ", "actor_level": "L1", "approver_id": "a", "executor_id": "b"}
+    tx = {
+        "type": "purchase",
+        "amount": " 500.00 ",
+        "actor_level": "L1",
+        "approver_id": "a",
+        "executor_id": "b",
+    }
     i = region_of(doc, tx)
     assert i is not None and doc["regions"][i]["new"]["decision"] == "REJECT"
     assert region_of(doc, {**tx, "amount": "500.00"}) is None

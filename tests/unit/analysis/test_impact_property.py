@@ -19,7 +19,9 @@ from finops_fabric.interpreter import Interpreter
 HASH = "sha256:" + "0" * 64
 
 
-def _check(old: m.Policy, new: m.Policy, langs: tuple[str, str], detail: str, txs: list[dict[str, Any]]) -> None:
+def _check(
+    old: m.Policy, new: m.Policy, langs: tuple[str, str], detail: str, txs: list[dict[str, Any]]
+) -> None:
     result = impact(SideInfo(old, HASH, langs[0]), SideInfo(new, HASH, langs[1]), detail=detail)
     doc = result.to_dict()
     io, inn = Interpreter(old, langs[0]), Interpreter(new, langs[1])
@@ -45,15 +47,24 @@ def _check(old: m.Policy, new: m.Policy, langs: tuple[str, str], detail: str, tx
 LANGS = st.sampled_from([("1.0", "1.0"), ("1.0", "1.0"), ("1.1", "1.1"), ("1.0", "1.1"), ("1.1", "1.0")])
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(policy_pair(), LANGS, st.sampled_from(["decision", "rules"]), st.lists(transaction(), min_size=40, max_size=40))
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(
+    policy_pair(),
+    LANGS,
+    st.sampled_from(["decision", "rules"]),
+    st.lists(transaction(), min_size=40, max_size=40),
+)
 def test_reported_regions_are_exactly_the_changed_transactions(
     pair: tuple[m.Policy, m.Policy], langs: tuple[str, str], detail: str, txs: list[dict[str, Any]]
 ) -> None:
     _check(*pair, langs, detail, txs)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(policy_pair(), LANGS, st.lists(transaction(), min_size=20, max_size=20))
 def test_a_policy_against_itself_is_equivalent_unless_the_language_differs(
     pair: tuple[m.Policy, m.Policy], langs: tuple[str, str], txs: list[dict[str, Any]]
