@@ -192,13 +192,24 @@ class Encoder:
             (m.INPUT_CHECK_TYPE, mgr.false if declared else mgr.true),
         ]
 
-    def decision_rules(self) -> list[tuple[str, int]]:
-        """(IRI, fires) of every decision rule and input check concerning this type atom."""
+    def decision_rules(self, known: dict[m.Rule, int] | None = None) -> list[tuple[str, int]]:
+        """(IRI, fires) of every decision rule and input check concerning this type atom.
+        ``known``: diagrams of the same rules on a side with the same levels and language."""
         out = self.input_checks()
         for r in self.side.policy.rules:
             if r.kind in m.DECISION_KINDS and (applies(r, self.type_text) or self.type_text is None):
-                out.append((r.iri, self.fires(r)))  # type: ignore[arg-type]
+                got = known.get(r) if known is not None else None
+                out.append((r.iri, got if got is not None else self.fires(r)))  # type: ignore[arg-type]
         return out
+
+    def decision_diagrams(self) -> dict[m.Rule, int]:
+        """Rule → fires, for :meth:`decision_rules` of another side to reuse."""
+        rules = [
+            r
+            for r in self.side.policy.rules
+            if r.kind in m.DECISION_KINDS and (applies(r, self.type_text) or self.type_text is None)
+        ]
+        return {r: self.fires(r) for r in rules}  # type: ignore[arg-type]
 
     def effect(self, rule: m.NotificationRule | m.AuditLogRule) -> tuple[int, int]:
         """(matches if APPROVE, matches if REJECT) of a notification or audit rule."""

@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from finops_fabric import model as m
 from finops_fabric.analysis.encode import Encoder
-from finops_fabric.analysis.fields import TextField
+from finops_fabric.analysis.fields import Atom, TextField, point_of
 from finops_fabric.analysis.mdd import BudgetExceeded, Manager
-from finops_fabric.analysis.space import Side, Space, build_space
+from finops_fabric.analysis.space import Side, Space, applies, build_space
 
 Entry = tuple[Any, ...]  # ("notify", rule, recipient) | ("audit", rule, ledger, flags)
 
@@ -81,10 +82,15 @@ def diff_type(
     one side only (constant per box); ``"decision"``: only that they differ, so boxes are split by
     decisions and effects alone and far fewer (which rules differ where is in ``changes``)."""
     atom = type_field.atoms[type_index]
+    if _alike(atom, old, new):
+        return TypeDiff(type_index, Space(atom), [])
     space = build_space(atom, [old, new])
     mgr = Manager(space.sizes, node_budget)
     eo, en = Encoder(mgr, space, old, type_field), Encoder(mgr, space, new, type_field)
-    dec_o, dec_n = dict(eo.decision_rules()), dict(en.decision_rules())
+    known = eo.decision_diagrams()
+    dec_o = dict(eo.decision_rules(known))
+    same_reading = old.language == new.language and old.ranks == new.ranks
+    dec_n = dict(en.decision_rules(known if same_reading else None))
     shared = [n for iri, n in dec_o.items() if dec_n.get(iri) == n]
     diff = sorted(iri for iri in set(dec_o) | set(dec_n) if dec_o.get(iri) != dec_n.get(iri))
     eff_o = {iri: (entries, a, r) for iri, entries, a, r in eo.effect_rules()}
@@ -165,6 +171,25 @@ def annotate(d: TypeDiff, box: dict[str, frozenset[int]], sig: Signature) -> Sig
                 if False in values:
                     partial.append(iri)
     return sig._replace(lost=tuple(lost), gained=tuple(gained), partial=tuple(partial))
+
+
+def _alike(atom: Atom, old: Side, new: Side) -> bool:
+    """Both sides decide this type atom by the same rules, levels and language: no difference,
+    without building anything (a change to one type leaves the others alone)."""
+    if old.language != new.language or old.ranks != new.ranks:
+        return False
+    code = point_of(atom.text)
+    if old.strict and (code in old.type_codes) != (code in new.type_codes):
+        return False
+
+    def rules(side: Side) -> list[m.Rule]:
+        return [
+            r
+            for r in side.policy.rules
+            if applies(r, atom.text) or (atom.text is None and r.kind in m.DECISION_KINDS)
+        ]
+
+    return rules(old) == rules(new)
 
 
 def _flag(s: Signature | None, differs: bool) -> Signature | None:

@@ -25,6 +25,9 @@ Runs = tuple[tuple[int, int], ...]
 Box = dict[int, tuple[int, ...]]
 
 
+_NOTHING = object()
+
+
 class BudgetExceeded(Exception):
     """More diagram nodes (or regions) than the budget allows."""
 
@@ -91,12 +94,13 @@ class Manager:
     def of_values(self, var: int, values: Sequence[Hashable]) -> int:
         """The diagram of ``var`` taking atom ``i`` to terminal ``values[i]``."""
         runs: list[tuple[int, int]] = []
+        prev: object = _NOTHING
         for i, v in enumerate(values):
-            t = self.terminal(v)
-            if runs and runs[-1][1] == t:
-                runs[-1] = (i + 1, t)
+            if v is prev or (type(v) is type(prev) and v == prev):
+                runs[-1] = (i + 1, runs[-1][1])
             else:
-                runs.append((i + 1, t))
+                runs.append((i + 1, self.terminal(v)))
+                prev = v
         return self.mk(var, runs)
 
     def of_bools(self, var: int, values: Sequence[bool]) -> int:

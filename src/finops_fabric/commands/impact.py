@@ -17,6 +17,9 @@ from typing import Any
 from finops_fabric.cli import Out, progress_printer
 from finops_fabric.errors import InputError
 
+#: Regions listed in the human output (--verbose lists every one).
+HUMAN_LIMIT = 60
+
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
@@ -64,13 +67,18 @@ def human(doc: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"{len(regions)} region(s) where the outcome differs; each witness was decided by both "
         f"enforcers and the reference interpreter ({by['witnesses']} checked):"
     )
-    for r in regions:
+    shown = regions if args.verbose else regions[:HUMAN_LIMIT]
+    for r in shown:
         lines.append(f"  {r['witness']['id']:>5}  {r['summary']}")
         if args.verbose:
             import json
 
             lines.append(f"         when    {json.dumps(r['when'], sort_keys=True)}")
             lines.append(f"         witness {json.dumps(r['witness'], sort_keys=True, default=str)}")
+    if len(shown) < len(regions):
+        lines.append(
+            f"  … and {len(regions) - len(shown)} more (--verbose lists them, --json gives every value)"
+        )
     if args.report:
         lines.append(f"report written to {args.report}")
     lines.append("not equivalent")
