@@ -56,7 +56,8 @@ def test_reformatting_reordering_and_blank_nodes_are_equivalent(mu: Any, tmp_pat
     text = (t2 / "wire.ttl").read_text()
     # the sanctions condition written with a named blank node instead of [ ... ]
     text = text.replace(
-        'fab:condition [ a fab:Membership ; fab:attribute "country" ;\n                    fab:value "IR", "KP", "SY", "CU" ] .',
+        'fab:condition [ a fab:Membership ; fab:attribute "country" ;\n'
+        '                    fab:value "IR", "KP", "SY", "CU" ] .',
         'fab:condition _:sanctioned .\n_:sanctioned a fab:Membership ; fab:value "CU", "SY", "KP", "IR" ; '
         'fab:attribute "country" .',
     )
