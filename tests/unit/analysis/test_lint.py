@@ -17,7 +17,10 @@ def _approval(name: str, threshold: str, level: str, types: str = "ex:purchase")
 
 
 def _restriction(name: str, condition: str, extra: str = "") -> str:
-    return f'ex:{name} a fab:RestrictionRule ; rdfs:label "{name}" ; fab:appliesTo ex:purchase ; fab:condition {condition}{extra} .\n'
+    return (
+        f'ex:{name} a fab:RestrictionRule ; rdfs:label "{name}" ; fab:appliesTo ex:purchase ;\n'
+        f"    fab:condition {condition}{extra} .\n"
+    )
 
 
 def _cmp(attr: str, op: str, value: str) -> str:
@@ -83,7 +86,8 @@ def test_an_effect_that_never_triggers(policies: SimpleNamespace) -> None:
 def test_golden_cases_that_no_longer_exercise_their_rule(policies: SimpleNamespace) -> None:
     rules = _approval("big", "100000", "L3") + (
         'ex:case a fab:GoldenCase ; fab:scenario "60k by L1" ; fab:txType ex:purchase ; '
-        'fab:txAmount "60000"^^xsd:decimal ; fab:txActorLevel ex:L1 ; fab:expect fab:Reject ; fab:expectFired ex:big .\n'
+        'fab:txAmount "60000"^^xsd:decimal ; fab:txActorLevel ex:L1 ;\n'
+        "    fab:expect fab:Reject ; fab:expectFired ex:big .\n"
     )
     result = analyze(policies.policy_of(rules))
     assert result.golden == [
@@ -98,7 +102,8 @@ def test_golden_cases_that_no_longer_exercise_their_rule(policies: SimpleNamespa
 
 
 def test_language_1_1_input_checks_shadow_fail_closed_rejections(policies: SimpleNamespace) -> None:
-    """In 1.1 a missing amount is rejected by the input check too, but the rule still decides alone above its threshold."""
+    """In 1.1 a missing amount is rejected by the input check too; above its threshold the rule
+    still rejects alone."""
     p = policies.policy_of(_approval("big", "100000", "L3"))
     assert EX + "big" not in analyze(p, "1.1").shadowed
 
