@@ -214,7 +214,11 @@ def render_impact(doc: dict[str, Any], result: Impact | None = None) -> str:
             + "outlined: the decision there changes</span></p>"
         )
         sides = (Side(result.old.policy, result.old.language), Side(result.new.policy, result.new.language))
-        codes = sorted({t.code for p in (result.old.policy, result.new.policy) for t in p.types})
+        declared = sorted({t.code for p in (result.old.policy, result.new.policy) for t in p.types})
+        named = [r["when"].get("type") for r in doc["regions"]]
+        codes = (
+            declared if any(c is None for c in named) else sorted({t for c in named for t in c.get("in", [])})
+        )
         for code in codes[:12]:
             g = decision_grid(*sides, code)
             if g is None:
