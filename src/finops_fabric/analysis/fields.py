@@ -22,9 +22,10 @@ reads them):
 - the approver/executor pair: either absent, equal, different (times the atoms of each when O
   compares them with constants).
 
-Two constructions the analysis cannot cut exactly refuse with :class:`Unsupported` rather than
-guess: ordering a field as text while also reading it as a decimal, and a text constant written
-with an exponent (``1E+3``) on a field that is also read as a decimal.
+Constructions the analysis cannot cut exactly refuse with :class:`Unsupported` rather than
+guess: ordering a field as text while also reading it as a decimal (the amount is always read as
+a decimal), ordering the approver or executor as text, and a text constant that a JSON number
+can also spell (``1E+3``) on a field that is also read as a decimal.
 """
 
 from __future__ import annotations

@@ -81,7 +81,8 @@ def change_impact(old: SideInfo, new: SideInfo) -> dict[str, Any]:
 
 
 def add_impacts(store: Store, transitions: Sequence[dict[str, Any]], progress: Callable[[str], None]) -> None:
-    """Set ``impact`` on every generation transition that changed O from an earlier O."""
+    """Set ``impact`` on every generation transition that changed O from an earlier O, or that
+    decides the same O by another language version (a generator of another language)."""
     policies = _Policies(store)
     previous_language: str | None = None
     for t in transitions:
@@ -90,7 +91,8 @@ def add_impacts(store: Store, transitions: Sequence[dict[str, Any]], progress: C
         receipt = store.find(str(t.get("receipt_hash"))) if is_sha256(t.get("receipt_hash")) else None
         language = _language(receipt)
         before, after = t.get("from"), t.get("to")
-        if t.get("changed_o") and is_sha256(before) and is_sha256(after):
+        relanguaged = previous_language is not None and previous_language != language
+        if (t.get("changed_o") or relanguaged) and is_sha256(before) and is_sha256(after):
             assert isinstance(before, str) and isinstance(after, str)
             old_p, new_p = policies.get(before), policies.get(after)
             if old_p is None or new_p is None:
