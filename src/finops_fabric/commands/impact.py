@@ -119,5 +119,17 @@ def register(cmd: Register) -> None:
         help="regions by decision and effects (default), or also by exactly which rules fire",
     )
     sp.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")
-    sp.add_argument("--max-regions", type=_positive, default=DEFAULT_REGION_BUDGET, metavar="N")
-    sp.add_argument("--max-nodes", type=_positive, default=DEFAULT_NODE_BUDGET, metavar="N")
+    sp.add_argument(
+        "--max-regions",
+        type=_positive,
+        default=DEFAULT_REGION_BUDGET,
+        metavar="N",
+        help=f"stop (exit 2, with the count) past N regions (default {DEFAULT_REGION_BUDGET:,})",
+    )
+    sp.add_argument(
+        "--max-nodes",
+        type=_positive,
+        default=DEFAULT_NODE_BUDGET,
+        metavar="N",
+        help=f"stop (exit 2) past N decision-diagram nodes for one type (default {DEFAULT_NODE_BUDGET:,})",
+    )
