@@ -124,32 +124,31 @@ def parties_phrase(when: Mapping[str, Any]) -> str:
     for key in ("approver_id", "executor_id"):
         if key in when:
             out.append(attribute_phrase(key, when[key]))
-    return " ".join(out)
+    return " and ".join(out)
 
 
 def attribute_phrase(name: str, c: Mapping[str, Any]) -> str:
+    """A clause about one attribute: "country is IR or KP", "risk_score is over 50"."""
     if c.get("missing") is True:
-        return f"without {name}"
+        return f"{name} is missing"
     parts = []
-    if "not_in" in c and c.get("missing") is not False:
-        parts.append(f"{name} not {_either(c['not_in'])} (or none)")
-        c = {k: v for k, v in c.items() if k != "not_in"}
     if "in" in c:
-        parts.append(f"{name} {_either(c['in'])}")
+        parts.append(f"{name} is {_either([repr(v) if v == '' else v for v in c['in']])}")
     if "not_in" in c:
-        parts.append(f"{name} not {_either(c['not_in'])}")
+        none = "" if c.get("missing") is False else " (or missing)"
+        parts.append(f"{name} is not {_either(c['not_in'])}{none}")
     text = _bounds(c, False)
     if text:
-        parts.append(f"{name} {text}")
+        parts.append(f"{name} is {text}" if not text.startswith(("=", "≥", "≤", "<")) else f"{name} {text}")
     if c.get("decimal") is False:
-        parts.append(f"{name} not a number")
-    elif c.get("decimal") is True:
-        parts.append(f"{name} a number")
+        parts.append(f"{name} is not a number")
+    elif c.get("decimal") is True and not text:
+        parts.append(f"{name} is a number")
     for key, sym in (("text_gt", ">"), ("text_ge", "≥"), ("text_lt", "<"), ("text_le", "≤")):
         if key in c:
             parts.append(f"{name} {sym} {c[key]!r} (as text)")
     if not parts and c.get("missing") is False:
-        parts.append(f"with {name}")
+        parts.append(f"{name} is given")
     return " and ".join(parts)
 
 
@@ -189,8 +188,10 @@ def summary(
         who.append(amount_phrase(when["amount"]))
     if "actor_level" in when:
         who.append(level_phrase(when["actor_level"], levels))
-    who.append(parties_phrase(when))
-    for name, c in sorted((when.get("attributes") or {}).items()):
-        who.append(attribute_phrase(name, c))
     head = " ".join(p for p in who if p)
-    return f"{head}: {outcome_phrase(sig)}"
+    extra = [parties_phrase(when)]
+    clauses = [attribute_phrase(name, c) for name, c in sorted((when.get("attributes") or {}).items())]
+    if clauses:
+        extra.append("where " + " and ".join(clauses))
+    tail = ", ".join(p for p in extra if p)
+    return f"{head}{', ' + tail if tail else ''}: {outcome_phrase(sig)}"
