@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,7 +289,3 @@ def _type_sort(tf: TextField, atoms: frozenset[int]) -> tuple[int, str]:
     i = _type_pick(tf, atoms)
     a = tf.atoms[i]
     return (0 if point_of(a.text) is not None else 1, str(a.witness))
-
-
-def labels_of(policies: Sequence[m.Policy]) -> Mapping[str, str]:
-    return {t.code: t.label for p in policies for t in p.types}
