@@ -43,6 +43,8 @@ def leaf(draw: st.DrawFn, levels: tuple[m.AuthorityLevel, ...], types: tuple[str
     if kind == "ordered":
         return m.Comparison(ORDERED, draw(st.sampled_from(OPS)), draw(st.sampled_from(WORDS)))
     if kind == "level":
+        if draw(st.integers(min_value=0, max_value=5)) == 0:  # a level code read as a decimal
+            return m.Comparison("actor_level", draw(st.sampled_from(("eq", "ne"))), Decimal(3))
         if draw(st.booleans()):
             return m.Comparison(
                 "actor_level", draw(st.sampled_from(OPS)), draw(st.sampled_from([lv.code for lv in levels]))
@@ -52,20 +54,23 @@ def leaf(draw: st.DrawFn, levels: tuple[m.AuthorityLevel, ...], types: tuple[str
             "actor_level", tuple(sorted(set(draw(st.lists(st.sampled_from(codes), min_size=1, max_size=3)))))
         )
     if kind == "type":
+        if draw(st.integers(min_value=0, max_value=5)) == 0:  # a type read as a decimal
+            return m.Membership("type", (Decimal(7), Decimal("7.5")))
         pool = [*types, "loan"]
         if draw(st.booleans()):
             return m.Comparison("type", draw(st.sampled_from(("eq", "ne"))), draw(st.sampled_from(pool)))
         return m.Membership(
             "type", tuple(sorted(set(draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2)))))
         )
-    attr = {"attr": draw(st.sampled_from(ATTRS)), "amount": "amount", "party": "approver_id"}[kind]
+    party = draw(st.sampled_from(("approver_id", "executor_id")))
+    attr = {"attr": draw(st.sampled_from(ATTRS)), "amount": "amount", "party": party}[kind]
     if draw(st.booleans()):
         numeric = draw(st.booleans()) and kind != "party"
         if numeric:
             return m.Comparison(attr, draw(st.sampled_from(OPS)), draw(st.sampled_from(DECS)))
         return m.Comparison(attr, draw(st.sampled_from(("eq", "ne"))), draw(st.sampled_from(TEXTS + ("a",))))
-    pool: list[m.Value] = [*DECS, *TEXTS] if kind != "party" else ["a", "b", "1"]
-    values = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+    values_pool: list[m.Value] = [*DECS, *TEXTS] if kind != "party" else ["a", "b", "1"]
+    values = draw(st.lists(st.sampled_from(values_pool), min_size=1, max_size=3))
     return m.Membership(attr, tuple(sorted(set(values), key=lambda v: (isinstance(v, str), str(v)))))
 
 
@@ -219,9 +224,11 @@ def _value() -> st.SearchStrategy[Any]:
 def transaction(draw: st.DrawFn) -> dict[str, Any]:
     tx: dict[str, Any] = {"id": "t"}
     fields = {
-        "type": st.sampled_from([*TYPES, "loan", "", 7, None]),
+        "type": st.sampled_from([*TYPES, "loan", "", "7", " 7.0", 7, None]),
         "amount": _amounts(),
-        "actor_level": st.sampled_from(["L1", "L2", "Level2", "L3", "CFO", "Board", "L9", "", 3, None]),
+        "actor_level": st.sampled_from(
+            ["L1", "L2", "Level2", "L3", "CFO", "Board", "L9", "", "3", "3.0", 3, None]
+        ),
         "approver_id": st.sampled_from(["a", "b", "1", "1.0", 1, True, None]),
         "executor_id": st.sampled_from(["a", "b", "1", 1, None]),
     }
