@@ -111,6 +111,11 @@ def demo() -> None:
             ' "approver_id": "u-5", "executor_id": "u-6", "attributes": {"country":'
             ' "US", "vendor_risk": "high"}}',
         ),
+        (  # fail closed: a type the policy does not declare ("PURCHASE" is not "purchase")
+            "undeclared-type",
+            '{"id": "tx-4", "type": "PURCHASE", "amount": "999999999", "actor_level": "L1",'
+            ' "approver_id": "u-1", "executor_id": "u-2", "attributes": {}}',
+        ),
     ):
         path = work / f"{name}.json"
         path.write_text(tx)

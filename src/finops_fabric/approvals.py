@@ -59,6 +59,7 @@ __all__ = [
     "load_roster",
     "member_of",
     "require_approved",
+    "roster_chain",
     "roster_history",
     "stored_approvals",
     "verify_approval",
@@ -178,13 +179,18 @@ def roster_history(home: str | Path) -> list[Roster]:
     previous version plus one, does not link to it, or is not signed by a member of it (version 1:
     by one of its own members).
     """
-    store = Store(home).require()
+    return roster_chain(Store(home).require().receipts(ROSTER_KIND))
+
+
+def roster_chain(docs: Sequence[Mapping[str, Any]]) -> list[Roster]:
+    """The roster versions of ``docs`` (the ledger's ``roster`` receipts, oldest first), the
+    whole chain verified as :func:`roster_history` describes."""
     history: list[Roster] = []
-    for doc in store.receipts(ROSTER_KIND):
+    for doc in docs:
         where = f"roster receipt {doc.get('receipt_hash')}"
         try:
-            check_schema(doc)
-            check_hash(doc)
+            check_schema(dict(doc))
+            check_hash(dict(doc))
         except CheckFailed as exc:
             raise CheckFailed(f"{where} is damaged: {exc.message}", code="roster.broken") from exc
         body = doc.get("roster")

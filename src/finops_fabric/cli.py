@@ -12,19 +12,22 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 from finops_fabric import __version__
-from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+from finops_fabric.errors import CheckFailed, FabricError, InputError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise InputError(f"{self.prog}: {message}", code="cli.usage", hint=f"see `{self.prog} --help`")
+        from finops_fabric.commands._usage import invalid_choice
+
+        message = invalid_choice(message) or message
+        where = "" if self.prog == "mu" else f"{self.prog}: "  # "mu: error: " says it already
+        raise InputError(f"{where}{message}", code="cli.usage", hint=f"see `{self.prog} --help`")
 
 
 class Out:
@@ -63,31 +66,16 @@ def _store(args: argparse.Namespace) -> Any:
     return Store.locate(args.home)
 
 
-def read_transaction(path: Path) -> dict[str, Any]:
-    """A transaction JSON file; numbers are read as Decimal, never as binary floats."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(
-            f"cannot read transaction {path}: {e.strerror or e}",
-            code="tx.unreadable",
-            location=Location(file=str(path)),
-        ) from e
-    try:
-        tx = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"{path.name} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
-            code="tx.invalid_json",
-            location=Location(file=str(path), line=e.lineno),
-        ) from e
-    if not isinstance(tx, dict):
-        raise InputError(
-            f"{path.name} must hold one JSON object (a transaction)",
-            code="tx.not_object",
-            location=Location(file=str(path)),
-        )
-    return tx
+def read_transaction(path: Path, home: str | None = None) -> dict[str, Any]:
+    """A transaction JSON file, read strictly (:mod:`finops_fabric.intake.transaction`): numbers
+    as int or Decimal, never binary floats; refused (exit 2, file and line) when it is not one
+    JSON object with a string id, or is larger than the store's ``daemon.max_body_bytes``."""
+    from finops_fabric.intake.strict_json import Limits
+    from finops_fabric.intake.transaction import body_limit
+    from finops_fabric.intake.transaction import read_transaction as read
+    from finops_fabric.store import Store
+
+    return read(path, Limits(max_bytes=body_limit(Store.locate(home).home)))
 
 
 def decision_lines(d: dict[str, Any]) -> list[str]:
@@ -144,10 +132,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
+    from finops_fabric.archive import is_archive_path
     from finops_fabric.enforcer import is_enforcer_dir, verify_files
 
     path = Path(args.path)
-    if is_enforcer_dir(path):
+    if is_enforcer_dir(path) or is_archive_path(path):
         _, _, h = verify_files(path)
     else:
         from finops_fabric.pipeline import load_ontology
@@ -160,47 +149,19 @@ def cmd_hash(args: argparse.Namespace) -> int:
 def cmd_generators(args: argparse.Namespace) -> int:
     from finops_fabric import generators
 
-    gens = [generators.get(v).describe() for v in generators.versions()]
+    gens = [
+        {**gen.describe(), "language": gen.language}
+        for gen in (generators.get(v) for v in generators.versions())
+    ]
     Out(args.json).emit(
         {"versions": generators.versions(), "default": generators.DEFAULT_VERSION, "generators": gens},
         lambda: [
-            f"v{g['version']}  {g['id']}  {g['source_hash']}"
+            f"v{g['version']}  language {g['language']}  {g['id']}  {g['source_hash']}"
             + ("  (default)" if g["version"] == generators.DEFAULT_VERSION else "")
             for g in gens
         ],
     )
     return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from finops_fabric.pipeline import load_ontology, validate
-
-    onto = load_ontology(Path(args.ontology))
-    v = validate(onto, [Path(s) for s in args.schema])
-    violations = [f.to_dict() for f in v.violations]
-    warnings = [f.to_dict() for f in v.findings if f.severity == "warning"]
-    doc = {
-        "conforms": v.conforms,
-        "ontology_hash": onto.hash,
-        "violations": violations,
-        "warnings": warnings,
-        "gates": v.gates,
-        "rules": len(v.policy.rules) if v.policy else None,
-    }
-
-    def human() -> list[str]:
-        lines = [finding_line(f) for f in violations + warnings]
-        if v.conforms:
-            lines.append(
-                f"O conforms to Σ: {len(v.policy.rules) if v.policy else 0} rules, "
-                f"{len(warnings)} warning(s); {onto.hash}"
-            )
-        else:
-            lines.append(f"O does not conform: {len(violations)} problem(s)")
-        return lines
-
-    Out(args.json).emit(doc, human)
-    return 0 if v.conforms else 1
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -230,7 +191,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "removed": res.removed,
         "gates": {k: v["status"] for k, v in r["gates"].items()},
         "violations": [f.to_dict() for f in res.findings if f.severity == "violation"],
+        "warnings": [f.to_dict() for f in res.findings if f.severity == "warning"],
     }
+    golden_failures = ((r["gates"].get("golden") or {}).get("evidence") or {}).get("failures") or []
+    if golden_failures:
+        doc["golden_failures"] = golden_failures
     if res.enforcer_hash:
         doc["enforcer_hash"] = res.enforcer_hash
     overrides = [
@@ -243,9 +208,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         doc["reason"] = r.get("reason")
 
     def human() -> list[str]:
+        from finops_fabric.golden import failure_lines
+
         gates = "  ".join(f"{k} {v['status']}" for k, v in r["gates"].items())
+        warnings = [finding_line(f) for f in doc["warnings"]]
         if res.status == "rejected":
             lines = [finding_line(f.to_dict()) for f in res.findings if f.severity == "violation"]
+            lines += warnings
+            lines += [line for f in golden_failures for line in failure_lines(f)]
             lines += [
                 f"REJECTED: {r.get('reason')}. No enforcer was written.",
                 f"gates: {gates}",
@@ -259,6 +229,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             return lines
         out = r["outputs"]
         return [
+            *warnings,
             f"generated {args.output}  {res.enforcer_hash}",
             f"gates: {gates}",
             f"golden: {r['golden']['passed']} passed, {r['golden']['failed']} failed",
@@ -278,18 +249,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from finops_fabric.enforcer import load_enforcer
-    from finops_fabric.golden import run_case
+    from finops_fabric.golden import explain_failure, run_case
 
     chosen = [bool(args.golden_suite), bool(args.scenario), bool(args.transaction)]
     if sum(chosen) != 1:
         raise InputError(
             "give exactly one of --golden-suite, --scenario=NAME, --transaction=tx.json", code="cli.usage"
         )
-    enforcer = load_enforcer(Path(args.enforcer))
+    if bool(args.enforcer) == bool(args.ontology):
+        raise InputError("give --enforcer=A or --ontology=O (a dry run on a throwaway A)", code="cli.usage")
+    enforcer = load_enforcer(Path(args.enforcer)) if args.enforcer else _throwaway(Path(args.ontology))
     cases = enforcer.golden_cases()
     if args.transaction:
-        tx = read_transaction(Path(args.transaction))
-        results = [
+        tx = read_transaction(Path(args.transaction), args.home)
+        results: list[dict[str, Any]] = [
             {
                 "scenario": str(tx.get("id", args.transaction)),
                 "ok": True,
@@ -303,10 +276,14 @@ def cmd_test(args: argparse.Namespace) -> int:
             if not cases:
                 names = ", ".join(c["scenario"] for c in enforcer.golden_cases()) or "none"
                 raise InputError(
-                    f"no golden case named {args.scenario!r} in {args.enforcer}; it has: {names}",
+                    f"no golden case named {args.scenario!r} in {args.enforcer or args.ontology}; "
+                    f"it has: {names}",
                     code="test.unknown_scenario",
                 )
         results = [run_case(enforcer, c) for c in cases]
+        for c, result in zip(cases, results, strict=True):
+            if not result["ok"]:
+                result["failure"] = explain_failure(c, result)
     passed = sum(1 for c in results if c["ok"])
     doc = {
         "passed": passed,
@@ -314,6 +291,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         "enforcer_hash": enforcer.hash,
         "cases": results,
     }
+    if args.ontology:
+        doc["dry_run"] = {"ontology": args.ontology, "store_written": False}
 
     def human() -> list[str]:
         lines = []
@@ -328,16 +307,33 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0 if passed == len(results) else 1
 
 
+def _throwaway(path: Path) -> Any:
+    """A throwaway A of the O at ``path`` (validated first; a non-conforming O is refused)."""
+    from finops_fabric.pipeline import load_ontology, throwaway_enforcer, validate
+
+    onto = load_ontology(path)
+    v = validate(onto)
+    if not v.conforms or v.policy is None:
+        for f in v.violations:
+            print(finding_line(f.to_dict()), file=sys.stderr)
+        raise CheckFailed(
+            f"{path} does not conform to Σ ({len(v.violations)} problem(s)); no A to test",
+            code="test.ontology_invalid",
+            hint=f"see `mu validate --ontology={path}`",
+        )
+    return throwaway_enforcer(v.policy, onto.hash)
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from finops_fabric.enforcer import load_enforcer
 
-    tx = read_transaction(Path(args.transaction))
+    tx = read_transaction(Path(args.transaction), args.home)
     if args.target:
         from finops_fabric.daemon.client import decide_remote
 
         if args.enforcer:
             raise InputError("give --target=ENV or --enforcer=A, not both", code="cli.usage")
-        decision = decide_remote(_store(args), args.target, tx)
+        decision = decide_remote(_store(args), args.target, tx, wait=args.wait)
         Out(args.json).emit(decision, lambda: decision_lines(decision))
         return 0
     if not args.enforcer:
@@ -375,25 +371,25 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _side(path: Path) -> Any:
+def _side(path: Path, *, verify: bool = False) -> Any:
+    """One enforcer (directory or archive) to compare. ``verify``: every file must match A's own
+    manifest first (:class:`CheckFailed` naming each one that does not), as `mu hash` checks."""
+    from finops_fabric.archive import read_enforcer_files
     from finops_fabric.diffing import Side, manifest_of
-    from finops_fabric.enforcer import is_enforcer_dir, parse_manifest, read_tree
+    from finops_fabric.enforcer import parse_manifest, verify_files
 
-    if not is_enforcer_dir(path):
-        raise InputError(
-            f"{path} is not an enforcer (no manifest.json)",
-            code="enforcer.not_an_enforcer",
-            location=Location(file=str(path)),
-        )
-    files = read_tree(path)
-    parse_manifest(files["manifest.json"], str(path))
+    if verify:
+        files = verify_files(path)[0]
+    else:
+        files = read_enforcer_files(path)
+        parse_manifest(files["manifest.json"], str(path))
     return Side(files, manifest_of(files))
 
 
 def cmd_verify_hashes(args: argparse.Namespace) -> int:
     from finops_fabric.diffing import diff_enforcers
 
-    d = diff_enforcers(_side(Path(args.old)), _side(Path(args.new)))
+    d = diff_enforcers(_side(Path(args.old), verify=True), _side(Path(args.new), verify=True))
 
     def human() -> list[str]:
         lines = [f"{s:9} {e['artifact']}  {e['rule']}" for s in ("changed", "added", "removed") for e in d[s]]
@@ -414,10 +410,11 @@ def cmd_verify_hashes(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from finops_fabric.archive import is_archive_path
     from finops_fabric.enforcer import is_enforcer_dir
 
     old, new = Path(args.old), Path(args.new)
-    if is_enforcer_dir(old) and is_enforcer_dir(new):
+    if all(is_enforcer_dir(p) or is_archive_path(p) for p in (old, new)):
         from finops_fabric.diffing import diff_enforcers, unified_diff
 
         a, b = _side(old), _side(new)
@@ -460,24 +457,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(name: str, issue: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise InputError(f"`mu {name}` is not built yet ({issue})", code="cli.not_built")
-
-    return handler
-
-
 # --- parser -------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from finops_fabric.commands._usage import WORKFLOW, in_order
+
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
     common.add_argument("--home", help="the store directory (default $FABRIC_HOME or ./.fabric)")
 
-    p = _Parser(prog="mu", description="FinOps Fabric: policy ontology O → verified, signed enforcer A")
-    p.add_argument("--version", action="version", version=f"mu {__version__}")
+    p = _Parser(
+        prog="mu",
+        description="FinOps Fabric: policy ontology O → verified, signed enforcer A",
+        epilog=WORKFLOW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"mu {__version__}", help="print the version")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def cmd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -487,23 +484,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd("init", cmd_init, "create the store and an operator signing key")
     sp = cmd("keygen", cmd_keygen, "write NAME.key (Ed25519, mode 0600) and NAME.pub")
-    sp.add_argument("--out", required=True, metavar="NAME")
+    sp.add_argument("--out", required=True, metavar="NAME", help="the key files' path without suffix")
     sp = cmd("hash", cmd_hash, "print hash(O) for an ontology or hash(A) for an enforcer")
-    sp.add_argument("path")
+    sp.add_argument("path", metavar="O|A", help="an ontology (file or directory) or an enforcer directory")
     cmd("generators", cmd_generators, "list the generator versions this installation runs")
-    sp = cmd("validate", cmd_validate, "ontology gate (O ⊨ Σ) and invariant gate")
-    sp.add_argument("--ontology", required=True, metavar="O")
+    sp = cmd("generate", cmd_generate, "gates, generation, golden suite, determinism check, signed receipt")
+    sp.add_argument("--input", required=True, metavar="O", help="the policy (file or directory)")
+    sp.add_argument("--output", required=True, metavar="A", help="the enforcer directory to write")
     sp.add_argument(
         "--schema", action="append", default=[], metavar="Σ", help="extra SHACL shapes (repeatable)"
     )
-    sp = cmd("generate", cmd_generate, "gates, generation, golden suite, determinism check, signed receipt")
-    sp.add_argument("--input", required=True, metavar="O")
-    sp.add_argument("--output", required=True, metavar="A")
-    sp.add_argument("--schema", action="append", default=[], metavar="Σ")
-    sp.add_argument("--previous", metavar="A_OLD")
-    sp.add_argument("--previous-receipt", metavar="R")
-    sp.add_argument("--generator-version", metavar="V")
-    sp.add_argument("--receipt", metavar="FILE")
+    sp.add_argument("--previous", metavar="A_OLD", help="the enforcer to compare with (blast radius)")
+    sp.add_argument(
+        "--previous-receipt", metavar="R", help="the receipt to compare with (default: the latest generation)"
+    )
+    sp.add_argument("--generator-version", metavar="V", help="the generator version (see `mu generators`)")
+    sp.add_argument("--receipt", metavar="FILE", help="also write the signed receipt here")
     sp.add_argument(
         "--approval",
         action="append",
@@ -511,49 +507,55 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a compliance approval or invariant override from `mu approve` (repeatable)",
     )
-    sp = cmd("test", cmd_test, "run golden cases or one transaction against A")
-    sp.add_argument("--enforcer", required=True, metavar="A")
-    sp.add_argument("--golden-suite", action="store_true")
-    sp.add_argument("--scenario", metavar="NAME")
-    sp.add_argument("--transaction", metavar="TX.json")
+    sp = cmd("test", cmd_test, "run golden cases or one transaction against A (or a throwaway A of O)")
+    sp.add_argument("--enforcer", metavar="A", help="the enforcer to test")
+    sp.add_argument(
+        "--ontology",
+        metavar="O",
+        help="instead of --enforcer: a throwaway A built from O (a dry run; nothing is stored)",
+    )
+    sp.add_argument("--golden-suite", action="store_true", help="every golden case")
+    sp.add_argument("--scenario", metavar="NAME", help="one golden case, by its scenario name")
+    sp.add_argument("--transaction", metavar="TX.json", help="one transaction (JSON file)")
     sp = cmd("decide", cmd_decide, "one decision, from A directly (or the daemon)")
-    sp.add_argument("--transaction", required=True, metavar="TX.json")
-    sp.add_argument("--enforcer", metavar="A")
-    sp.add_argument("--target", metavar="ENV")
+    sp.add_argument("--transaction", required=True, metavar="TX.json", help="the transaction (JSON file)")
+    sp.add_argument("--enforcer", metavar="A", help="decide with this enforcer, in-process")
+    sp.add_argument("--target", metavar="ENV", help="decide with ENV's daemon instead")
+    sp.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --target: wait this long for the daemon to answer (default 10)",
+    )
     sp = cmd("verify-receipt", cmd_verify_receipt, "check a receipt's schema, hash and signature")
-    sp.add_argument("--receipt", required=True, metavar="R")
-    sp.add_argument("--public-key", required=True, metavar="K")
+    sp.add_argument("--receipt", required=True, metavar="R", help="the receipt (JSON file)")
+    sp.add_argument("--public-key", required=True, metavar="K", help="the signer's public key (PEM)")
     sp = cmd("verify-hashes", cmd_verify_hashes, "artifacts with identical hashes, and those that differ")
-    sp.add_argument("--old", required=True, metavar="A_OLD")
-    sp.add_argument("--new", required=True, metavar="A_NEW")
+    sp.add_argument("--old", required=True, metavar="A_OLD", help="the earlier enforcer")
+    sp.add_argument("--new", required=True, metavar="A_NEW", help="the later enforcer")
     sp.add_argument("--expect-identical", action="store_true", help="exit 1 if any artifact differs")
     sp = cmd("diff", cmd_diff, "what changed between two ontologies or two enforcers")
-    sp.add_argument("--old", required=True)
-    sp.add_argument("--new", required=True)
+    sp.add_argument("--old", required=True, metavar="OLD", help="the earlier ontology or enforcer")
+    sp.add_argument("--new", required=True, metavar="NEW", help="the later ontology or enforcer")
     import importlib
 
     from finops_fabric import commands
 
     for module in commands.modules():
         importlib.import_module(f"finops_fabric.commands.{module}").register(cmd)
-    for name, issue in (
-        ("deploy", "the daemon, issue 4"),
-        ("receipt", "issues 3 and 4"),
-        ("replay", "issue 3"),
-        ("audit-trail", "issue 3"),
-        ("diagnose", "issue 5"),
-        ("drift", "issue 3"),
-        ("kaizen", "issue 5"),
-        ("rollback", "issue 4"),
-        ("approve", "issue 5"),
-        ("ownership", "issue 5"),
-        ("daemon", "issue 4"),
-    ):
-        if name in sub.choices:
-            continue
-        sp = cmd(name, _not_built(name, issue), f"(not built yet: {issue})")
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    in_order(sub)
     return p
+
+
+def usage_error(parser: argparse.ArgumentParser, argv: Sequence[str], error: InputError) -> InputError:
+    """A usage error with "did you mean" for each option the command does not have."""
+    from finops_fabric.commands._usage import unknown_options
+
+    unknown = unknown_options(parser, argv)
+    if not unknown:
+        return error
+    return InputError("; ".join(unknown), code="cli.usage", hint=error.hint)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,9 +563,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "--verbose" in argv or "-v" in argv
     as_json = "--json" in argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except InputError as e:
+            raise usage_error(parser, argv, e) from e
         if not getattr(args, "handler", None):
-            build_parser().print_help(sys.stderr)
+            parser.print_help(sys.stderr)
             return 2
         return int(args.handler(args))
     except FabricError as e:

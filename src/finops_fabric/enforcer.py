@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from finops_fabric import generators
 from finops_fabric.canonical import canonical_json
@@ -97,8 +97,46 @@ def check_files(files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> list
     return problems
 
 
+@runtime_checkable
+class Decision(Protocol):
+    """What ``Enforcer.decide`` returns, whichever generator made A.
+
+    ``decision`` is "APPROVE" or "REJECT"; ``fired`` lists (rule IRI, reason) of every rule that
+    fired (under language 1.1 also the input checks, ``fab:FailClosed/<field>``), sorted;
+    ``notifications`` (rule, recipient) and ``audit`` (rule, ledger, flags) are the side effects
+    the decision triggers; :meth:`to_dict` is the decision JSON of POLICY-LANGUAGE.md."""
+
+    transaction_id: object
+    decision: str
+    enforcer_hash: str
+
+    @property
+    def fired(self) -> Sequence[tuple[str, str]]: ...
+
+    @property
+    def notifications(self) -> Sequence[tuple[str, str]]: ...
+
+    @property
+    def audit(self) -> Sequence[tuple[str, str, Sequence[str]]]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _not_a_mapping(tx: object) -> InputError:
+    return InputError(
+        f"a transaction must be a mapping of field names to values (a JSON object); got {type(tx).__name__}",
+        code="tx.not_object",
+    )
+
+
 class Enforcer:
-    """A verified, loaded enforcer A. ``decide`` is the generated code's own hot path."""
+    """A verified, loaded enforcer A. ``decide`` is the generated code's own hot path: a
+    transaction (a mapping) in, a :class:`Decision` out, no I/O. Anything but a mapping raises
+    :class:`InputError` (``tx.not_object``). Under policy language 1.1 (generator 3) every other
+    input is decided: a type, amount or level the policy did not foresee is a REJECT naming the
+    field (a binary float amount: "amount is a binary float; send a decimal string")."""
+
+    decide: Callable[[Mapping[str, Any]], Decision]
 
     def __init__(
         self, root: str, files: dict[str, bytes], manifest: dict[str, Any], enforcer_hash: str
@@ -118,7 +156,22 @@ class Enforcer:
                 hint="install the generator version the receipt pins",
             )
         self._inner = self.generator.load(files, manifest, enforcer_hash)
-        self.decide = self._inner.decide
+        inner: Callable[[Mapping[str, Any]], Decision] = self._inner.decide
+        if getattr(self._inner, "input_error", None) is not None:
+            self.decide = inner  # the runtime raises InputError itself, at no cost per call
+        else:  # generators 1 and 2 (frozen) would raise AttributeError
+
+            def decide(tx: Mapping[str, Any]) -> Decision:
+                if not isinstance(tx, Mapping):
+                    raise _not_a_mapping(tx)
+                return inner(tx)
+
+            self.decide = decide
+
+    @property
+    def language(self) -> str:
+        """The policy language version A implements (that of its generator)."""
+        return self.generator.language
 
     @property
     def ontology_hash(self) -> str:
@@ -142,18 +195,11 @@ class Enforcer:
 
 
 def verify_files(root: Path) -> tuple[dict[str, bytes], dict[str, Any], str]:
-    """Read A at ``root`` and check it against its manifest; return (files, manifest, hash(A))."""
-    if not root.exists():
-        raise InputError(
-            f"no enforcer at {root}", code="enforcer.not_found", location=Location(file=str(root))
-        )
-    if not is_enforcer_dir(root):
-        raise InputError(
-            f"{root} is not an enforcer (no manifest.json)",
-            code="enforcer.not_an_enforcer",
-            location=Location(file=str(root)),
-        )
-    files = read_tree(root)
+    """Read A at ``root`` (a directory, or an archive: :mod:`finops_fabric.archive`) and check it
+    against its manifest; return (files, manifest, hash(A))."""
+    from finops_fabric.archive import read_enforcer_files
+
+    files = read_enforcer_files(root)
     manifest = parse_manifest(files[MANIFEST], str(root))
     problems = check_files(files, manifest)
     if problems:

@@ -8,12 +8,60 @@ Each caller picks the noun (``what``) and the error-code prefix (``receipt``, ``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, Location
 
-__all__ = ["parse_strict_json", "read_file", "strict_json_loads"]
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "parse_strict_json",
+    "private_dir",
+    "private_file",
+    "read_file",
+    "strict_json_loads",
+]
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """``mkdir -p path``: each directory it creates is 0700 whatever the umask (existing ones are
+    left as they are). ``OSError`` is left to the caller."""
+    missing: list[Path] = []
+    p = Path(path)
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, PRIVATE_DIR)
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+            continue
+        os.chmod(d, PRIVATE_DIR)  # exact bits: mkdir's mode is filtered by the umask
+    return Path(path)
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 (whatever the umask) unless it exists; an existing
+    file is left as it is. ``OSError`` is left to the caller."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, PRIVATE_FILE)
+    except FileExistsError:
+        return Path(path)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    return Path(path)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -50,17 +98,28 @@ def read_file(
     """The bytes of ``p``; :class:`InputError` ``<prefix>.missing`` when there is no file and
     ``<prefix>.unreadable`` when it cannot be read; larger than ``max_bytes`` is
     ``too_large_code`` (default ``<prefix>.unreadable``), "too large to be a ``too_large_as``"
-    (default ``what``). A directory is named as such when
+    (default ``what``), and no more than ``max_bytes + 1`` bytes are read of any file (a
+    device or a pipe too). A directory is named as such when
     ``directory_code`` is given (else it is an unreadable file)."""
     loc = Location(file=str(p))
+
+    def too_large() -> InputError:
+        return InputError(
+            f"{p} is too large to be a {too_large_as or what}",
+            code=too_large_code or f"{prefix}.unreadable",
+            location=loc,
+        )
+
     try:
-        if max_bytes is not None and p.stat().st_size > max_bytes:
-            raise InputError(
-                f"{p} is too large to be a {too_large_as or what}",
-                code=too_large_code or f"{prefix}.unreadable",
-                location=loc,
-            )
-        return p.read_bytes()
+        if max_bytes is None:
+            return p.read_bytes()
+        if p.stat().st_size > max_bytes:
+            raise too_large()
+        with p.open("rb") as fh:  # at most one byte more than allowed, whatever the file is
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise too_large()
+        return data
     except FileNotFoundError as exc:
         raise InputError(f"no {what} at {p}", code=f"{prefix}.missing", location=loc) from exc
     except IsADirectoryError as exc:

@@ -43,6 +43,7 @@ class GoldenReport:
     cases: list[dict[str, Any]] = field(default_factory=list)
     failed_cases: list[str] = field(default_factory=list)
     disagreements: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     derived_rule_checks: int = 0
     derived_whole_checks: int = 0
 
@@ -59,6 +60,7 @@ class GoldenReport:
             "golden_cases": len(self.cases),
             "golden_passed": self.passed,
             "golden_failed": sorted(self.failed_cases),
+            "failures": self.failures,
             "derived_rule_checks": self.derived_rule_checks,
             "derived_decisions_compared": self.derived_whole_checks,
             "disagreements": self.disagreements[:10],
@@ -78,6 +80,45 @@ def run_case(enforcer: Enforcer, case: dict[str, Any]) -> dict[str, Any]:
     if case.get("expect_notified") is not None and notified != sorted(case["expect_notified"]):
         problems.append(f"expected notified {sorted(case['expect_notified'])}, got {notified}")
     return {"scenario": case["scenario"], "ok": not problems, "decision": decision, "problems": problems}
+
+
+def explain_failure(case: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A failed golden case for the person who must fix O (or the case): what compliance expected
+    (``fired``/``notified`` are None when the case does not list them), what A decided, and the
+    reason each rule that fired gave."""
+    decision = result["decision"]
+    expect_fired, expect_notified = case.get("expect_fired"), case.get("expect_notified")
+    return {
+        "scenario": case["scenario"],
+        "expected": {
+            "decision": case["expect"],
+            "fired": sorted(expect_fired) if expect_fired is not None else None,
+            "notified": sorted(expect_notified) if expect_notified is not None else None,
+        },
+        "actual": {
+            "decision": decision["decision"],
+            "fired": sorted(f["rule"] for f in decision["fired"]),
+            "notified": sorted({n["recipient"] for n in decision["notifications"]}),
+        },
+        "reasons": [{"rule": f["rule"], "reason": f["reason"]} for f in decision["fired"]],
+        "problems": list(result["problems"]),
+    }
+
+
+def failure_lines(failure: dict[str, Any]) -> list[str]:
+    """A failed golden case (:func:`explain_failure`) as lines for a person."""
+
+    def listed(values: list[str] | None) -> str:
+        return "(not listed)" if values is None else (", ".join(values) or "none")
+
+    lines = [f"golden case {failure['scenario']} FAILED"]
+    for side in ("expected", "actual"):
+        d = failure[side]
+        lines.append(
+            f"  {side:<8} {d['decision']}; fired: {listed(d['fired'])}; notified: {listed(d['notified'])}"
+        )
+    lines += [f"  fired {r['rule']}: {r['reason']}" for r in failure["reasons"]]
+    return lines
 
 
 # --- derived boundary cases ---------------------------------------------------------------
@@ -246,13 +287,16 @@ def boundary_cases(policy: m.Policy, limit: int | None = None) -> list[dict[str,
 
 
 def run_golden_gate(policy: m.Policy, enforcer: Enforcer) -> GoldenReport:
+    """Compliance's cases and the derived cases on A and on the reference interpreter, in the
+    policy language of the generator that made A."""
     report = GoldenReport()
-    interp = Interpreter(policy)
+    interp = Interpreter(policy, enforcer.generator.language)
     for case in enforcer.golden_cases():
         result = run_case(enforcer, case)
         report.cases.append(result)
         if not result["ok"]:
             report.failed_cases.append(case["scenario"])
+            report.failures.append(explain_failure(case, result))
         theirs = interp.decide(case["transaction"])
         if comparable(result["decision"]) != theirs.comparable():
             report.disagreements.append(

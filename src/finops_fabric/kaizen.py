@@ -11,14 +11,23 @@
                        name hash(O)
     kaizen.compare     the full decision JSON (all but ``enforcer_hash``, which must differ) of
                        A_old and A_new on every case, and each of them against the reference
-                       interpreter (decision, fired rules, notifications, audit entries)
+                       interpreter in the policy language of its generator (decision, fired
+                       rules, notifications, audit entries)
 
-The cases: compliance's golden cases; the exhaustive boundary comparison of the golden gate
-(:func:`finops_fabric.golden.boundary_cases` without thinning: every threshold and compared
-amount ±0.01 × every level, an unknown and a missing one × every type, an unknown and a
-missing one, approver = / ≠ executor, and each restriction's attribute edges), every rule's own
-boundary cases (:func:`finops_fabric.golden.rule_cases`), and ``random`` seeded random
-transactions over O's vocabulary (odd JSON types included). Duplicates are compared once.
+The cases: compliance's golden cases; transactions with the inputs language 1.1 refuses
+(:func:`input_cases`: undeclared types that look like declared ones, a missing type, negative,
+non-finite, spaced, exponent and binary-float amounts, undeclared and missing levels); the
+exhaustive boundary comparison of the golden gate (:func:`finops_fabric.golden.boundary_cases`
+without thinning: every threshold and compared amount ±0.01 × every level, an unknown and a
+missing one × every type, an unknown and a missing one, approver = / ≠ executor, and each
+restriction's attribute edges); every rule's own boundary cases
+(:func:`finops_fabric.golden.rule_cases`); and ``random`` seeded random transactions over O's
+vocabulary (odd JSON types included). Duplicates are compared once (see :func:`cases`).
+
+Two generators of different policy languages (v2 → v3: 1.0 → 1.1) are not behaviour-equivalent
+by design: every case the newer language's input checks reject is a counterexample, and each
+listed one names those checks (``input_checks``); ``counterexamples_by_language`` counts the
+counterexamples they explain, so an operator sees that nothing else changed.
 
 The verdict goes into a signed kaizen receipt appended to the store's ledger, also when the
 generators disagree: a generator that changes behaviour is refused as a kaizen (such a change
@@ -51,7 +60,7 @@ __all__ = ["CATEGORIES", "DEFAULT_RANDOM", "DEFAULT_SEED", "KaizenResult", "kaiz
 
 Progress = Callable[[str], None]
 
-CATEGORIES = ("golden", "boundary", "rule_edges", "random")
+CATEGORIES = ("golden", "inputs", "boundary", "rule_edges", "random")
 DEFAULT_RANDOM = 2000
 DEFAULT_SEED = 6_2
 #: At most this many counterexamples are listed (in the JSON and the receipt); all are counted.
@@ -73,6 +82,9 @@ class KaizenResult:
     cases: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
     counterexamples: list[dict[str, Any]] = field(default_factory=list)
     counterexamples_total: int = 0
+    #: Counterexamples explained by the newer policy language's input checks (None: same language).
+    counterexamples_by_language: int | None = None
+    languages: dict[str, str] = field(default_factory=dict)
     oracle: list[dict[str, Any]] = field(default_factory=list)
     oracle_total: dict[str, int] = field(default_factory=lambda: {"from": 0, "to": 0})
     golden: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -125,6 +137,8 @@ class KaizenResult:
             "random": {"count": self.random, "seed": self.seed},
             "counterexamples": list(self.counterexamples),
             "counterexamples_total": self.counterexamples_total,
+            "languages": dict(self.languages),
+            "counterexamples_by_language": self.counterexamples_by_language,
             "interpreter_disagreements": list(self.oracle),
             "interpreter_disagreements_total": dict(self.oracle_total),
             "golden": self.golden,
@@ -198,9 +212,66 @@ def random_cases(policy: m.Policy, count: int, seed: int) -> list[dict[str, Any]
     return out
 
 
+# Latin letters and a Cyrillic letter that looks the same.
+_HOMOGLYPHS = {"a": "\u0430", "c": "\u0441", "e": "\u0435", "o": "\u043e", "p": "\u0440", "x": "\u0445"}
+_FULLWIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
+
+
+def _look_alikes(code: str) -> list[str]:
+    """Codes that a person (or a careless client) could take for ``code``, none equal to it."""
+    out = [code.upper(), code.lower(), code.title(), code + " ", " " + code, code + "\u200b"]
+    out.append("".join(_FULLWIDTH.get(ch, ch) for ch in code))
+    for latin, cyrillic in _HOMOGLYPHS.items():  # one letter at a time, its first occurrence
+        if latin in code:
+            out.append(code.replace(latin, cyrillic, 1))
+    return [c for c in dict.fromkeys(out) if c != code]
+
+
+#: Amounts language 1.1 refuses (a value of _MISSING_FIELD: no amount at all).
+_MISSING_FIELD = object()
+_BAD_AMOUNTS: tuple[object, ...] = (
+    "-0.01", "-100", Decimal("-5"), -7, Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"),
+    Decimal("-Infinity"), " 100", "100 ", "1e5", "1E+5", "0x10", "1_000", "\uff11\uff10\uff10", "",
+    "abc", 100.0, 0.5, True, None, [], {}, _MISSING_FIELD,
+)  # fmt: skip
+
+
+def input_cases(policy: m.Policy) -> list[dict[str, Any]]:
+    """Transactions whose type, amount or actor level language 1.1 refuses (one field at a time,
+    the others valid): every declared type's look-alikes (case, spaces, a zero-width space,
+    full-width and Cyrillic letters) and an unknown code, a missing or non-text type; per declared
+    type, negative, non-finite, spaced, exponent, non-decimal and binary-float amounts and a
+    missing one; per declared type, every level's look-alikes, an unknown, a missing and a
+    numeric level. The plain amount is 1000 and the level the highest one."""
+    types_ = sorted(t.code for t in policy.types)
+    levels = [lv.code for lv in policy.levels]
+    top = levels[-1] if levels else "ZZ-unknown-level"
+
+    def tx(n: int, tx_type: object, amount: object, level: object) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": f"input-{n}", "approver_id": "u-1", "executor_id": "u-2"}
+        for key, value in (("type", tx_type), ("amount", amount), ("actor_level", level)):
+            if value is not _MISSING_FIELD:
+                out[key] = value
+        out["attributes"] = {}
+        return out
+
+    bad_types: list[object] = [c for t in types_ for c in _look_alikes(t)]
+    bad_types += ["zz_unknown_type", "", 7, None, _MISSING_FIELD]
+    cases = [tx(0, t, "1000", top) for t in bad_types]
+    for t in types_:
+        cases += [tx(0, t, a, top) for a in _BAD_AMOUNTS]
+        bad_levels = [c for lv in levels for c in _look_alikes(lv)]
+        cases += [tx(0, t, "1000", lv) for lv in [*bad_levels, "ZZ-unknown-level", 3, None, _MISSING_FIELD]]
+    for n, case in enumerate(cases):
+        case["id"] = f"input-{n}"
+    return cases
+
+
 def _categories(policy: m.Policy, count: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
     for case in policy.golden:
         yield "golden", case.transaction()
+    for tx in input_cases(policy):
+        yield "inputs", tx
     for tx in boundary_cases(policy):
         yield "boundary", tx
     for rule in policy.rules:
@@ -208,6 +279,18 @@ def _categories(policy: m.Policy, count: int, seed: int) -> Iterator[tuple[str, 
             yield "rule_edges", tx
     for tx in random_cases(policy, count, seed):
         yield "random", tx
+
+
+def cases(policy: m.Policy, count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """Every case kaizen compares, with its category, each once (the first category keeps it)."""
+    seen: set[str] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
+    for category, tx in _categories(policy, count, seed):
+        key = _key(tx)
+        if key not in seen:
+            seen.add(key)
+            out.append((category, tx))
+    return out
 
 
 def _key(tx: dict[str, Any]) -> str:
@@ -269,8 +352,20 @@ def _golden(enforcer: Enforcer) -> dict[str, Any]:
 PARALLEL_FROM = 20_000
 
 
+class _Oracles:
+    """The reference interpreter in each generator's policy language; ``changed`` is the one of
+    the newer language when the two differ (its input checks explain the counterexamples)."""
+
+    def __init__(self, policy: m.Policy, old: str, new: str) -> None:
+        self.old = Interpreter(policy, old)
+        self.new = self.old if new == old else Interpreter(policy, new)
+        self.changed: Interpreter | None = None
+        if new != old:
+            self.changed = max((self.old, self.new), key=lambda i: tuple(map(int, i.language.split("."))))
+
+
 def _compare(
-    old: Enforcer, new: Enforcer, interp: Interpreter, cases: Sequence[tuple[str, dict[str, Any]]]
+    old: Enforcer, new: Enforcer, oracles: _Oracles, cases: Sequence[tuple[str, dict[str, Any]]]
 ) -> dict[str, Any]:
     """Old A against new A, and each against the interpreter, on ``cases``: counts per category,
     the first :data:`LISTED` counterexamples of each kind, and every total."""
@@ -278,6 +373,7 @@ def _compare(
         "cases": dict.fromkeys(CATEGORIES, 0),
         "counterexamples": [],
         "counterexamples_total": 0,
+        "counterexamples_by_language": 0,
         "oracle": [],
         "oracle_total": {"from": 0, "to": 0},
     }
@@ -286,12 +382,21 @@ def _compare(
         a, b = _decide(old, tx), _decide(new, tx)
         if a != b:
             part["counterexamples_total"] += 1
+            checks = None
+            if oracles.changed is not None:
+                checks = sorted({r for r, _ in oracles.changed.input_checks(tx)})
+                part["counterexamples_by_language"] += bool(checks)
             if len(part["counterexamples"]) < LISTED:
-                part["counterexamples"].append(
-                    {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
-                )
-        oracle = interp.decide(tx).comparable()
+                ce = {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
+                if checks is not None:
+                    ce["input_checks"] = checks
+                part["counterexamples"].append(ce)
+        outcomes = {"from": oracles.old.decide(tx).comparable()}
+        outcomes["to"] = (
+            outcomes["from"] if oracles.new is oracles.old else oracles.new.decide(tx).comparable()
+        )
         for side, d in (("from", a), ("to", b)):
+            oracle = outcomes[side]
             if "error" in d or comparable(d) != oracle:
                 part["oracle_total"][side] += 1
                 if len(part["oracle"]) < LISTED:
@@ -312,13 +417,15 @@ def _merge(result: KaizenResult, part: dict[str, Any]) -> None:
         result.cases[category] += n
     result.counterexamples += part["counterexamples"][: LISTED - len(result.counterexamples)]
     result.counterexamples_total += part["counterexamples_total"]
+    if result.counterexamples_by_language is not None:
+        result.counterexamples_by_language += part["counterexamples_by_language"]
     result.oracle += part["oracle"][: LISTED - len(result.oracle)]
     for side, n in part["oracle_total"].items():
         result.oracle_total[side] += n
 
 
 def _compare_in_parallel(
-    old: Enforcer, new: Enforcer, interp: Interpreter, cases: Sequence[tuple[str, dict[str, Any]]]
+    old: Enforcer, new: Enforcer, interp: _Oracles, cases: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """The parts of :func:`_compare` over ``cases``, in order. With many cases, more than one CPU
     and no other thread running, the second half is compared in a forked child (which inherits
@@ -434,19 +541,16 @@ def kaizen(
             random=count,
         )
         result.golden = {"from": _golden(old), "to": _golden(new)}
-        interp = Interpreter(policy)
-        seen: set[str] = set()
-        cases: list[tuple[str, dict[str, Any]]] = []
-        for category, tx in _categories(policy, count, seed):
-            key = _key(tx)
-            if key not in seen:
-                seen.add(key)
-                cases.append((category, tx))
+        oracles = _Oracles(policy, old_gen.language, new_gen.language)
+        result.languages = {"from": old_gen.language, "to": new_gen.language}
+        if oracles.changed is not None:
+            result.counterexamples_by_language = 0
+        compared = cases(policy, count, seed)
         progress(
-            f"comparing decisions on {len(cases)} cases: golden cases, boundaries, rule edges, random "
-            "transactions"
+            f"comparing decisions on {len(compared)} cases: golden cases, boundaries, rule edges, "
+            "refused inputs, random transactions"
         )
-        for part in _compare_in_parallel(old, new, interp, cases):
+        for part in _compare_in_parallel(old, new, oracles, compared):
             _merge(result, part)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -461,6 +565,8 @@ def kaizen(
         behaviour_equivalent=result.behaviour_equivalent,
         cases_compared=result.cases_compared,
         counterexamples=result.counterexamples_total,
+        languages=dict(result.languages),
+        counterexamples_by_language=result.counterexamples_by_language,
     )
     store.put_object(onto.canonical, "ontology")
     body = {
@@ -489,6 +595,8 @@ def kaizen(
         "random": {"count": count, "seed": seed, "generator": "python random.Random(seed)"},
         "counterexamples": result.counterexamples,
         "counterexamples_total": result.counterexamples_total,
+        "languages": dict(result.languages),
+        "counterexamples_by_language": result.counterexamples_by_language,
         "interpreter_disagreements": dict(result.oracle_total),
         "gates": gates,
         "findings": [f.to_dict() for f in v.findings],

@@ -60,11 +60,14 @@ def keypair_paths(out_prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
     return prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
 
 
-def generate_keypair(out_prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+def generate_keypair(
+    out_prefix: str | os.PathLike[str], *, public_mode: int | None = None
+) -> tuple[Path, Path]:
     """Create a new Ed25519 key pair at ``NAME.key`` and ``NAME.pub``; return both paths.
 
     The private key file is created with mode 0600 (never readable by others, not even for an
-    instant) and appears complete or not at all. Existing files are never replaced: if either
+    instant) and appears complete or not at all; the public key with ``public_mode`` (default:
+    0666 less the umask). Existing files are never replaced: if either
     file exists, :class:`InputError` (code ``keys.exists``) is raised and nothing is written.
     """
     key_path, pub_path = keypair_paths(out_prefix)
@@ -89,7 +92,7 @@ def generate_keypair(out_prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
     public_pem = public_key_pem(private_key.public_key())
     _write_new(key_path, private_pem, PRIVATE_KEY_MODE)
     try:
-        _write_new(pub_path, public_pem, None)
+        _write_new(pub_path, public_pem, public_mode)
     except BaseException:
         with contextlib.suppress(OSError):
             key_path.unlink()

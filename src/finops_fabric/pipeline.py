@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,13 +25,15 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import check_output, is_archive_path, read_enforcer_files, write_archive
 from finops_fabric.canonical import canonical_json
-from finops_fabric.enforcer import MANIFEST, is_enforcer_dir, load_enforcer, parse_manifest
+from finops_fabric.enforcer import MANIFEST, Enforcer, is_enforcer_dir, load_enforcer, parse_manifest
 from finops_fabric.errors import CheckFailed, Finding, InputError
-from finops_fabric.golden import run_golden_gate
+from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.invariants import INVARIANTS, check_invariants
 from finops_fabric.rdf.canon import canonical_nquads
 from finops_fabric.rdf.load import RawGraph, load_graph, load_many
+from finops_fabric.rdf.org_shapes import load_org_shapes
 from finops_fabric.rdf.reader import read_policy
 from finops_fabric.store import Store
 
@@ -76,7 +80,8 @@ def load_snapshot(canonical: bytes, name: str = "snapshot.nq") -> LoadedOntology
 def schema_hash(schemas: Sequence[Path]) -> str:
     """Hash of Σ: the base shapes Σ₀ shipped with this version plus the organisation's shapes."""
     base = Path(str(resources.files("finops_fabric.rdf").joinpath("data", "shapes.ttl")))
-    triples = list(load_many([base, *schemas]).triples)
+    # the organisation's shapes are checked to be data here already, before anything is stored
+    triples = list(dict.fromkeys([*load_many([base]).triples, *load_org_shapes(list(schemas)).triples]))
     return "sha256:" + hashlib.sha256(canonical_nquads(triples)).hexdigest()
 
 
@@ -106,6 +111,15 @@ def _gate(status: str, **evidence: Any) -> dict[str, Any]:
     return {"status": status, "evidence": evidence}
 
 
+def warning_record(f: Finding) -> dict[str, Any]:
+    """A warning as a receipt keeps it: what it says, about which node, and where it is written."""
+    out: dict[str, Any] = {"message": f.message, "focus": f.focus}
+    out["location"] = f.location.to_dict() if f.location is not None else None
+    if f.invariant is not None:
+        out["invariant"] = f.invariant
+    return out
+
+
 def compact(text: str, prefixes: dict[str, str]) -> str:
     """Write the IRIs in a message the way the policy's own files write them (``ex:rule``)."""
     for name, ns in sorted(prefixes.items(), key=lambda kv: -len(kv[1])):
@@ -133,7 +147,9 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
     gates["ontology"] = _gate(
         "FAIL" if onto_violations else "PASS",
         violations=len(onto_violations),
-        warnings=sum(1 for f in findings if f.severity == "warning"),
+        warnings=[
+            warning_record(f) for f in sorted(findings, key=Finding.sort_key) if f.severity == "warning"
+        ],
     )
     if policy is None:
         gates["invariant"] = _gate("SKIPPED", reason="the ontology gate failed")
@@ -156,9 +172,54 @@ def validate(onto: LoadedOntology, schemas: Sequence[Path] = ()) -> Validation:
             "FAIL" if bad else "PASS",
             checked=list(INVARIANTS),
             violated=bad,
-            warnings=[f.invariant for f in inv if f.severity == "warning"],
+            warnings=[
+                warning_record(f) for f in sorted(inv, key=Finding.sort_key) if f.severity == "warning"
+            ],
         )
     return Validation(sorted(findings, key=Finding.sort_key), policy, gates)
+
+
+# --- dry run: the golden gate on a throwaway A ----------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What ``mu validate --golden`` found: the validation, and (when O conforms) the golden gate
+    on a throwaway A made by ``generator``."""
+
+    validation: Validation
+    generator: dict[str, str]
+    golden: GoldenReport | None = None
+    enforcer_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.validation.conforms and self.golden is not None and self.golden.ok
+
+
+def throwaway_enforcer(
+    policy: m.Policy, ontology_hash: str, generator_version: str | None = None
+) -> Enforcer:
+    """A for ``policy``, built in a temporary directory, verified and loaded as the golden gate
+    loads it, and the directory removed (A lives on in memory). Nothing reaches the store."""
+    files = generators.get(generator_version).build(policy, ontology_hash, None)
+    with tempfile.TemporaryDirectory(prefix="mu-dry-run-") as tmp:
+        write_tree(Path(tmp), files, durable=False)
+        return load_enforcer(tmp)
+
+
+def dry_run(
+    onto: LoadedOntology, schemas: Sequence[Path] = (), generator_version: str | None = None
+) -> DryRun:
+    """Validate O and, when it conforms, run the golden gate (compliance's cases and the derived
+    boundary cases, on A and on the reference interpreter) on a throwaway A. A draft tried this
+    way leaves no ledger entry and no object in the store."""
+    v = validate(onto, schemas)
+    gen = generators.get(generator_version)
+    if not v.conforms or v.policy is None:
+        return DryRun(v, gen.describe())
+    enforcer = throwaway_enforcer(v.policy, onto.hash, gen.version)
+    return DryRun(v, gen.describe(), run_golden_gate(v.policy, enforcer), enforcer.hash)
 
 
 # --- generation ---------------------------------------------------------------------------
@@ -197,9 +258,9 @@ def previous_from(store: Store, previous: Path | None, previous_receipt: Path | 
     from finops_fabric.receipts import load_receipt
 
     if previous is not None:
-        if not is_enforcer_dir(previous):
+        if not is_enforcer_dir(previous) and not is_archive_path(previous):
             raise InputError(f"--previous={previous} is not an enforcer directory", code="generate.previous")
-        man = parse_manifest((previous / MANIFEST).read_bytes(), str(previous))
+        man = parse_manifest(read_enforcer_files(previous)[MANIFEST], str(previous))
         return Previous(
             man.get("ontology_hash"),
             rules_of_manifest(man),
@@ -353,6 +414,63 @@ def write_tree(root: Path, files: Mapping[str, bytes], *, durable: bool = True) 
         os.sync()
 
 
+#: A ``.NAME.partial-*`` sibling older than this is stale whatever its pid says (the pid may
+#: have been reused by an unrelated process).
+PARTIAL_MAX_AGE_S = 24 * 3600
+
+
+def partial_dir(output: Path) -> Path:
+    """A fresh private directory ``.NAME.partial-PID-XXXXXXXX`` beside ``output`` to build A in,
+    after removing the stale ones an earlier run left there (:func:`sweep_partials`)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sweep_partials(output)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-{os.getpid()}-", dir=output.parent))
+
+
+def sweep_partials(output: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the ``.NAME.partial-*`` siblings of ``output`` that no running build owns: those
+    whose pid (``.NAME.partial-PID-…``) is not a live process of this machine, and any older
+    than :data:`PARTIAL_MAX_AGE_S` (also those without a pid, written by earlier versions). A
+    live process's directory (a concurrent build of the same output) is left alone, and so is
+    anything that is not a directory of this user. Returns what was removed."""
+    pattern = re.compile(re.escape(f".{output.name}.partial-") + r"(?:(\d+)-)?[^/]+")
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        siblings = list(output.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m is None:
+            continue
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if now - st.st_mtime < PARTIAL_MAX_AGE_S and (pid is None or _pid_alive(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def install_tree(tmp: Path, output: Path) -> None:
     """Move the complete A from ``tmp`` to ``output``; an existing enforcer there is replaced whole."""
     if output.exists():
@@ -388,7 +506,9 @@ def generate(
     and the receipt records it (``overrides``)."""
     store.require()
     gen = generators.get(generator_version)
-    if output.exists() and not output.is_dir():
+    if is_archive_path(output):
+        check_output(output)
+    elif output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="generate.output_exists")
     progress(f"loading {input_path}")
     onto = load_ontology(input_path)
@@ -450,8 +570,7 @@ def generate(
     gates["determinism"] = _gate("PASS", builds=2, artifacts=len(files), enforcer_hash=enforcer_hash)
 
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    tmp = partial_dir(output)
     try:
         write_tree(tmp, files)
         progress("golden gate: compliance cases and derived boundary cases")
@@ -506,7 +625,10 @@ def generate(
             compared_with=prev.source,
         )
         store.put_tree(files)
-        install_tree(tmp, output)
+        if is_archive_path(output):
+            write_archive(files, output)
+        else:
+            install_tree(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -38,11 +38,12 @@ from typing import Any
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.archive import is_archive_path, write_archive
 from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.enforcer import MANIFEST, load_enforcer
 from finops_fabric.errors import CheckFailed, InputError, Location
 from finops_fabric.keys import Ed25519PrivateKey, Ed25519PublicKey, key_id, load_public_key, public_key_pem
-from finops_fabric.pipeline import install_tree, quiet, write_tree
+from finops_fabric.pipeline import install_tree, partial_dir, quiet, write_tree
 from finops_fabric.receipts import (
     RECEIPT_FORMAT,
     check_hash,
@@ -177,6 +178,14 @@ def _check_kind(receipt: dict[str, Any]) -> None:
             "so there is no A to replay",
             code="replay.rejection_receipt",
             hint="replay the generation receipt of an O that passed every gate",
+        )
+    deployed = (receipt.get("inputs") or {}).get("generation_receipt_hash")
+    if kind in ("deployment", "rollback") and is_sha256(deployed):
+        raise CheckFailed(
+            f"{name} is a {kind} receipt; it deployed the A of generation receipt {deployed}: replay "
+            "that generation receipt",
+            code="replay.not_generation",
+            hint=f"mu replay --receipt={deployed}",
         )
     if kind == "replay" and isinstance(receipt.get("replay_of"), str):
         raise CheckFailed(
@@ -469,10 +478,11 @@ def write_enforcer(files: Mapping[str, bytes], output: Path) -> Path:
     an enforcer already there is replaced whole, anything else is refused."""
 
     output = Path(output)
+    if is_archive_path(output):
+        return write_archive(files, output)
     if output.exists() and not output.is_dir():
         raise InputError(f"--output={output} exists and is not a directory", code="replay.output_exists")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    tmp = partial_dir(output)
     try:
         write_tree(tmp, files)
         install_tree(tmp, output)

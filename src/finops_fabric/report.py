@@ -1,10 +1,14 @@
 """The audit trail as one self-contained HTML page an auditor can read (or as its JSON).
 
-The page has no external resources and no JavaScript: inline CSS only. It shows the summary,
-the gaps (highlighted), the chain as a timeline (kind, time, shortened hashes with the full
-hash in a ``title`` attribute, verification status, and for each change of O the rules added,
-removed and changed with old → new values), the rebuild of O from ΔO when it was asked for,
-and the signed Merkle tree head. Every string that comes from a receipt, from O or from the
+The page has no external resources and no JavaScript: inline CSS only. It is a list of
+sections (:data:`SECTIONS`, each a function of the audit document; a new section is one more
+function in the list): the overview (the summary, the receipts counted by what they record, and
+what each environment runs, from which O, approved by whom, since when), the gaps (highlighted),
+the chain as a timeline of cards (label, time, shortened hashes with the full hash in a
+``title`` attribute, verification status; for each change of O the rules added, removed and
+changed with old → new values; the environment of each deployment, rollback and attestation;
+the roster name of each approver: :data:`CARDS`), the rebuild of O from ΔO when it was asked
+for, and the signed Merkle tree head. Every string that comes from a receipt, from O or from the
 store is escaped (``html.escape``), so a hostile rule label stays text.
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,10 @@ from finops_fabric.canonical import is_sha256, write_bytes_atomic
 from finops_fabric.errors import InputError, Location
 from finops_fabric.receipts import write_json_atomic
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["CARDS", "SECTIONS", "Section", "render_html", "write_report"]
+
+#: One section of the page: the audit document → its HTML ("" to leave it out).
+Section = Callable[[dict[str, Any]], str]
 
 CSS = """
 :root { --ok: #17663a; --ok-bg: #e6f4ea; --bad: #a50e0e; --bad-bg: #fce8e6; --muted: #5f6368;
@@ -61,6 +68,14 @@ ol.timeline > li.stop::before { background: var(--stop); }
         padding: .1rem .45rem; border-radius: 4px; background: #e8eaed; }
 .kind.generation { background: #e8f0fe; color: #174ea6; }
 .kind.rejection { background: var(--stop-bg); color: var(--stop); }
+.kind.deployment, .kind.rollback { background: #e6f4ea; color: var(--ok); }
+.kind.failed_deployment, .kind.failed_rollback { background: var(--bad-bg); color: var(--bad); }
+.kind.attestation { background: #f3e8fd; color: #681da8; }
+.kind.approval, .kind.roster { background: #fef7e0; color: #8a5a00; }
+ul.envs { list-style: none; padding: 0; margin: .5rem 0 1rem; }
+ul.envs li { padding: .5rem .75rem; border-left: 4px solid var(--ok); background: var(--ok-bg);
+             margin: .3rem 0; overflow-wrap: anywhere; }
+.card { margin: .35rem 0 0; }
 .status { font-weight: 600; }
 .status.ok { color: var(--ok); }
 .status.bad { color: var(--bad); }
@@ -186,8 +201,66 @@ def _detail(gap: dict[str, Any]) -> str:
     return message
 
 
+# --- cards: what each kind of receipt says, on its card in the timeline ---------------------------
+
+
+def _switch_card(entry: dict[str, Any]) -> str:
+    env, runs, cls = esc(entry.get("env")), hash_html(entry.get("runs")), str(entry.get("class"))
+    if cls.startswith("failed_"):
+        return (
+            f'<p class="card status bad">Environment <strong>{env}</strong>: not switched '
+            f"({esc(entry.get('reason'))}); it kept A {runs}.</p>"
+        )
+    return f'<p class="card">Environment <strong>{env}</strong> now runs A {runs}.</p>'
+
+
+def _attestation_card(entry: dict[str, Any]) -> str:
+    return (
+        f'<p class="card">Attests that environment <strong>{esc(entry.get("env"))}</strong> runs A '
+        f"{hash_html(entry.get('runs'))} as of {esc(entry.get('as_of'))} (a query of what runs; "
+        "nothing was deployed).</p>"
+    )
+
+
+def _approval_card(entry: dict[str, Any]) -> str:
+    a = entry.get("approver") or {}
+    what = (
+        f"an override of the invariant <code>{esc(a.get('override'))}</code> for O"
+        if a.get("override")
+        else "O"
+    )
+    if a.get("verified"):
+        who = (
+            f"<strong>{esc(a.get('name'))}</strong> "
+            f'<span class="muted">(compliance roster v{esc(a.get("roster_version"))}, key '
+            f"{hash_html(a.get('keyid'))})</span>"
+        )
+    else:
+        who = (
+            f'<span class="status bad">key {hash_html(a.get("keyid"))}, NOT a verified roster member: '
+            f"{esc(a.get('problem'))}</span>"
+        )
+    return f'<p class="card">Approved by {who}: {what} {hash_html(a.get("ontology_hash"))}.</p>'
+
+
+#: Receipt class → its card's own lines (see :mod:`finops_fabric.audit.overview`).
+CARDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "deployment": _switch_card,
+    "rollback": _switch_card,
+    "failed_deployment": _switch_card,
+    "failed_rollback": _switch_card,
+    "attestation": _attestation_card,
+    "approval": _approval_card,
+}
+
+
 def _entry(entry: dict[str, Any], t: dict[str, Any] | None, gaps: list[dict[str, Any]]) -> str:
-    seq, kind, ok = entry.get("seq"), str(entry.get("kind")), bool(entry.get("verified"))
+    seq, kind, ok = (
+        entry.get("seq"),
+        str(entry.get("class") or entry.get("kind")),
+        bool(entry.get("verified")),
+    )
+    label = str(entry.get("label") or kind)
     cls = "failed" if not ok else ("stop" if kind == "rejection" else "")
     status = (
         '<span class="status ok">✓ verified</span>'
@@ -208,8 +281,9 @@ def _entry(entry: dict[str, Any], t: dict[str, Any] | None, gaps: list[dict[str,
     problems = "".join(f'<li class="problem">✗ {esc(_detail(g))}</li>' for g in gaps)
     return (
         f'<li class="{cls}" id="seq-{esc(seq)}"><div class="head"><strong>seq {esc(seq)}</strong>'
-        f'<span class="kind {esc(kind)}">{esc(kind)}</span><span>{esc(entry.get("time") or "")}</span>'
+        f'<span class="kind {esc(kind)}">{esc(label)}</span><span>{esc(entry.get("time") or "")}</span>'
         f'{status}</div><p class="meta">{"".join(meta)}</p>'
+        + (CARDS[kind](entry) if kind in CARDS else "")
         + (f'<ul class="rules">{problems}</ul>' if problems else "")
         + (_change(t) if t else "")
         + "</li>"
@@ -319,25 +393,67 @@ def _tree_head(doc: dict[str, Any]) -> str:
     return "<h2>Tree head</h2>" + "".join(parts) if parts else ""
 
 
-def render_html(doc: dict[str, Any]) -> str:
-    """The audit document (``AuditResult.to_dict()``) as one HTML page."""
+def _environments(doc: dict[str, Any]) -> str:
+    """ "production runs A … (O …, approved by …) since …", for each environment deployed to."""
+    items = []
+    for e in doc.get("environments") or []:
+        names = e.get("approved_by") or []
+        approved = (
+            "approved by " + esc(", ".join(names))
+            if names
+            else '<span class="muted">not approved by the compliance roster</span>'
+        )
+        items.append(
+            f"<li><strong>{esc(e.get('env'))}</strong> runs A {hash_html(e.get('enforcer_hash'))} "
+            f"(O {hash_html(e.get('ontology_hash'))}, {approved}) since {esc(e.get('since'))} "
+            f'<span class="muted">({esc(e.get("by"))} <a href="#seq-{esc(e.get("seq"))}">seq '
+            f"{esc(e.get('seq'))}</a>)</span></li>"
+        )
+    return f'<ul class="envs">{"".join(items)}</ul>' if items else ""
+
+
+NONE = '<span class="muted">none</span>'
+
+
+def _overview(doc: dict[str, Any]) -> str:
     ok = bool(doc.get("verified"))
     ledger = doc.get("ledger") or {}
     rng = doc.get("range") or {}
     trust = doc.get("trust") or {}
     keys = ", ".join(hash_html(k.get("keyid")) for k in trust.get("keys") or []) or "none"
-    body = (
+    kinds = ", ".join(f"{esc(k.replace('_', ' '))}: {esc(n)}" for k, n in (doc.get("by_kind") or {}).items())
+    return (
         "<header><h1>Audit trail</h1>"
         f'<p class="muted">Ledger <code>{esc(ledger.get("path"))}</code></p></header>'
         f'<div class="summary {"ok" if ok else "bad"}">{"✓" if ok else "✗"} {esc(doc.get("summary"))}</div>'
-        '<dl class="facts">'
+        + _environments(doc)
+        + '<dl class="facts">'
         f"<dt>receipts checked</dt><dd>{esc(doc.get('receipts'))} of {esc(ledger.get('size'))} in the ledger"
         f" (seq {esc(rng.get('first_seq'))} to {esc(rng.get('last_seq'))})</dd>"
-        f"<dt>policy changes</dt><dd>{esc(doc.get('changes'))}</dd>"
+        f"<dt>policy changes</dt><dd>{esc(doc.get('changes'))} "
+        '<span class="muted">(generations that changed hash(O); rejected attempts are not changes)'
+        "</span></dd>"
+        f"<dt>receipts by kind</dt><dd>{kinds or NONE}</dd>"
         f'<dt>trusted keys</dt><dd>{keys} <span class="muted">({esc(trust.get("source"))})</span></dd>'
         "</dl>"
-        "<h2>Gaps</h2>" + _gaps(doc) + "<h2>The chain</h2>" + _timeline(doc) + _rebuild(doc) + _tree_head(doc)
     )
+
+
+def _gaps_section(doc: dict[str, Any]) -> str:
+    return "<h2>Gaps</h2>" + _gaps(doc)
+
+
+def _chain_section(doc: dict[str, Any]) -> str:
+    return "<h2>The chain</h2>" + _timeline(doc)
+
+
+#: The page, top to bottom.
+SECTIONS: list[Section] = [_overview, _gaps_section, _chain_section, _rebuild, _tree_head]
+
+
+def render_html(doc: dict[str, Any], sections: Sequence[Section] = SECTIONS) -> str:
+    """The audit document (``AuditResult.to_dict()``) as one HTML page, section by section."""
+    body = "".join(section(doc) for section in sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

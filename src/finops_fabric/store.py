@@ -29,6 +29,7 @@ from typing import Any
 
 from .canonical import canonical_json, is_sha256, sha256_hex, write_bytes_atomic
 from .errors import CheckFailed, InputError, Location
+from .files import PRIVATE_FILE, private_dir, private_file
 from .keys import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -144,10 +145,9 @@ class Store:
         """
         existed = self.exists()
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
-            self.keys_dir.mkdir(mode=0o700, exist_ok=True)
-            self.objects_dir.mkdir(exist_ok=True)
-            self.cache_dir.mkdir(exist_ok=True)
+            for d in (self.home, self.keys_dir, self.objects_dir, self.cache_dir):
+                private_dir(d)  # 0700 whatever the umask
+            private_file(self.db_path)  # 0600 before SQLite opens it (its -wal and -shm follow)
         except OSError as exc:
             raise InputError(
                 f"cannot create store at {self.home}: {exc.strerror or exc}",
@@ -168,7 +168,7 @@ class Store:
             if not pub_path.exists():  # recover the public half from the private key
                 public = load_private_key(key_path).public_key()
                 with contextlib.suppress(FileExistsError):
-                    write_bytes_atomic(pub_path, public_key_pem(public), exclusive=True)
+                    write_bytes_atomic(pub_path, public_key_pem(public), exclusive=True, mode=PRIVATE_FILE)
             return False
         if pub_path.exists():
             raise InputError(
@@ -178,7 +178,7 @@ class Store:
                 hint="restore operator.key, or move operator.pub away to create a new key",
             )
         try:
-            generate_keypair(self.keys_dir / "operator")
+            generate_keypair(self.keys_dir / "operator", public_mode=PRIVATE_FILE)
         except InputError as exc:
             if exc.code != "keys.exists":  # another process created it at the same moment
                 raise
@@ -328,8 +328,8 @@ class Store:
         try:
             if path.is_file() and sha256_hex(path.read_bytes()) == digest:
                 return digest
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(path, data, durable=durable)
+            private_dir(path.parent)
+            write_bytes_atomic(path, data, durable=durable, mode=PRIVATE_FILE)
         except OSError as exc:
             raise InputError(
                 f"cannot write object {path}: {exc.strerror or exc}",
@@ -396,9 +396,10 @@ class Store:
         """Remember ``data`` for ``key`` (atomic; the entry carries its own hash)."""
         path = self._cache_path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             # A cache entry lost in a crash is only a miss, and a damaged one fails its own hash.
-            write_bytes_atomic(path, sha256_hex(data).encode("ascii") + b"\n" + data, durable=False)
+            entry = sha256_hex(data).encode("ascii") + b"\n" + data
+            write_bytes_atomic(path, entry, durable=False, mode=PRIVATE_FILE)
         except OSError as exc:
             raise InputError(
                 f"cannot write cache entry {path}: {exc.strerror or exc}",

@@ -17,6 +17,7 @@ import pytest
 
 from finops_fabric import generators
 from finops_fabric import model as m
+from finops_fabric.interpreter import Interpreter
 from finops_fabric.rdf.reader import read_policy
 
 EX = "https://example.com/test#"
@@ -156,6 +157,11 @@ def build(policy: m.Policy, ontology_hash: str = ZERO_HASH) -> dict[str, bytes]:
     return generators.get("1").build(policy, ontology_hash)
 
 
+def interpreter(policy: m.Policy) -> Interpreter:
+    """The reference interpreter in the language of the generator these helpers build with (v1: 1.0)."""
+    return Interpreter(policy, generators.get("1").language)
+
+
 def load_built(files: dict[str, bytes]) -> Any:
     """The runtime enforcer of generator v1 for the files of A (no disk involved)."""
     manifest = json.loads(files["manifest.json"])
@@ -206,6 +212,7 @@ def policies() -> SimpleNamespace:
         turtle_string=turtle_string,
         build=build,
         load_built=load_built,
+        interpreter=interpreter,
         write_tree=write_tree,
         tx=tx,
     )

@@ -154,7 +154,17 @@ def test_clean_chain_verifies_with_counts_and_rule_diffs(chain: SimpleNamespace)
     doc = trail(chain.home)
     assert doc["verified"] is True and doc["gaps"] == []
     assert doc["receipts"] == 5 and doc["changes"] == 3
-    assert doc["summary"] == "3 policy changes, 5 receipts, all verified"
+    assert doc["summary"] == (
+        "3 policy changes (generations), 1 regeneration of the same O, 1 rejected attempt, "
+        "5 receipts, all verified"
+    )
+    assert doc["by_kind"] == {"generation": 4, "rejection": 1}
+    labels = [c["label"] for c in doc["chain"]]
+    assert labels == ["policy change"] * 2 + [
+        "regeneration of the same O",
+        "rejected attempt",
+        "policy change",
+    ]
     assert [c["kind"] for c in doc["chain"]] == ["generation"] * 3 + ["rejection", "generation"]
     assert all(c["verified"] and c["signed_by"] for c in doc["chain"])
     t = doc["transitions"]
@@ -182,7 +192,9 @@ def test_clean_chain_verifies_with_counts_and_rule_diffs(chain: SimpleNamespace)
 def test_human_output_states_changes_and_summary(chain: SimpleNamespace) -> None:
     code, out, _ = run("audit-trail", "--home", chain.home)
     assert code == 0
-    assert out.rstrip().endswith("3 policy changes, 5 receipts, all verified")
+    assert out.rstrip().endswith("1 rejected attempt, 5 receipts, all verified")
+    (seq4,) = [line for line in out.splitlines() if line.startswith("seq 4 ")]
+    assert "rejected attempt" in seq4 and "verified" in seq4
     assert f"~ {EX}approval-wire" in out and "fab:amountThreshold: '50000' → '75000'" in out
     assert f"+ {EX}audit-wires" in out and f"- {EX}approval-wire-large" in out
     assert "rejected" in out and "tree head: 5 receipts" in out

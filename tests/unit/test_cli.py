@@ -167,6 +167,33 @@ def test_tampered_enforcer_is_refused(mu: Run, tmp_path: Path) -> None:
     assert mu("hash", tmp_path / "A")[0] == 1
 
 
+def test_verify_hashes_checks_each_side_against_its_own_manifest(mu: Run, tmp_path: Path) -> None:
+    o = copy_example(tmp_path)
+    mu("generate", f"--input={o}", f"--output={tmp_path / 'A'}")
+    shutil.copytree(tmp_path / "A", tmp_path / "A_edited")
+    module = next((tmp_path / "A_edited" / "rules").glob("approval_purchase_*.py"))
+    module.write_text(module.read_text().replace("100000", "1000000"))
+    rel = f"rules/{module.name}"
+    for old, new in (("A", "A_edited"), ("A_edited", "A")):
+        code, out, err = mu("verify-hashes", f"--old={tmp_path / old}", f"--new={tmp_path / new}")
+        assert (
+            code == 1
+            and out == ""
+            and rel in err
+            and "A_edited" in err
+            and "does not match its manifest" in err
+        )
+    code, out, _ = mu("verify-hashes", f"--old={tmp_path / 'A'}", f"--new={tmp_path / 'A_edited'}", "--json")
+    assert code == 1 and json.loads(out)["error"]["code"] == "enforcer.tampered"
+    # a manifest that no longer is the generator's canonical JSON is refused too
+    manifest = tmp_path / "A_edited" / "manifest.json"
+    module.write_text(module.read_text().replace("1000000", "100000"))
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=1))
+    code, _, err = mu("verify-hashes", f"--old={tmp_path / 'A'}", f"--new={tmp_path / 'A_edited'}")
+    assert code == 1 and "manifest.json was edited" in err
+    assert mu("verify-hashes", f"--old={tmp_path / 'A'}", f"--new={tmp_path / 'A'}")[0] == 0
+
+
 def test_usage_errors_are_exit_2(mu: Run, tmp_path: Path) -> None:
     assert mu("generate")[0] == 2
     assert mu("frobnicate")[0] == 2
@@ -189,7 +216,10 @@ def test_generators_lists_versions(mu: Run) -> None:
     from finops_fabric import generators
 
     out = mu.json("generators")
-    assert out["versions"] == ["1", "2"] == generators.versions() and out["default"] == "1"
+    assert out["versions"] == ["1", "2", "3"] == generators.versions() and out["default"] == "3"
+    assert {g["version"]: g["language"] for g in out["generators"]} == {"1": "1.0", "2": "1.0", "3": "1.1"}
+    code, text, _ = mu("generators")
+    assert code == 0 and "v3  language 1.1" in text and "(default)" in text.splitlines()[2]
 
 
 def _policy_with_rules(path: Path, n: int) -> Path:

@@ -19,7 +19,7 @@ from finops_fabric.daemon import decision_log
 from finops_fabric.daemon.runtime import Runtime
 from finops_fabric.diagnosis import CHECKS, ESCALATE_TO, Case, diagnose, transaction_hash
 from finops_fabric.errors import InputError
-from finops_fabric.generators.v1 import emit
+from finops_fabric.generators.v3 import emit
 from finops_fabric.golden import GoldenReport, run_golden_gate
 from finops_fabric.keys import generate_keypair, load_private_key
 from finops_fabric.receipts import load_receipt, seal, verify_receipt
@@ -366,8 +366,14 @@ def test_decision_id_reads_transaction_outcome_receipt_and_deployed_a(
     assert out["observed"] == "APPROVE" and out["generation_receipt_hash"] == line.receipt["receipt_hash"]
     assert out["transaction_hash"] == transaction_hash(json.loads(line.tx.read_text()))
     t = evidence(out, "tampering")
-    assert t["result"] == "pass" and t["enforcer"] == str(line.a.absolute())
+    assert t["result"] == "pass" and "the daemon's copy of A" in t["enforcer"]
     assert t["logged_enforcer_hash"] == line.receipt["outputs"]["enforcer_hash"]
+    assert t["source_copy"] == {
+        "path": str(line.a.absolute()),
+        "enforcer_hash": line.receipt["outputs"]["enforcer_hash"],
+        "matches": True,
+        "changed": [],
+    }
     assert out["logged"]["decision_id"] == logged.faulty and out["logged"]["env"] == "test"
     assert evidence(out, "production")["fired_as_logged"] is False
     mine = store.latest("diagnosis")
@@ -378,24 +384,74 @@ def test_decision_id_reads_transaction_outcome_receipt_and_deployed_a(
     audit_verified(mu)
 
 
-def test_decision_id_with_the_deployed_a_edited_on_disk_is_tampering(
+def test_decision_id_reads_the_a_that_served_not_the_edited_source_directory(
+    mu: Run, line: SimpleNamespace, logged: SimpleNamespace, tmp_path: Path
+) -> None:
+    # The operator edits the directory they deployed from (here: regenerates a newer O into it).
+    # The daemon verified its copy at deployment and never reads that directory again.
+    o2 = changed_example(tmp_path)
+    mu.json("generate", f"--input={o2}", f"--output={line.a}")
+    mod = artifact_of(line.a, EX + "approval-purchase")
+    mod.write_text(mod.read_text() + "\n# edited\n")
+    out = mu.json("diagnose", f"--decision-id={logged.faulty}", "--env=test")
+    assert out["verdict"] == "runtime", out["summary"]
+    t = evidence(out, "tampering")
+    assert t["result"] == "pass" and t["problems"] == []
+    assert "exactly the receipted A" in t["detail"] and "has changed since the deployment" in t["detail"]
+    assert t["source_copy"]["matches"] is False and "manifest.json" in t["source_copy"]["changed"]
+    assert out["decision"]["production_enforcer"]["decision"] == "REJECT"  # the served A, run
+    assert "security" not in out["escalate_to"]
+    code, text, _ = mu("diagnose", f"--decision-id={logged.real}", "--env=test")
+    assert code == 0 and "tampering" not in text.splitlines()[0] and "note: the directory" in text
+
+
+def test_decision_id_with_the_directory_edited_and_given_as_enforcer_is_tampering(
     mu: Run, line: SimpleNamespace, logged: SimpleNamespace
 ) -> None:
+    # Saying "this is what production runs" about an edited directory still names the edit.
     mod = artifact_of(line.a, EX + "approval-purchase")
     mod.write_text(mod.read_text() + "\n")
-    out = mu.json("diagnose", f"--decision-id={logged.real}", "--env=test")
+    out = mu.json("diagnose", f"--decision-id={logged.real}", "--env=test", f"--enforcer={line.a}")
     assert out["verdict"] == "tampering"
     assert evidence(out, "tampering")["problems"][0]["rule"] == EX + "approval-purchase"
 
 
-def test_decision_id_without_the_deployed_directory_checks_the_logged_hash(
+def test_decision_id_with_the_store_copy_damaged_warns_but_does_not_blame(
+    mu: Run, line: SimpleNamespace, logged: SimpleNamespace, store: Store
+) -> None:
+    blob = line.receipt["outputs"]["artifacts"][
+        artifact_of(line.a, EX + "approval-purchase").relative_to(line.a).as_posix()
+    ]
+    path = store.objects_dir / "blob" / blob.removeprefix("sha256:")
+    path.write_bytes(path.read_bytes() + b"\n")
+    out = mu.json("diagnose", f"--decision-id={logged.faulty}", "--env=test")
+    assert out["verdict"] == "runtime"
+    t = evidence(out, "tampering")
+    assert t["result"] == "pass" and "WARNING: the store's copy" in t["detail"]
+    # the directory it was deployed from is still exactly the logged A, so that one was run
+    assert out["decision"]["production_enforcer"]["decision"] == "REJECT"
+
+
+def test_decision_id_without_the_deployed_directory_runs_the_store_copy(
     mu: Run, line: SimpleNamespace, logged: SimpleNamespace
 ) -> None:
     shutil.rmtree(line.a)
     out = mu.json("diagnose", f"--decision-id={logged.faulty}", "--env=test")
     assert out["verdict"] == "runtime"
     t = evidence(out, "tampering")
-    assert t["result"] == "pass" and "no longer exists" in t["detail"]
+    assert t["result"] == "pass" and "is gone or unreadable now" in t["detail"]
+    assert out["decision"]["production_enforcer"]["decision"] == "REJECT"
+
+
+def test_decision_id_without_any_copy_checks_the_logged_hash(
+    mu: Run, line: SimpleNamespace, logged: SimpleNamespace, store: Store
+) -> None:
+    shutil.rmtree(line.a)
+    shutil.rmtree(store.objects_dir / "blob")
+    out = mu.json("diagnose", f"--decision-id={logged.faulty}", "--env=test")
+    assert out["verdict"] == "runtime"
+    t = evidence(out, "tampering")
+    assert t["result"] == "pass" and "only the logged hash was compared" in t["detail"]
     assert out["decision"]["production_enforcer"] == {"not_run": "A_prod is not available"}
 
 
@@ -476,7 +532,7 @@ def test_bad_input_is_refused_and_nothing_is_written(
                 f"--enforcer={tmp_path / 'x'}",
             ],
             2,
-            "no enforcer directory",
+            "no enforcer at",
         ),
     ]
     for args, code, words in cases:
@@ -599,3 +655,10 @@ def test_many_diagnoses_keep_the_audit_trail_verified(mu: Run, line: SimpleNames
     trail = audit_verified(mu)
     assert trail["receipts"] == 5 and trail["changes"] == 2
     assert mu.json("drift", f"--enforcer={tmp_path / 'A2'}")["drift"] is False  # latest generation unaffected
+
+
+def test_a_prod_may_be_an_archive(mu: Run, line: SimpleNamespace, tmp_path: Path) -> None:
+    mu.json("generate", f"--input={line.o}", f"--output={tmp_path / 'A.tar'}")
+    out = run_diagnose(mu, line, f"--enforcer={tmp_path / 'A.tar'}", "--observed=APPROVE")
+    assert out["verdict"] == "runtime" and results(out)["tampering"] == "pass"
+    assert out["decision"]["production_enforcer"]["decision"] == "REJECT"

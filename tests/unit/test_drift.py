@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from harness import EX, Run, changed_example, copy_example
 
 from finops_fabric.canonical import canonical_json, sha256_hex
+from finops_fabric.daemon.runtime import Runtime
 from finops_fabric.drift import CAUSES, detect_drift
 from finops_fabric.store import Store
 
@@ -95,14 +97,29 @@ def test_an_a_from_another_o_is_not_receipted(mu: Run, prod: Path, tmp_path: Pat
     ]
 
 
-def test_an_a_of_an_older_receipt_is_superseded(mu: Run, prod: Path, tmp_path: Path) -> None:
+def test_an_a_of_an_older_receipt_is_compared_with_its_own_generation(
+    mu: Run, prod: Path, tmp_path: Path
+) -> None:
+    # A newer generation (a throwaway `mu generate`) does not make the older A drift: it is
+    # compared with the receipt that produced it, and the newer A is information.
     o2 = changed_example(tmp_path)
-    mu.json("generate", f"--input={o2}", f"--output={tmp_path / 'A2'}")
-    out = mu.json("drift", f"--enforcer={prod}", code=1)
+    newer = mu.json(
+        "generate", f"--input={o2}", f"--output={tmp_path / 'A2'}", f"--receipt={tmp_path / 'R2.json'}"
+    )
+    out = mu.json("drift", f"--enforcer={prod}")
     older = json.loads((tmp_path / "R.json").read_text())["receipt_hash"]
-    assert out["differences"][0]["cause"] == "superseded" and older in out["differences"][0]["detail"]
-    assert {d["cause"] for d in out["differences"]} == {"superseded"}
+    assert out["drift"] is False and out["receipt_hash"] == older
+    assert "deployed nowhere" in out["reference"]["why"]
+    assert any(
+        "a newer A exists that is not deployed" in i and newer["receipt_hash"] in i
+        for i in out["information"]
+    )
     assert mu.json("drift", f"--enforcer={tmp_path / 'A2'}")["drift"] is False
+    # a hand edit of the older A is still drift against its own generation
+    mod = artifact_of(prod, EX + "approval-purchase")
+    mod.write_text(mod.read_text() + "\n")
+    out = mu.json("drift", f"--enforcer={prod}", code=1)
+    assert causes(out) == [("edited", mod.relative_to(prod).as_posix())] and out["receipt_hash"] == older
 
 
 def test_an_a_by_another_generator_is_a_generator_mismatch(mu: Run, prod: Path) -> None:
@@ -173,3 +190,94 @@ def test_drift_changes_nothing_in_the_store(mu: Run, prod: Path, tmp_path: Path)
     (prod / "extra.txt").write_text("x")
     mu.json("drift", f"--enforcer={prod}", code=1)
     assert store.receipts() == before
+
+
+# --- drift is about what an environment runs -------------------------------------------------------
+
+
+@pytest.fixture
+def deployed(mu: Run, prod: Path, tmp_path: Path) -> SimpleNamespace:
+    """The example's A deployed to test and production (by the daemon's runtime, as `mu deploy`
+    does; compliance approved its O), then a throwaway generation of a changed O nobody deploys."""
+    assert mu("keygen", "--out", "alice")[0] == 0
+    assert mu("roster", "init", "--member=alice=alice.pub", "--key=alice.key")[0] == 0
+    mu.json("approve", f"--ontology={tmp_path / 'O'}", "--key=alice.key")
+    store = Store(tmp_path / "store")
+    r1 = json.loads((tmp_path / "R.json").read_text())
+    for env in ("test", "production"):
+        result = Runtime(store, env).deploy((tmp_path / "A").absolute(), r1["receipt_hash"])
+        assert result.ok, result.reason
+    r2 = mu.json("generate", f"--input={changed_example(tmp_path)}", f"--output={tmp_path / 'Aspace'}")
+    return SimpleNamespace(store=store, r1=r1, r2=r2, a=tmp_path / "A")
+
+
+def test_a_throwaway_generation_is_not_drift_of_what_runs(
+    mu: Run, deployed: SimpleNamespace, prod: Path
+) -> None:
+    out = mu.json("drift", "--env=production")
+    assert out["drift"] is False and out["receipt_hash"] == deployed.r1["receipt_hash"]
+    assert out["reference"]["envs"] == ["production", "test"] and out["reference"]["deployment_receipt_hash"]
+    assert out["enforcer"].startswith("what production runs")
+    assert any("no production daemon is running" in i for i in out["information"])
+    assert any("a newer A exists that is not deployed" in i for i in out["information"])
+    code, text, _ = mu("drift", "--env=production")
+    assert code == 0 and text.startswith("no drift") and "note: a newer A exists" in text
+    # the running production A, given as a directory, is compared with production's deployment
+    out = mu.json("drift", f"--enforcer={prod}")
+    assert out["drift"] is False and "production, test runs" in out["reference"]["why"]
+    # the throwaway A is deployed nowhere: compared with the generation that produced it
+    out = mu.json("drift", f"--enforcer={deployed.a.parent / 'Aspace'}")
+    assert out["drift"] is False and out["receipt_hash"] == deployed.r2["receipt_hash"]
+    assert not any("not deployed" in i for i in out["information"])
+
+
+def test_the_newest_a_deployed_somewhere_is_said_so(mu: Run, deployed: SimpleNamespace, prod: Path) -> None:
+    result = Runtime(deployed.store, "test").deploy(
+        (deployed.a.parent / "Aspace").absolute(), deployed.r2["receipt_hash"]
+    )
+    assert result.ok
+    out = mu.json("drift", "--env=production")
+    assert out["drift"] is False and out["reference"]["envs"] == ["production"]
+    assert any("runs in test" in i for i in out["information"])
+    out = mu.json("drift", "--env=test")
+    assert (
+        out["drift"] is False
+        and out["receipt_hash"] == deployed.r2["receipt_hash"]
+        and not out["information"][1:]
+    )
+
+
+def test_env_and_an_enforcer_of_another_generation_is_drift(mu: Run, deployed: SimpleNamespace) -> None:
+    out = mu.json("drift", "--env=production", f"--enforcer={deployed.a.parent / 'Aspace'}", code=1)
+    assert out["receipt_hash"] == deployed.r1["receipt_hash"]
+    assert ("other_generation", "manifest.json") in causes(out)
+    assert deployed.r2["receipt_hash"] in out["differences"][0]["detail"]
+
+
+def test_a_damaged_copy_of_what_runs_is_drift(mu: Run, deployed: SimpleNamespace) -> None:
+    listing = deployed.r1["outputs"]["artifacts"]
+    rel = next(p for p in listing if p.startswith("rules/"))
+    blob = deployed.store.objects_dir / "blob" / listing[rel].removeprefix("sha256:")
+    blob.write_bytes(blob.read_bytes() + b"# edited\n")
+    out = mu.json("drift", "--env=test", code=1)
+    assert causes(out) == [("edited", rel)] and "boots from" in out["differences"][0]["detail"]
+    blob.unlink()
+    out = mu.json("drift", "--env=test", code=1)
+    assert causes(out) == [("missing", rel)]
+
+
+def test_a_daemon_serving_another_a_than_its_receipt_is_drift(deployed: SimpleNamespace) -> None:
+    other = "sha256:" + "5" * 64
+    report = detect_drift(None, deployed.store, env="production", served_hash=other)
+    assert [d.cause for d in report.differences] == ["not_serving"] and other in report.differences[0].detail
+    same = detect_drift(
+        None, deployed.store, env="production", served_hash=deployed.r1["outputs"]["enforcer_hash"]
+    )
+    assert not same.drift
+
+
+def test_env_never_deployed_or_bad_is_exit_2(mu: Run, deployed: SimpleNamespace) -> None:
+    code, _, err = mu("drift", "--env=staging")
+    assert code == 2 and "nothing has been deployed to staging" in err and "production, test" in err
+    code, _, err = mu("drift")
+    assert code == 2 and "--env" in err

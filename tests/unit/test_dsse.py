@@ -471,7 +471,9 @@ def test_cli_export_to_stdout_with_another_key(mu: Run, made: SimpleNamespace) -
 
 
 def test_cli_export_json_summary(mu: Run, made: SimpleNamespace, tmp_path: Path) -> None:
-    code, out, _ = mu("receipt", "--json", "export", made.receipt_path, f"--output={tmp_path / 'e.json'}")
+    code, out, _ = mu(
+        "receipt", "--json", "export", "--format=dsse", made.receipt_path, f"--output={tmp_path / 'e.json'}"
+    )
     doc = json.loads(out)
     assert code == 0 and doc["subjects"] == len(made.receipt["outputs"]["artifacts"])
     assert doc["keyid"] == key_id(made.public_key) and doc["output"] == str(tmp_path / "e.json")
@@ -500,11 +502,12 @@ def test_cli_verify_refuses_tampering_and_other_keys(mu: Run, made: SimpleNamesp
     ("args", "needle"),
     [
         (["receipt"], "give an action"),
-        (["receipt", "frob", "x"], "invalid choice"),
+        (["receipt", "frob", "x"], "unknown action 'frob'"),
         (["receipt", "export", "{r}", "--format=cose"], "unknown --format=cose"),
+        (["receipt", "export", "{r}", "--format=json", "--key=k"], "keeps its own signatures"),
         (["receipt", "export"], "RECEIPT"),
         (["receipt", "verify-dsse", "{r}"], "--public-key"),
-        (["receipt", "export", "{r}", "--public-key=k"], "unrecognized"),
+        (["receipt", "export", "{r}", "--public-key=k"], "has no option --public-key"),
         (["receipt", "--timestamp=2025-01-01T00:00:00Z"], "--deployment"),
         (["receipt", "--deployment=production", "export", "{r}"], "not both"),
         (["receipt", "export", "missing.json"], "no receipt at"),

@@ -11,6 +11,7 @@ import pytest
 from finops_fabric import generators
 from finops_fabric.enforcer import load_enforcer
 from finops_fabric.generators.v1 import emit
+from finops_fabric.generators.v3 import emit as emit3
 from finops_fabric.golden import rule_cases, run_golden_gate, whole_cases
 from finops_fabric.pipeline import generate, load_ontology
 from finops_fabric.rdf.reader import read_policy
@@ -70,12 +71,15 @@ def test_a_generator_defect_is_caught_with_a_counterexample(
 
 
 def test_the_pipeline_rejects_a_defective_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = emit._sod
+    assert generators.DEFAULT_VERSION == "3"  # the generator `generate` uses below
+    real = emit3._sod
 
     def broken(rule):  # type: ignore[no-untyped-def]
-        return [line.replace("if approver == executor:", "if approver != executor:") for line in real(rule)]
+        return [
+            line.replace("elif approver == executor:", "elif approver != executor:") for line in real(rule)
+        ]
 
-    monkeypatch.setattr(emit, "_sod", broken)
+    monkeypatch.setattr(emit3, "_sod", broken)
     store = Store(tmp_path / "store")
     store.init()
     o = tmp_path / "O"
@@ -102,3 +106,53 @@ def test_a_failing_compliance_case_stops_the_line(tmp_path: Path) -> None:
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["gates"]["golden"]["evidence"]["golden_failed"] == ["wire_30k_high_risk_CFO"]
     assert receipt["reason"].startswith("golden cases failed")
+
+
+def test_a_failing_compliance_case_is_explained_in_the_rejection_receipt(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.init()
+    o = tmp_path / "O"
+    shutil.copytree(EXAMPLE, o)
+    wires = o / "wires.ttl"
+    wires.write_text(
+        wires.read_text().replace("fab:overrideAuthority ex:CFO", "fab:overrideAuthority ex:Board")
+    )
+    generate(o, tmp_path / "A", store, receipt_file=tmp_path / "r.json")
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    (failure,) = receipt["gates"]["golden"]["evidence"]["failures"]
+    assert failure["scenario"] == "wire_30k_high_risk_CFO"
+    assert failure["expected"] == {
+        "decision": "APPROVE",
+        "fired": None,  # the case does not list the rules it expects to fire
+        "notified": ["audit@acme.example", "finance@acme.example"],
+    }
+    assert failure["actual"] == {
+        "decision": "REJECT",
+        "fired": [EX + "fraud-wire"],
+        "notified": ["finance@acme.example"],
+    }
+    (reason,) = failure["reasons"]
+    assert (
+        reason["rule"] == EX + "fraud-wire"
+        and "override needs Board or above, actor is CFO" in reason["reason"]
+    )
+    assert failure["problems"][0] == "expected APPROVE, got REJECT"
+
+
+def test_failure_lines_say_expected_actual_and_why() -> None:
+    from finops_fabric.golden import failure_lines
+
+    lines = failure_lines(
+        {
+            "scenario": "s",
+            "expected": {"decision": "REJECT", "fired": ["r1"], "notified": None},
+            "actual": {"decision": "APPROVE", "fired": [], "notified": ["a@x"]},
+            "reasons": [],
+            "problems": [],
+        }
+    )
+    assert lines == [
+        "golden case s FAILED",
+        "  expected REJECT; fired: r1; notified: (not listed)",
+        "  actual   APPROVE; fired: none; notified: a@x",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,76 @@ def test_the_two_process_comparison_equals_the_one_process_one(
     assert serial.counterexamples_total == split.counterexamples_total > 0
     assert serial.counterexamples == split.counterexamples
     assert serial.oracle_total == split.oracle_total and serial.oracle == split.oracle
+
+
+# --- v2 -> v3: policy language 1.0 -> 1.1 differs on purpose, and kaizen names exactly how ------
+
+
+def test_the_cases_include_every_input_language_1_1_refuses() -> None:
+    from harness import EXAMPLE
+
+    from finops_fabric.kaizen import input_cases
+
+    policy = read_policy(load_ontology(EXAMPLE).raw.triples)
+    cases = input_cases(policy)
+    types = {c.get("type", "<missing>") for c in cases}
+    assert {"PURCHASE", "Purchase", "purch\u0430se", "purchase ", " purchase", "zz_unknown_type"} <= types
+    assert {"<missing>", None, 7, "ｐｕｒｃｈａｓｅ", "purchase\u200b"} <= types
+    amounts = [c.get("amount", "<missing>") for c in cases]
+    shown = {repr(a) for a in amounts}  # (a signalling NaN cannot even be compared)
+    for bad in ("-0.01", " 100", "100 ", "1e5", 100.0, "<missing>", True, Decimal("sNaN")):
+        assert repr(bad) in shown, bad
+    assert any(isinstance(a, Decimal) and a.is_nan() for a in amounts)
+    assert any(isinstance(a, Decimal) and a.is_infinite() for a in amounts)
+    levels = {c.get("actor_level", "<missing>") for c in cases}
+    assert {"l1", "cfo", "L1 ", "ZZ-unknown-level", "<missing>", 3} <= levels
+    assert len({c["id"] for c in cases}) == len(cases)
+
+
+def test_v2_to_v3_differs_exactly_on_the_inputs_language_1_1_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import finops_fabric.kaizen as kz
+    from finops_fabric.interpreter import Interpreter
+    from finops_fabric.model import INPUT_CHECKS
+
+    monkeypatch.setattr(kz, "LISTED", 10**6)  # list every counterexample
+    o = copy_example(tmp_path)
+    result = kaizen(o, "2", "3", _store(tmp_path), count=300)
+    assert result.behaviour_equivalent is False and result.verdict == "behaviour_changed"
+    assert result.languages == {"from": "1.0", "to": "1.1"}
+    assert result.oracle_total == {"from": 0, "to": 0}  # each A agrees with its own language
+    policy = read_policy(load_ontology(o).raw.triples)
+    oracle = Interpreter(policy, "1.1")
+    compared = kz.cases(policy, 300, DEFAULT_SEED)
+    refused = {kz._key(tx) for _, tx in compared if oracle.input_checks(tx)}
+    differing = {kz._key(ce["transaction"]) for ce in result.counterexamples}
+    assert differing == refused and len(refused) > 500
+    assert result.counterexamples_total == result.counterexamples_by_language == len(refused)
+    for ce in result.counterexamples:
+        assert ce["input_checks"] and set(ce["input_checks"]) <= set(INPUT_CHECKS)
+        assert ce["new_decision"]["decision"] == "REJECT"
+        added = {f["rule"] for f in ce["new_decision"]["fired"]} - {
+            f["rule"] for f in ce["old_decision"]["fired"]
+        }
+        assert set(ce["input_checks"]) <= added
+    assert result.cases["inputs"] > 100
+
+
+def test_mu_kaizen_2_to_3_names_the_differences(mu: Any, tmp_path: Path) -> None:
+    o = copy_example(tmp_path)
+    out = mu.json(
+        "kaizen", f"--ontology={o}", "--from-generator=2", "--to-generator=3", "--random=50", code=1
+    )
+    assert out["behaviour_equivalent"] is False and out["accepted"] is False
+    assert out["counterexamples_by_language"] == out["counterexamples_total"] > 0
+    first = out["counterexamples"][0]
+    assert first["category"] == "inputs" and first["transaction"]["type"] == "PURCHASE"
+    assert first["input_checks"] == ["https://w3id.org/finops-fabric/ns#FailClosed/type"]
+    code, text, _ = mu("kaizen", f"--ontology={o}", "--from-generator=2", "--to-generator=3", "--random=50")
+    assert code == 1
+    assert f"policy language 1.0 → 1.1: {out['counterexamples_total']} of the" in text
+    assert "decide differently by design" in text
+    # 1 -> 2 stays a kaizen, and says nothing about languages
+    same = mu.json("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", "--random=50")
+    assert same["behaviour_equivalent"] is True and same["counterexamples_by_language"] is None

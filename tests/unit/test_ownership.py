@@ -150,7 +150,7 @@ def test_a_change_to_the_files_that_leaves_hash_O_alone_needs_no_new_approval(re
 
 def test_an_engineer_hand_editing_generated_code_is_reported_with_author_and_file(repo: Repo) -> None:
     module = rule_module(repo.a, EX + "sanctions")
-    module.write_text(module.read_text().replace("return", "return  ", 1))
+    module.write_text(module.read_text().replace("RULE = ", "RULE  = ", 1))  # a no-op, by hand
     sha = repo.commit("quick fix in the enforcer", who=EVE)
     out = repo.ownership(code=1)
     rel = module.relative_to(repo.path).as_posix()
@@ -383,15 +383,16 @@ def test_a_receipt_bound_to_an_unapproved_O_is_reported(repo: Repo, tmp_path: Pa
     receipt = tmp_path / "R2.json"
     repo.generate(tmp_path / "A2", f"--receipt={receipt}")
     out = repo.ownership(f"--receipt={receipt}", code=1)
-    assert kinds(out) == ["receipt_not_approved"]
+    assert kinds(out) == ["receipt_not_approved", "production_ontology_not_in_repository"]
     v = out["violations"][0]
     r = json.loads(receipt.read_text())
     assert v["commit"] is None and r["inputs"]["ontology_hash"] in v["detail"]
     assert "no commit" in v["detail"]
+    assert out["production_receipt"]["in_repository"] is False
     # without --receipt the store's latest generation receipt is that same receipt
     out = repo.ownership(code=1)
     assert out["production_receipt"]["receipt_hash"] == r["receipt_hash"]
-    assert kinds(out) == ["receipt_not_approved"]
+    assert kinds(out) == ["receipt_not_approved", "production_ontology_not_in_repository"]
     # the first receipt (approved O) is fine
     first = Store(Path(os.environ["FABRIC_HOME"])).receipts("generation")[0]
     assert repo.ownership(f"--receipt={first['receipt_hash']}", code=0)["owned"] is True
@@ -478,3 +479,45 @@ def test_not_a_repository_and_no_roster_are_refused(mu: Run, tmp_path: Path) -> 
     Repo.git_in(plain, "commit", "--quiet", "-m", "O")
     code, _, err = mu("ownership", f"--repo={plain}")
     assert code == 2 and "no compliance roster" in err
+
+
+# --- the O production runs is one of the repository's ------------------------------------------------
+
+
+def test_production_running_an_approved_o_that_was_never_committed_is_reported(
+    repo: Repo, tmp_path: Path
+) -> None:
+    from finops_fabric.daemon.runtime import Runtime
+
+    repo.raise_threshold()  # approved by compliance, generated and deployed, but never committed
+    repo.approve("v2-uncommitted")
+    g = repo.generate(tmp_path / "A2")
+    store = Store(Path(os.environ["FABRIC_HOME"]))
+    result = Runtime(store, "production").deploy(tmp_path / "A2", g["receipt_hash"])
+    assert result.ok, result.reason
+    out = repo.ownership(code=1)
+    assert kinds(out) == ["production_ontology_not_in_repository"]
+    prod = out["production_receipt"]
+    assert prod["source"] == "the latest production deployment in the store" and prod["approved_by"]
+    assert prod["in_repository"] is False and prod["first_commit"] is None
+    assert prod["ontology_hash"] in out["violations"][0]["detail"]
+    # once that O (still in the working tree) is committed, production's O is in the history
+    sha = repo.commit("the O production runs")
+    out = repo.ownership(code=0)
+    assert (
+        out["production_receipt"]["in_repository"] is True
+        and out["production_receipt"]["first_commit"] == sha
+    )
+
+
+def test_deleting_o_from_the_repository_is_reported(repo: Repo) -> None:
+    shutil.rmtree(repo.policy)
+    sha = repo.commit("remove the policy", who=EVE)
+    out = repo.ownership(code=1)
+    assert kinds(out) == ["ontology_deleted"]
+    v = out["violations"][0]
+    assert v["commit"] == sha and v["author"] == author(EVE) and "policy/wires.ttl" in v["files"]
+    # putting it back does not undo the deletion in the history
+    copy_example(repo.path, "policy")
+    repo.commit("restore the policy")
+    assert kinds(repo.ownership(code=1)) == ["ontology_deleted"]

@@ -22,9 +22,9 @@ from finops_fabric.interpreter import Interpreter, Outcome, comparable
 
 
 def language_of(gen: generators.Generator) -> str:
-    """The policy language version a generator implements (1.0 for generators 1 and 2)."""
-    declared = getattr(gen, "language", None) or getattr(gen.module, "LANGUAGE", None)
-    return str(declared) if declared else "1.0"
+    """The policy language version a generator implements (1.0 for generators 1 and 2, 1.1 from
+    generator 3 on): each side of an analysis is decided in its generator's language."""
+    return gen.language
 
 
 def observed(old: Outcome, new: Outcome) -> Signature:

@@ -9,12 +9,13 @@ the JSON document the command prints and the report renders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finops_fabric.audit.chain import chain_gaps
 from finops_fabric.audit.ledger import Gap, Ledger, Row, check_row, read_ledger
+from finops_fabric.audit.overview import annotate, by_kind, counts_line, environments, relabel
 from finops_fabric.audit.transitions import Progress, _Objects, quiet, rebuild, transitions
 from finops_fabric.audit.tree_head import ledger_tree
 from finops_fabric.audit.trust import Trust
@@ -58,6 +59,8 @@ class AuditResult:
     transitions: list[dict[str, Any]]
     tree: MerkleTree
     rebuild: list[dict[str, Any]] | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
+    environments: list[dict[str, Any]] = field(default_factory=list)
     tree_head: dict[str, Any] | None = None
     inclusion: dict[str, Any] | None = None
     consistency: dict[str, Any] | None = None
@@ -80,8 +83,8 @@ class AuditResult:
         return ok
 
     def summary(self) -> str:
-        n, m = self.changes, len(self.rows)
-        head = f"{n} policy change{'s' if n != 1 else ''}, {m} receipt{'s' if m != 1 else ''}"
+        m = len(self.rows)
+        head = f"{counts_line(self.by_kind, self.changes)}, {m} receipt{'s' if m != 1 else ''}"
         if self.verified:
             return f"{head}, all verified"
         problems = [f"seq {g.seq} {g.problem}" if g.seq is not None else g.problem for g in self.gaps]
@@ -100,6 +103,8 @@ class AuditResult:
             "summary": self.summary(),
             "receipts": len(rows),
             "changes": self.changes,
+            "by_kind": self.by_kind,
+            "environments": self.environments,
             "ledger": {
                 "path": str(self.ledger.path),
                 "size": len(self.ledger.rows),
@@ -181,5 +186,9 @@ def audit_trail(
     for entry in chain:
         entry["problems"] = bad.get(entry["seq"], [])
         entry["verified"] = not entry["problems"]
+    annotate(chain, rows[start:end], rows[:end])
+    relabel(chain, trans)
     progress("computing the Merkle tree head")
-    return AuditResult(ledger, start, end, trust, chain, gaps, trans, ledger_tree(rows), steps)
+    result = AuditResult(ledger, start, end, trust, chain, gaps, trans, ledger_tree(rows), steps)
+    result.by_kind, result.environments = by_kind(rows[start:end]), environments(rows[:end])
+    return result

@@ -145,7 +145,7 @@ def register(cmd: Register) -> None:
     from finops_fabric.invariants import INVARIANTS
 
     sp = cmd("approve", cmd_approve, "a compliance approver signs hash(O), or an override of one invariant")
-    sp.add_argument("--ontology", required=True, metavar="O")
+    sp.add_argument("--ontology", required=True, metavar="O", help="the policy whose hash(O) is approved")
     sp.add_argument("--key", required=True, metavar="KEY", help="the approver's private key (on the roster)")
     sp.add_argument(
         "--override",
@@ -164,16 +164,22 @@ def register(cmd: Register) -> None:
     sp = cmd("roster", cmd_roster, "the compliance roster: the public keys whose approvals count")
     actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
     init = actions.add_parser("init", help="establish roster version 1, signed by one of its members")
-    init.add_argument("--member", action="append", default=[], metavar="NAME=PUBLIC_KEY_FILE")
+    init.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        metavar="NAME=PUBLIC_KEY_FILE",
+        help="a member and their public key (repeatable)",
+    )
     init.add_argument("--key", required=True, metavar="KEY", help="the private key of one of the members")
     action_options(init)
     action_options(actions.add_parser("show", help="the current roster, its chain verified"))
     add = actions.add_parser("add", help="add a member (signed by a current member)")
-    add.add_argument("--name", required=True)
-    add.add_argument("--public-key", required=True, metavar="PUB")
+    add.add_argument("--name", required=True, help="the new member's name")
+    add.add_argument("--public-key", required=True, metavar="PUB", help="the new member's public key (PEM)")
     add.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
     action_options(add)
     rm = actions.add_parser("remove", help="remove a member by key id (signed by a current member)")
-    rm.add_argument("--keyid", required=True, metavar="ID")
+    rm.add_argument("--keyid", required=True, metavar="ID", help="the key id of the member to remove")
     rm.add_argument("--key", required=True, metavar="KEY", help="a current member's private key")
     action_options(rm)

@@ -116,5 +116,5 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
 
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("audit-log", cmd_audit_log, "verify the daemon's hash-chained audit ledger")
-    sp.add_argument("action", choices=ACTIONS)
+    sp.add_argument("action", choices=ACTIONS, help="verify: check every entry and the chain")
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")

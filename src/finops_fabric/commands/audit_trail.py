@@ -99,15 +99,17 @@ def human(doc: dict[str, Any], args: argparse.Namespace) -> list[str]:
     transitions = {t["seq"]: t for t in doc["transitions"]}
     for entry in doc["chain"]:
         status = "verified" if entry["verified"] else "FAILED: " + ", ".join(entry["problems"])
+        label = entry.get("label") or entry["kind"]
         lines.append(
-            f"seq {entry['seq']:<4} {entry['kind']:<11} {entry.get('time') or '':<20} "
+            f"seq {entry['seq']:<4} {label:<17} {entry.get('time') or '':<20} "
             f"{_short(entry['receipt_hash'])}  {status}"
         )
+        lines += _card(entry)
         t = transitions.get(entry["seq"])
         if t is None:
             continue
         if t["status"] == "rejected":
-            lines.append(f"     rejected ({t.get('reason')}): O in force unchanged, a valid stop")
+            lines.append(f"     stopped: {t.get('reason')}; the O in force is unchanged (a valid stop)")
             continue
         if not t["changed_o"]:
             lines.append(f"     O unchanged ({_short(t['to'])})")
@@ -149,5 +151,34 @@ def human(doc: dict[str, Any], args: argparse.Namespace) -> list[str]:
         lines.append(f"report written to {args.report}")
     if args.tree_head:
         lines.append(f"tree head written to {args.tree_head}")
+    lines += [environment_line(e) for e in doc.get("environments") or []]
     lines.append(doc["summary"])
     return lines
+
+
+def environment_line(e: dict[str, Any]) -> str:
+    """ "production runs A … (O …, approved by alice) since …"."""
+    approved = (
+        f"approved by {', '.join(e['approved_by'])}" if e["approved_by"] else "not approved by the roster"
+    )
+    return (
+        f"{e['env']} runs A {_short(e['enforcer_hash'])} (O {_short(e['ontology_hash'])}, {approved}) "
+        f"since {e['since']} ({e['by']} seq {e['seq']})"
+    )
+
+
+def _card(entry: dict[str, Any]) -> list[str]:
+    """What a deployment, rollback, attestation or approval says, under its chain line."""
+    cls, env, runs = str(entry.get("class") or ""), entry.get("env"), _short(entry.get("runs"))
+    if env is not None:
+        if cls == "attestation":
+            return [f"     attests that {env} runs A {runs} (as of {entry.get('as_of')})"]
+        if cls.startswith("failed_"):
+            return [f"     {env}: not switched ({entry.get('reason')}); it kept A {runs}"]
+        return [f"     {env} now runs A {runs}"]
+    a = entry.get("approver")
+    if a is None:
+        return []
+    what = f"an override of {a['override']} for O" if a.get("override") else "O"
+    who = a["name"] if a.get("verified") else f"key {a.get('keyid')} (NOT verified: {a.get('problem')})"
+    return [f"     {who} approved {what} {_short(a.get('ontology_hash'))}"]

@@ -18,28 +18,18 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from finops_fabric.cli import Out, action_options
+from finops_fabric.daemon.environments import ENV_NAME, check_env
 from finops_fabric.errors import InputError
 
+__all__ = ["ENV_NAME", "check_env", "cmd_daemon", "is_loopback", "register"]
+
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-ENV_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-def check_env(env: str | None) -> str:
-    if not env:
-        raise InputError("give --env=ENV (for example --env=test)", code="cli.usage")
-    if not ENV_NAME.fullmatch(env):
-        raise InputError(
-            f"--env={env!r} is not an environment name (lowercase letters, digits, - and _)", code="cli.usage"
-        )
-    return env
 
 
 def is_loopback(host: str) -> bool:
@@ -101,6 +91,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             code="daemon.dev_not_loopback",
         )
     store = Store.open(args.home)
+    from finops_fabric.intake.transaction import body_limit
+
+    max_body = body_limit(store.home, args.max_body_bytes)  # a bad limit is refused before listening
     running = client.read_discovery(store, env)
     if running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
         raise InputError(
@@ -113,17 +106,20 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
     restored = runtime.restore()
-    app = create_app(store, env, dev=args.dev, runtime=runtime)
-    if not args.no_workers:
-        from finops_fabric.daemon.effects import attach
+    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
+    from finops_fabric.daemon import effects
 
-        attach(app, store, env)
+    if args.no_workers:
+        effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
+    else:
+        effects.attach(app, store, env)
     token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
     tpath = client.token_path(store, env)
-    tpath.parent.mkdir(parents=True, exist_ok=True)
     from finops_fabric.canonical import write_bytes_atomic
+    from finops_fabric.files import PRIVATE_FILE, private_dir
 
-    write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=0o600)
+    private_dir(tpath.parent)
+    write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=PRIVATE_FILE)
     info = client.DaemonInfo(
         env, str(host), int(port), os.getpid(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
@@ -268,6 +264,13 @@ def register(cmd: Register) -> None:
         "--port", type=int, default=0, help="port (default 0: a free port, recorded in the store)"
     )
     sp.add_argument("--dev", action="store_true", help="development mode: no tokens (loopback only)")
+    sp.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="the largest request body in bytes (default: daemon.max_body_bytes of the store's "
+        "config.json, else 65536); larger bodies get 413",
+    )
     sp.add_argument(
         "--no-workers",
         action="store_true",

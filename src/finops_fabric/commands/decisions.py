@@ -31,8 +31,8 @@ def _time(value: str | None, flag: str) -> str | None:
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon import decision_log
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     store = Store.open(args.home)
@@ -79,7 +79,7 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
 def register(cmd: Register) -> None:
     sp = cmd("decisions", cmd_decisions, "query an environment's decision log")
-    sp.add_argument("--env", metavar="ENV")
+    sp.add_argument("--env", metavar="ENV", help="the environment whose decision log to read")
     sp.add_argument("--id", metavar="TX_ID", help="only this transaction id")
     sp.add_argument("--since", metavar="T", help="decided at or after T (ISO 8601)")
     sp.add_argument("--until", metavar="T", help="decided before T (ISO 8601)")

@@ -53,8 +53,8 @@ def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon.client import post_deployment, verify_receipted
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     env = check_env(args.target)
@@ -88,5 +88,7 @@ def add_deploy_options(sp: argparse.ArgumentParser) -> None:
 
 def register(cmd: Register) -> None:
     sp = cmd("deploy", cmd_deploy, "hand A to ENV's daemon: verify, boot, health-check, switch atomically")
-    sp.add_argument("--enforcer", required=True, metavar="A")
+    sp.add_argument(
+        "--enforcer", required=True, metavar="A", help="the enforcer to deploy (made by `mu generate`)"
+    )
     add_deploy_options(sp)

@@ -6,8 +6,10 @@ runtime) with evidence and the team to escalate to.
     mu diagnose --decision-id=ID [--env=ENV] [--receipt=R] [--enforcer=A_prod] [--ontology=O_now]
 
 With ``--decision-id`` the transaction, the observed outcome, the generation receipt and the
-enforcer hash come from ENV's decision log, and A_prod is the directory the deployment that
-served the decision was made from; an explicit ``--receipt``/``--enforcer`` wins.
+enforcer hash come from ENV's decision log, and A_prod is the A that served the decision: the
+daemon's copy of the A with the logged hash (the store's snapshot it verified at deployment and
+boots from). The directory it was deployed from is only compared with it, as a note: the daemon
+never runs that directory again. An explicit ``--receipt``/``--enforcer`` wins.
 
 Exit 0 when a verdict was reached, whichever it is (the verdict is the finding; a failing
 control is what the command was asked about, not a check of its own that said no); 1 when the
@@ -30,7 +32,7 @@ Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Ar
 
 
 def _env(store: Any, env: str | None) -> str:
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     if env is None:
         found = sorted(p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db"))
@@ -45,7 +47,14 @@ def _env(store: Any, env: str | None) -> str:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from finops_fabric.diagnosis import Case, check_outcome, diagnose, read_logged_decision, record
+    from finops_fabric.diagnosis import (
+        Case,
+        check_outcome,
+        diagnose,
+        read_logged_decision,
+        record,
+        served_enforcer,
+    )
     from finops_fabric.receipts import load_receipt, write_json_atomic
     from finops_fabric.store import Store
 
@@ -76,7 +85,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 "a daemon's decision log)",
                 code="cli.usage",
             )
-        tx = read_transaction(Path(args.transaction))
+        tx = read_transaction(Path(args.transaction), args.home)
     assert observed is not None
     if args.receipt:
         receipt = load_receipt(Path(args.receipt))
@@ -92,9 +101,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             )
         receipt = found
     enforcer = Path(args.enforcer) if args.enforcer else None
-    deployed = logged.deployed_enforcer if logged is not None else None
-    if enforcer is None and deployed is not None and deployed.is_dir():
-        enforcer = deployed
+    served = served_enforcer(store, logged) if logged is not None and enforcer is None else None
     case = Case(
         receipt=receipt,
         transaction=tx,
@@ -103,6 +110,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         ontology=Path(args.ontology) if args.ontology else None,
         enforcer=enforcer,
         logged=logged,
+        served=served,
     )
     result = diagnose(case, store, progress=progress_printer(args))
     sealed = record(result, store)

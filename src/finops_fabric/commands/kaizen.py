@@ -45,18 +45,32 @@ def cmd_kaizen(args: argparse.Namespace) -> int:
             f"{result.ontology_hash}: {result.verdict.replace('_', ' ')}",
             f"  A: {result.from_enforcer_hash} → {result.to_enforcer_hash} "
             f"({result.artifacts_differing} artifacts differ, {result.artifacts_identical} identical)",
-            f"  {result.cases_compared} cases compared: {c['golden']} golden, {c['boundary']} boundary, "
-            f"{c['rule_edges']} rule edges, {c['random']} random (seed {result.seed})",
+            f"  {result.cases_compared} cases compared: {c['golden']} golden, {c['inputs']} refused inputs, "
+            f"{c['boundary']} boundary, {c['rule_edges']} rule edges, {c['random']} random "
+            f"(seed {result.seed})",
             f"  decisions that differ: {result.counterexamples_total}; disagreements with the reference "
             f"interpreter: v{doc['from']} {result.oracle_total['from']}, "
             f"v{doc['to']} {result.oracle_total['to']}",
         ]
+        langs = result.languages
+        if result.counterexamples_by_language is not None:
+            lines.append(
+                f"  policy language {langs['from']} → {langs['to']}: {result.counterexamples_by_language} of "
+                f"the {result.counterexamples_total} differences are its input checks (fail closed on an "
+                "undeclared type, a bad or negative amount, an undeclared level)"
+            )
         for ce in result.counterexamples:
-            lines.append(f"  counterexample ({ce['category']}): {ce['transaction']}")
+            checks = f" [{', '.join(ce['input_checks'])}]" if ce.get("input_checks") else ""
+            lines.append(f"  counterexample ({ce['category']}){checks}: {ce['transaction']}")
             lines.append(f"    v{doc['from']}: {ce['old_decision']}")
             lines.append(f"    v{doc['to']}: {ce['new_decision']}")
         lines.append(f"kaizen receipt {doc['receipt_hash']}")
-        if not result.accepted:
+        if not result.accepted and result.counterexamples_by_language is not None:
+            lines.append(
+                "generators of different policy languages decide differently by design: adopting the "
+                "newer one is a change of behaviour, for compliance to approve, not a kaizen"
+            )
+        elif not result.accepted:
             lines.append(
                 "a generator change that alters behaviour is not a kaizen: it goes to compliance as a ΔO"
             )
@@ -84,7 +98,7 @@ def register(cmd: Register) -> None:
         cmd_kaizen,
         "regenerate O with two generator versions, prove behaviour unchanged, sign a kaizen receipt",
     )
-    sp.add_argument("--ontology", required=True, metavar="O")
+    sp.add_argument("--ontology", required=True, metavar="O", help="the policy to compare both generators on")
     sp.add_argument("--from-generator", required=True, metavar="V1", help="the generator in use")
     sp.add_argument("--to-generator", required=True, metavar="V2", help="the newer generator")
     sp.add_argument(

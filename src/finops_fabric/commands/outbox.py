@@ -1,7 +1,9 @@
 """`mu outbox status [--env=ENV]` and `mu outbox retry-dead [--env=ENV] [--kind=KIND]`.
 
 ``status`` shows, per environment and kind (notification, audit), how many outbox items are
-pending, being delivered, delivered and dead, and the age of the oldest undelivered one.
+pending, being delivered, delivered and dead, the age of the oldest undelivered one, and why
+items wait (``why``): no daemon running to deliver them, no SMTP server configured, SMTP
+unreachable since T, the errors an item is backing off from, dead-lettered items.
 ``retry-dead`` gives dead-lettered items a fresh start (a running worker picks them up).
 """
 
@@ -19,7 +21,7 @@ ACTIONS = ("status", "retry-dead")
 def cmd_outbox(args: argparse.Namespace) -> int:
     from finops_fabric.cli import Out
     from finops_fabric.commands.audit_log import daemon_databases, open_existing
-    from finops_fabric.daemon import outbox
+    from finops_fabric.daemon import delivery, outbox
     from finops_fabric.store import Store
 
     if args.kind is not None and args.kind not in outbox.KINDS:
@@ -34,6 +36,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             if args.action == "retry-dead":
                 requeued += outbox.requeue_dead(conn, args.kind)
             envs[env] = outbox.depth(conn)
+            running = _daemon_running(store, env)
+            for kind in envs[env]:
+                envs[env][kind]["why"] = delivery.why_waiting(store.home, conn, kind, workers_running=running)
         finally:
             conn.close()
     doc: dict[str, Any] = {"environments": envs}
@@ -49,14 +54,37 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                     f"{d['delivered']} delivered, {d['dead']} dead"
                     + (f" (oldest waiting {d['oldest_pending_s']:.1f} s)" if d["oldest_pending_s"] else "")
                 )
+                lines += [f"  why: {w}" for w in d.get("why", [])]
         return lines
 
     Out(args.json).emit(doc, human)
     return 0
 
 
+def _daemon_running(store: Any, env: str) -> bool:
+    """Whether ``env``'s daemon (and so its workers) runs: its discovery file names a live pid."""
+    import os
+
+    from finops_fabric.daemon.client import read_discovery
+
+    info = read_discovery(store, env)
+    if info is None:
+        return False
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("outbox", cmd_outbox, "the daemon's outbox of notifications and audit entries")
-    sp.add_argument("action", choices=ACTIONS)
+    sp.add_argument(
+        "action",
+        choices=ACTIONS,
+        help="status: items pending, delivered and dead; retry-dead: give dead items a fresh start",
+    )
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
     sp.add_argument("--kind", metavar="KIND", help="retry-dead: only notification or audit items")

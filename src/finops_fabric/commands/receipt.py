@@ -1,14 +1,20 @@
-"""`mu receipt`: receipts for other tools.
+"""`mu receipt`: receipts for auditors and for other tools.
 
-    mu receipt export --format=dsse RECEIPT [--key=KEY] [--output=FILE]
+    mu receipt show REF                                  a receipt, verified, in short
+    mu receipt export RECEIPT [--format=json|dsse] [--key=KEY] [--output=FILE]
     mu receipt verify-dsse ENVELOPE --public-key=K
-    mu receipt --deployment=ENV [--timestamp=T]        (issue 4: needs the daemon)
+    mu receipt --deployment=ENV [--timestamp=T] [--wait=SECONDS]   what ENV runs, as a signed attestation
 
-``export`` wraps a receipt in an in-toto Statement v1 inside a DSSE envelope (see
-:mod:`finops_fabric.dsse`), signed with the store's operator key unless ``--key`` names
-another private key; the envelope goes to ``--output`` (written atomically) or to stdout.
-``verify-dsse`` checks such an envelope with a public key: exit 0 when it holds, 1 when a
-check says no, 2 for a usage error or an unreadable file.
+REF is ``sha256:<hex>`` (a receipt in the store's ledger) or a receipt file. ``show`` and
+``export --format=json`` (the default) first check the receipt's hash and that a key this store
+trusts signed it (exit 1 naming what does not hold, nothing written); ``show --json`` prints
+the receipt itself, ``export`` writes it to ``--output`` (atomically) or stdout.
+``export --format=dsse`` wraps the receipt in an in-toto Statement v1 inside a DSSE envelope
+(see :mod:`finops_fabric.dsse`), signed with the store's operator key unless ``--key`` names
+another private key. ``verify-dsse`` checks such an envelope with a public key: exit 0 when it
+holds, 1 when a check says no, 2 for a usage error or an unreadable file. ``--deployment=ENV``
+signs (and keeps in the ledger) an attestation of what ENV runs: now, asked of its daemon
+(waiting up to ``--wait`` seconds for it), or as of ``--timestamp`` according to the ledger.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from typing import Any
 from finops_fabric.cli import action_options
 from finops_fabric.errors import CheckFailed, InputError
 
-ACTIONS = ("export", "verify-dsse")
-FORMATS = ("dsse",)
+ACTIONS = ("show", "export", "verify-dsse")
+FORMATS = ("json", "dsse")
 
 _USAGE_HINT = (
-    "mu receipt export --format=dsse RECEIPT [--key=KEY] [--output=FILE]  |  "
-    "mu receipt verify-dsse ENVELOPE --public-key=K"
+    "mu receipt show RECEIPT  |  "
+    "mu receipt export RECEIPT [--format=json|dsse] [--key=KEY] [--output=FILE]  |  "
+    "mu receipt verify-dsse ENVELOPE --public-key=K  (RECEIPT: sha256:<hex> from the ledger, or a file)"
 )
 
 
@@ -44,11 +51,15 @@ def cmd_receipt(args: argparse.Namespace) -> int:
         from finops_fabric.daemon.client import deployment_state_lines, deployment_state_receipt
         from finops_fabric.store import Store
 
-        receipt = deployment_state_receipt(Store.open(args.home), args.deployment, args.timestamp)
+        receipt = deployment_state_receipt(
+            Store.open(args.home), args.deployment, args.timestamp, wait=args.wait
+        )
         Out(args.json).emit(receipt, lambda: deployment_state_lines(receipt))
         return 0
-    if args.timestamp is not None:
-        raise _usage("--timestamp goes with --deployment=ENV")
+    if args.timestamp is not None or args.wait is not None:
+        raise _usage("--timestamp and --wait go with --deployment=ENV")
+    if args.action == "show":
+        return _show(args)
     if args.action == "export":
         return _export(args)
     if args.action == "verify-dsse":
@@ -56,21 +67,123 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     raise _usage(f"give an action ({', '.join(ACTIONS)}) or --deployment=ENV")
 
 
+def _verified(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The receipt REF names and the trusted key ids whose signatures verified."""
+    from finops_fabric.lookup import find_receipt, verify_trusted
+    from finops_fabric.store import Store
+
+    store = Store.locate(args.home).require()
+    found = find_receipt(store, args.path)
+    return found, verify_trusted(store, found.receipt)
+
+
+def summary_lines(receipt: dict[str, Any]) -> list[str]:
+    """A receipt in a few lines: what it is, what it binds, what it links to."""
+    raw_inputs, raw_outputs = receipt.get("inputs"), receipt.get("outputs")
+    inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
+    outputs: dict[str, Any] = raw_outputs if isinstance(raw_outputs, dict) else {}
+    gen = inputs.get("generator")
+    generator = (
+        f"{gen.get('id')} v{gen.get('version')} (source {gen.get('source_hash')})"
+        if isinstance(gen, dict)
+        else None
+    )
+    lines = [f"{receipt.get('kind')} receipt {receipt.get('receipt_hash')}"]
+    for label, value in (
+        ("time", receipt.get("time")),
+        ("env", receipt.get("env")),
+        ("hash(O)", inputs.get("ontology_hash")),
+        ("hash(A)", outputs.get("enforcer_hash")),
+        ("generator", generator),
+        ("generation receipt", inputs.get("generation_receipt_hash")),
+        ("previous", receipt.get("previous_receipt_hash") or "none (the first receipt)"),
+    ):
+        if value:
+            lines.append(f"  {label + ':':20}{value}")
+    gates = receipt.get("gates")
+    if isinstance(gates, dict) and gates:
+        lines.append(
+            "  gates:              "
+            + "  ".join(f"{k} {v.get('status')}" for k, v in gates.items() if isinstance(v, dict))
+        )
+    return lines
+
+
+def _show(args: argparse.Namespace) -> int:
+    from finops_fabric.cli import Out
+
+    if args.format is not None or args.key is not None or args.output is not None:
+        raise _usage("show takes only REF; use export for --format, --key and --output")
+    found, signed = _verified(args)
+    receipt = found.receipt
+    where = "the ledger" if found.source == "ledger" else found.source
+    Out(args.json).emit(
+        receipt,
+        lambda: [
+            *summary_lines(receipt),
+            f"  verified:           hash holds; signed by {', '.join(signed)} (from {where})",
+        ],
+    )
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
+    fmt = args.format or ("dsse" if args.key is not None else "json")  # --key signs an envelope
+    if fmt not in FORMATS:
+        raise _usage(f"unknown --format={fmt}; the export formats are: {', '.join(FORMATS)}")
+    if fmt == "json":
+        if args.key is not None:
+            raise _usage("--key signs a DSSE envelope; a receipt exported as json keeps its own signatures")
+        return _export_json(args)
+    return _export_dsse(args)
+
+
+def _export_json(args: argparse.Namespace) -> int:
+    from finops_fabric.cli import Out
+    from finops_fabric.receipts import write_json_atomic
+
+    found, signed = _verified(args)
+    receipt = found.receipt
+    if args.output is None:
+        sys.stdout.write(json.dumps(receipt, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return 0
+    written = write_json_atomic(Path(args.output), receipt)
+    doc: dict[str, Any] = {
+        "output": str(written),
+        "format": "json",
+        "receipt_hash": receipt["receipt_hash"],
+        "kind": receipt["kind"],
+        "signed_by": signed,
+        "source": found.source,
+    }
+    Out(args.json).emit(
+        doc,
+        lambda: [
+            f"wrote {written}: {receipt['kind']} receipt {receipt['receipt_hash']} "
+            f"(hash holds; signed by {', '.join(signed)})"
+        ],
+    )
+    return 0
+
+
+def _export_dsse(args: argparse.Namespace) -> int:
     from finops_fabric.cli import Out
     from finops_fabric.dsse import PAYLOAD_TYPE, envelope, subjects
     from finops_fabric.keys import key_id, load_private_key
-    from finops_fabric.receipts import load_receipt, write_json_atomic
+    from finops_fabric.lookup import find_receipt, is_hash_ref
+    from finops_fabric.receipts import write_json_atomic
     from finops_fabric.store import Store
 
-    fmt = args.format
-    if fmt not in FORMATS:
-        raise _usage(f"unknown --format={fmt}; the one export format is: {', '.join(FORMATS)}")
-    receipt = load_receipt(Path(args.path))
+    store = Store.locate(args.home)
+    receipt = find_receipt(store, args.path).receipt
     if args.key is not None:
         private_key = load_private_key(Path(args.key))
     else:
-        private_key = Store.locate(args.home).require().operator_private_key()
+        private_key = store.require().operator_private_key()
+    if is_hash_ref(args.path):
+        from finops_fabric.receipts import check_hash
+
+        check_hash(receipt)
     env = envelope(receipt, private_key)
     kid = key_id(private_key.public_key())
     n_subjects = len(subjects(receipt))
@@ -80,7 +193,7 @@ def _export(args: argparse.Namespace) -> int:
     written = write_json_atomic(Path(args.output), env)
     doc: dict[str, Any] = {
         "output": str(written),
-        "format": fmt,
+        "format": "dsse",
         "payloadType": PAYLOAD_TYPE,
         "keyid": kid,
         "receipt_hash": receipt["receipt_hash"],
@@ -151,30 +264,57 @@ def register(cmd: Callable[[str, Callable[[argparse.Namespace], int], str], argp
     sp = cmd(
         "receipt",
         cmd_receipt,
-        "export a receipt as a signed in-toto/DSSE attestation, or verify one "
-        "(--deployment=ENV: deployment receipts, not built yet)",
+        "show or export a receipt by hash or file (verified), export it as a signed in-toto/DSSE "
+        "attestation, verify one; --deployment=ENV: a signed attestation of what ENV runs",
     )
-    # Issue 4 adds `mu receipt --deployment=ENV [--timestamp=T]` here, beside the actions.
-    sp.add_argument("--deployment", metavar="ENV", help="deployment receipt for what ENV runs (issue 4)")
-    sp.add_argument("--timestamp", metavar="T", help="with --deployment: as of this time (issue 4)")
+    sp.add_argument(
+        "--deployment",
+        metavar="ENV",
+        help="sign an attestation receipt of what ENV runs (kept in the ledger)",
+    )
+    sp.add_argument(
+        "--timestamp", metavar="T", help="with --deployment: what ran at this ISO 8601 time, from the ledger"
+    )
+    sp.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --deployment: wait this long for ENV's daemon to answer (default 10)",
+    )
     actions = sp.add_subparsers(dest="action", metavar="ACTION", parser_class=type(sp))
+    sh = actions.add_parser(
+        "show",
+        help="a receipt (sha256:<hex> from the ledger, or a file), its hash and signature verified",
+        description="a receipt (sha256:<hex> from the ledger, or a file), its hash and signature "
+        "verified; --json prints the receipt itself",
+    )
+    sh.add_argument("path", metavar="RECEIPT", help="sha256:<hex> of a receipt in the ledger, or a file")
+    sh.set_defaults(format=None, key=None, output=None)
+    action_options(sh)
     ex = actions.add_parser(
         "export",
-        help="wrap RECEIPT in an in-toto Statement v1 inside a signed DSSE envelope",
-        description="wrap RECEIPT in an in-toto Statement v1 inside a signed DSSE envelope",
+        help="write a receipt (verified) as JSON, or wrap it in a signed in-toto/DSSE envelope",
+        description="write a receipt (sha256:<hex> from the ledger, or a file; verified) as JSON, "
+        "or wrap it in an in-toto Statement v1 inside a signed DSSE envelope (--format=dsse)",
     )
-    ex.add_argument("path", metavar="RECEIPT")
-    ex.add_argument("--format", default="dsse", metavar="FORMAT", help="export format: dsse (the only one)")
+    ex.add_argument("path", metavar="RECEIPT", help="sha256:<hex> of a receipt in the ledger, or a file")
     ex.add_argument(
-        "--key", metavar="KEY", help="private key to sign with (default: the store's operator key)"
+        "--format",
+        default=None,
+        metavar="FORMAT",
+        help="json (the receipt itself; the default) or dsse (the default with --key)",
     )
-    ex.add_argument("--output", metavar="FILE", help="write the envelope here (default: stdout)")
+    ex.add_argument(
+        "--key", metavar="KEY", help="dsse: private key to sign with (default: the store's operator key)"
+    )
+    ex.add_argument("--output", metavar="FILE", help="write here (default: stdout)")
     action_options(ex)
     ve = actions.add_parser(
         "verify-dsse",
         help="verify a DSSE envelope made by `mu receipt export` with the signer's public key",
         description="verify a DSSE envelope made by `mu receipt export` with the signer's public key",
     )
-    ve.add_argument("path", metavar="ENVELOPE")
+    ve.add_argument("path", metavar="ENVELOPE", help="the DSSE envelope (JSON file)")
     ve.add_argument("--public-key", required=True, metavar="K", help="the signer's public key (PEM)")
     action_options(ve)

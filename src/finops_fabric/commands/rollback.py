@@ -19,33 +19,18 @@ from typing import Any
 
 from finops_fabric.cli import progress_printer
 from finops_fabric.commands.deploy import add_deploy_options, finish
-from finops_fabric.errors import CheckFailed, FabricError, InputError
+from finops_fabric.errors import CheckFailed, FabricError
 
 Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
 
 def _generation_receipt(store: Any, ref: str) -> dict[str, Any]:
-    from finops_fabric.canonical import is_sha256
-    from finops_fabric.receipts import load_receipt, verify_receipt
+    from finops_fabric.lookup import find_receipt, generation_behind
+    from finops_fabric.receipts import verify_receipt
 
-    if is_sha256(ref):
-        found = store.find(ref)
-        if found is None:
-            raise InputError(f"no receipt {ref} in the store {store.home}", code="rollback.no_receipt")
-        receipt: dict[str, Any] = found
-    else:
-        receipt = load_receipt(Path(ref))
+    receipt = find_receipt(store, ref, flag="to-receipt").receipt
     verify_receipt(receipt, store.operator_public_key())
-    if receipt.get("kind") in ("deployment", "rollback"):
-        gen_hash = (receipt.get("inputs") or {}).get("generation_receipt_hash")
-        gen = store.find(str(gen_hash))
-        if gen is None:
-            raise CheckFailed(
-                f"{receipt['kind']} receipt {receipt['receipt_hash']} names generation receipt {gen_hash}, "
-                "which is not in the store",
-                code="rollback.no_receipt",
-            )
-        receipt = gen
+    receipt = generation_behind(store, receipt) or receipt
     if receipt.get("kind") != "generation":
         raise CheckFailed(
             f"receipt {receipt.get('receipt_hash')} is a {receipt.get('kind')} receipt; roll back to a "
@@ -107,8 +92,8 @@ def restore_enforcer(
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from finops_fabric.commands.daemon import check_env
     from finops_fabric.daemon.client import post_deployment
+    from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     env = check_env(args.target)

@@ -9,7 +9,12 @@
 
 Every endpoint needs ``Authorization: Bearer <token>`` unless the app runs in development mode
 (only allowed on loopback, checked by ``mu daemon``). Errors are JSON:
-``{"error": {"code", "message"}}``.
+``{"error": {"code", "message"}}`` (with ``line`` and ``column`` for a body that is not
+acceptable JSON). Request bodies are read by the strict reader of :mod:`finops_fabric.intake`:
+at most ``max_body_bytes`` (64 KiB unless configured; 413 beyond, without reading the rest),
+nested at most 32 deep, no duplicate keys, lone surrogates, NaN/Infinity or numbers beyond
+±(2**53 - 1) (400), a transaction id that is a string (422), ``Content-Type`` JSON when given
+(415).
 
 Extension points for the other processes of the daemon (outbox, notifier, supervisor):
 ``app.state.metrics`` (:class:`Metrics`), ``app.state.decision_writers`` (callables run inside
@@ -25,7 +30,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,8 @@ from finops_fabric.daemon import decision_log
 from finops_fabric.daemon.auth import TokenBook
 from finops_fabric.daemon.runtime import Runtime, cron_matches, epoch_schedule, next_epoch, now_utc
 from finops_fabric.errors import FabricError
+from finops_fabric.intake.strict_json import JsonRefused, Limits, loads, too_large
+from finops_fabric.intake.transaction import TransactionRefused, body_limit, parse_transaction, refused
 from finops_fabric.store import Store
 
 __all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
@@ -115,6 +121,63 @@ def _error(status: int, code: str, message: str, **more: Any) -> Response:
     return _response(_error_reply(status, code, message, **more))
 
 
+def _refused_reply(exc: TransactionRefused) -> Reply:
+    return _error_reply(exc.status, exc.code, exc.message, **exc.details())
+
+
+def _json_media_type(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (``application/json``, ``application/…+json``)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _unsupported_media_type(prefix: str, content_type: str) -> Reply:
+    return _error_reply(
+        415,
+        f"{prefix}.unsupported_media_type",
+        f"the body must be JSON (Content-Type: application/json), not {content_type[:80]!r}",
+    )
+
+
+def _declared_length(value: str | None) -> int | None:
+    """A Content-Length header as a number (None when absent or not a number)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+class _BodyReader:
+    """Reads a request body of at most ``limit`` bytes: refuses a larger Content-Length at
+    once and stops reading as soon as more bytes than that have come."""
+
+    def __init__(self, limit: int, prefix: str) -> None:
+        self.limit = limit
+        self.prefix = prefix
+
+    def refuse(self, size: int | None) -> TransactionRefused:
+        return refused(too_large(size, self.limit), self.prefix)
+
+    def check_declared(self, declared: int | None) -> None:
+        if declared is not None and declared > self.limit:
+            raise self.refuse(declared)
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self.limit:
+                raise self.refuse(None)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _request_chunks(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
 _INTERNAL_ERROR = b"Internal Server Error"
 
 
@@ -140,6 +203,27 @@ class DaemonApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def _deploy_request_problem(req: Any, env: str) -> tuple[str, str] | None:
+    """(code, message) of what is wrong with a deployment request's fields (None: nothing)."""
+    if not isinstance(req, dict) or not isinstance(req.get("enforcer"), str):
+        return "deploy.bad_request", 'give {"enforcer": PATH, "generation_receipt_hash": H}'
+    if not req["enforcer"] or "\x00" in req["enforcer"]:
+        return "deploy.bad_request", "enforcer is the path of A on the daemon's host"
+    if not isinstance(req.get("generation_receipt_hash"), str):
+        return "deploy.bad_request", "give generation_receipt_hash (the receipt of A)"
+    if "env" in req and not isinstance(req["env"], str):
+        return "deploy.bad_request", "env is the name of an environment"
+    if req.get("env", env) != env:
+        return "deploy.wrong_env", f"this daemon serves {env}, not {req['env'][:64]}"
+    if req.get("kind", "deployment") not in ("deployment", "rollback"):
+        return "deploy.bad_request", "kind is deployment or rollback"
+    if not isinstance(req.get("now", False), bool):
+        return "deploy.bad_request", "now is true or false"
+    if not isinstance(req.get("rollback_to"), str | None):
+        return "deploy.bad_request", "rollback_to is the hash of the receipt rolled back to"
+    return None
+
+
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(doc, sort_keys=True, default=str), status, headers=headers, media_type="application/json"
@@ -153,8 +237,15 @@ def create_app(
     dev: bool = False,
     runtime: Runtime | None = None,
     writer: decision_log.DecisionWriter | None = None,
+    max_body_bytes: int | None = None,
 ) -> DaemonApp:
-    """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only)."""
+    """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only).
+    ``max_body_bytes``: the largest request body (default: ``daemon.max_body_bytes`` of the
+    store's config.json, else 64 KiB)."""
+    limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
+    assert limits.max_bytes is not None
+    tx_body = _BodyReader(limits.max_bytes, "tx")
+    deploy_body = _BodyReader(limits.max_bytes, "deploy")
     runtime = runtime if runtime is not None else Runtime(store, env)
     writer = (
         writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
@@ -191,12 +282,17 @@ def create_app(
         refused = refusal(request.headers.get("authorization", ""), permission)
         return None if refused is None else _response(refused)
 
-    async def decide_reply(authorization: str, read_body: Callable[[], Awaitable[bytes | None]]) -> Reply:
+    async def decide_reply(
+        authorization: str,
+        content_type: str | None,
+        declared_length: int | None,
+        read_body: Callable[[], Awaitable[bytes | None]],
+    ) -> Reply:
         """Decide one transaction: auth, the active A, the body (None: the client went away),
         decide, log durably (with the effect writers' rows), metrics; the reply."""
         started = time.perf_counter()
-        if (refused := refusal(authorization, "decide")) is not None:
-            return refused
+        if (refused_auth := refusal(authorization, "decide")) is not None:
+            return refused_auth
         active = runtime.active  # read once: this request finishes on this A
         if active is None:
             return _error_reply(
@@ -205,17 +301,16 @@ def create_app(
                 f"nothing is deployed to {env} yet; deploy an enforcer first "
                 f"(mu deploy --target={env} --enforcer=A)",
             )
-        body = await read_body()
-        if body is None:
-            return 400, b"", []  # nobody is listening; nothing was decided
+        if content_type is not None and not _json_media_type(content_type):
+            return _unsupported_media_type("tx", content_type)
         try:
-            tx = json.loads(body, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error_reply(400, "tx.invalid_json", f"the request body is not valid JSON: {exc}")
-        if not isinstance(tx, dict):
-            return _error_reply(
-                400, "tx.not_object", "the request body must be one JSON object (a transaction)"
-            )
+            tx_body.check_declared(declared_length)
+            body = await read_body()
+            if body is None:
+                return 400, b"", []  # nobody is listening; nothing was decided
+            tx = parse_transaction(body, limits)
+        except TransactionRefused as exc:
+            return _refused_reply(exc)
         enforcer = active.enforcer
         try:
             decision = enforcer.decide(tx).to_dict()
@@ -247,25 +342,43 @@ def create_app(
     async def decide(request: Request) -> Response:
         async def read_body() -> bytes | None:
             try:
-                return await request.body()
+                return await tx_body.read(_request_chunks(request))
             except ClientDisconnect:
                 return None
 
-        return _response(await decide_reply(request.headers.get("authorization", ""), read_body))
+        headers = request.headers
+        return _response(
+            await decide_reply(
+                headers.get("authorization", ""),
+                headers.get("content-type"),
+                _declared_length(headers.get("content-length")),
+                read_body,
+            )
+        )
 
     async def decide_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         authorization = ""
+        content_type: str | None = None
+        declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
-                break
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = _declared_length(value.decode("latin-1"))
 
         async def read_body() -> bytes | None:
             chunks: list[bytes] = []
+            size = 0
+            limit = tx_body.limit
             while True:
                 message = await receive()
                 if message["type"] == "http.request":
                     chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise tx_body.refuse(None)
                     if not message.get("more_body", False):
                         return b"".join([*chunks, chunk]) if chunks else chunk
                     chunks.append(chunk)
@@ -274,7 +387,7 @@ def create_app(
 
         started = False
         try:
-            status, body, headers = await decide_reply(authorization, read_body)
+            status, body, headers = await decide_reply(authorization, content_type, declared, read_body)
             headers.append((b"content-length", str(len(body)).encode("ascii")))
             if body:
                 headers.append((b"content-type", b"application/json"))
@@ -336,20 +449,25 @@ def create_app(
     async def deploy(request: Request) -> Response:
         if (denied := deny(request, "deploy")) is not None:
             return denied
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not _json_media_type(content_type):
+            return _response(_unsupported_media_type("deploy", content_type))
         try:
-            req = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "deploy.invalid_json", f"the request body is not valid JSON: {exc}")
-        if not isinstance(req, dict) or not isinstance(req.get("enforcer"), str):
-            return _error(400, "deploy.bad_request", 'give {"enforcer": PATH, "generation_receipt_hash": H}')
-        receipt_hash = req.get("generation_receipt_hash")
-        if not isinstance(receipt_hash, str):
-            return _error(400, "deploy.bad_request", "give generation_receipt_hash (the receipt of A)")
-        if req.get("env", env) != env:
-            return _error(400, "deploy.wrong_env", f"this daemon serves {env}, not {req.get('env')}")
+            deploy_body.check_declared(_declared_length(request.headers.get("content-length")))
+            raw = await deploy_body.read(_request_chunks(request))
+            try:
+                req = loads(raw, limits)
+            except JsonRefused as exc:
+                raise refused(exc, "deploy") from None
+        except TransactionRefused as exc:
+            return _response(_refused_reply(exc))
+        except ClientDisconnect:
+            return Response(b"", 400)
+        problem = _deploy_request_problem(req, env)
+        if problem is not None:
+            return _error(400, *problem)
+        receipt_hash = req["generation_receipt_hash"]
         kind = req.get("kind", "deployment")
-        if kind not in ("deployment", "rollback"):
-            return _error(400, "deploy.bad_request", "kind is deployment or rollback")
         try:
             schedule = epoch_schedule(store, env)
         except FabricError as exc:
@@ -469,8 +587,11 @@ def openapi_document() -> dict[str, Any]:
             "/v1/decisions": {
                 "post": {
                     "summary": "Decide one transaction (role operator)",
-                    "description": "Numbers are read as exact decimals. The decision is logged durably "
-                    "(with the enforcer hash and generation receipt hash) before the response is sent.",
+                    "description": "Numbers are read exactly (integers within ±(2^53 - 1), others as "
+                    "decimals); the body is at most 64 KiB unless configured, nested at most 32 deep, "
+                    "with no duplicate keys, lone surrogates or NaN/Infinity. The decision is logged "
+                    "durably (with the enforcer hash and generation receipt hash) before the response "
+                    "is sent.",
                     "requestBody": {"required": True, **_content(_ref("Transaction"))},
                     "responses": {
                         "200": {
@@ -481,8 +602,18 @@ def openapi_document() -> dict[str, Any]:
                             },
                             **_content(_ref("Decision")),
                         },
-                        "400": _err("the body is not a JSON object, or cannot be decided"),
+                        "400": _err(
+                            "the body is not acceptable JSON (tx.invalid_json, tx.invalid_utf8, "
+                            "tx.duplicate_key, tx.lone_surrogate, tx.non_finite, tx.number_out_of_range, "
+                            "tx.too_deep), not one object (tx.not_object), or cannot be decided "
+                            "(tx.undecidable)"
+                        ),
                         **_AUTH_ERRORS,
+                        "413": _err(
+                            "the body is larger than the limit (tx.too_large; 64 KiB unless configured)"
+                        ),
+                        "415": _err("the Content-Type is not JSON (tx.unsupported_media_type)"),
+                        "422": _err("the transaction id is not a string (tx.id_not_string)"),
                         "503": _err("nothing is deployed yet"),
                     },
                 }
@@ -530,9 +661,14 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, **_content(_ref("DeployRequest"))},
                     "responses": {
                         "200": {"description": "deployed", **_content(_ref("DeployResult"))},
-                        "400": _err("malformed request"),
+                        "400": _err(
+                            "malformed request (deploy.bad_request, deploy.wrong_env, or JSON refused "
+                            "as for decisions: deploy.invalid_json, deploy.too_deep, ...)"
+                        ),
                         **_AUTH_ERRORS,
                         "409": _err("outside the environment's epoch window (see next_epoch)"),
+                        "413": _err("the body is larger than the limit (deploy.too_large)"),
+                        "415": _err("the Content-Type is not JSON (deploy.unsupported_media_type)"),
                         "422": {
                             "description": "refused (no generation receipt) or failed (receipt says why)",
                             "content": {
@@ -564,14 +700,21 @@ def openapi_document() -> dict[str, Any]:
                         "error": {
                             "type": "object",
                             "required": ["code", "message"],
-                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "line": {"type": "integer"},
+                                "column": {"type": "integer"},
+                            },
                         }
                     },
                 },
                 "Transaction": {
                     "type": "object",
                     "description": "A transaction of POLICY-LANGUAGE.md (id, type, amount, currency, "
-                    "actor_id, actor_level, ...); amounts as strings or JSON numbers, read exactly",
+                    "actor_id, actor_level, ...); amounts as decimal strings or JSON numbers within "
+                    "±(2^53 - 1), read exactly",
+                    "properties": {"id": {"type": "string"}},
                     "additionalProperties": True,
                 },
                 "Decision": {

@@ -20,6 +20,7 @@ import httpx
 
 from finops_fabric.canonical import write_bytes_atomic
 from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.files import PRIVATE_FILE, private_dir
 from finops_fabric.store import Store
 
 __all__ = ["ENV_TOKEN", "DaemonClient", "DaemonInfo", "connect", "discovery_path", "token_path"]
@@ -53,7 +54,7 @@ class DaemonInfo:
 
 def write_discovery(store: Store, info: DaemonInfo, token_hint: str, dev: bool) -> Path:
     path = discovery_path(store, info.env)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     doc = {
         "env": info.env,
         "host": info.host,
@@ -64,7 +65,9 @@ def write_discovery(store: Store, info: DaemonInfo, token_hint: str, dev: bool) 
         "dev": dev,
         "token_hint": token_hint,
     }
-    write_bytes_atomic(path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n")
+    write_bytes_atomic(
+        path, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n", mode=PRIVATE_FILE
+    )
     return path
 
 
@@ -150,7 +153,7 @@ class DaemonClient:
                 code=str(code),
                 hint=f"set {ENV_TOKEN} to a token with the right role (mu daemon token create --role=...)",
             )
-        if resp.status_code == 400:
+        if resp.status_code in (400, 413, 415) or str(code).startswith("tx."):  # the request was bad input
             raise InputError(f"the {self.info.env} daemon says: {message}", code=str(code))
         raise CheckFailed(f"the {self.info.env} daemon says: {message}", code=str(code))
 
@@ -300,12 +303,14 @@ def _parse_time(value: str) -> Any:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
-def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> dict[str, Any]:
+def deployment_state_receipt(
+    store: Store, env: str, timestamp: str | None, *, wait: float | None = None
+) -> dict[str, Any]:
     """Sign (and keep in the ledger) a receipt of what ``env`` runs: now, asked of its daemon;
     or, with ``timestamp``, as of that time according to the ledger's deployment receipts."""
     import datetime as dt
 
-    from finops_fabric.commands.daemon import check_env
+    from finops_fabric.daemon.environments import check_env
 
     env = check_env(env)
     store.require()
@@ -317,7 +322,7 @@ def deployment_state_receipt(store: Store, env: str, timestamp: str | None) -> d
         "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if timestamp is None:
-        with connect(store, env, wait=10.0) as daemon:
+        with connect(store, env, wait=10.0 if wait is None else wait) as daemon:
             status, doc = daemon.request("GET", "/v1/deployment", ok=(200, 404))
         if status == 404 or not isinstance(doc, dict):
             raise CheckFailed(f"nothing is deployed to {env}", code="deployment.none")
@@ -369,5 +374,5 @@ def deployment_state_lines(receipt: dict[str, Any]) -> list[str]:
         f"{receipt['env']} runs {receipt['outputs']['enforcer_hash']} (as of {receipt['as_of']}, "
         f"deployed {receipt['outputs'].get('deployed_at')})",
         f"generation receipt {receipt['inputs']['generation_receipt_hash']}",
-        f"deployment receipt {receipt['receipt_hash']} (signed)",
+        f"attestation receipt {receipt['receipt_hash']} (signed, kept in the ledger)",
     ]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from finops_fabric.errors import InputError, Location
+from finops_fabric.files import private_file
 
 __all__ = [
     "SCHEMA",
@@ -90,12 +91,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                 )
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
             return conn
+        private_file(path)  # 0600, and so its -wal and -shm (SQLite gives them the file's mode)
         conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
         return conn
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise InputError(
             f"cannot open the decision log {path}: {exc}",
             code="decisions.unreadable",

@@ -1,6 +1,10 @@
 """Wire the side effects into a daemon: every decision's notifications and audit entries go
 into the durable outbox in the decision's own SQLite transaction, and supervised worker
 processes deliver them (restarted on a crash, within an OTP-style restart intensity).
+
+The notification process's health includes whether mail can go out at all
+(:func:`finops_fabric.daemon.delivery.assess`: SMTP configured, reachable, backlog), refreshed
+once a second beside the queue-depth gauge; it is ``degraded`` with the reason when not.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from finops_fabric.daemon import outbox
+from finops_fabric.daemon import delivery, outbox
 from finops_fabric.daemon.app import Metrics
 from finops_fabric.daemon.supervisor import Supervisor
 from finops_fabric.store import Store
@@ -27,9 +31,56 @@ def enqueue_writer(decision: dict[str, Any], tx: dict[str, Any]) -> Callable[[An
     return write
 
 
-def attach(app: Starlette, store: Store, env: str) -> Supervisor:
-    """Add the outbox and its supervised workers to ``app``; they start and stop with it."""
+def attach_outbox(app: Starlette, store: Store, env: str) -> dict[str, Any]:
+    """Queue every decision's notifications and audit entries in the outbox, in the decision's
+    own SQLite transaction, and keep the queue-depth gauge and the mail health (returned: a dict
+    refreshed once a second, which /v1/health serves with no I/O of its own); nothing delivers
+    them here (the workers of :func:`attach` do, or those of the next daemon started with
+    workers)."""
     outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
+    metrics: Metrics = app.state.metrics
+    app.state.effect_writers.append(enqueue_writer)
+    running: list[threading.Event] = []
+    mail: dict[str, Any] = {"status": "ok", "detail": "not checked yet"}
+
+    def refresh(conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            for kind, waiting in outbox.waiting(conn).items():
+                metrics.queue_depth.labels(queue=kind).set(waiting)
+        try:
+            mail.update(delivery.assess(store.home, conn))
+        except Exception as exc:  # a health check that cannot run is itself a finding
+            mail.update(status="degraded", detail=f"cannot check the notification path: {exc}", reasons=[])
+
+    def watch_depth(stop: threading.Event) -> None:  # the gauge and the mail health, every second
+        conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
+        try:
+            refresh(conn)
+            while not stop.wait(1.0):
+                refresh(conn)
+        finally:
+            conn.close()
+
+    def start() -> None:
+        if running and not running[-1].is_set():
+            return  # already watching
+        stop = threading.Event()
+        running.append(stop)
+        threading.Thread(target=watch_depth, args=(stop,), name=f"outbox-depth-{env}", daemon=True).start()
+
+    def shutdown() -> None:
+        for stop in running:
+            stop.set()
+
+    app.state.on_startup.append(start)
+    app.state.on_shutdown.insert(0, shutdown)
+    return mail
+
+
+def attach(app: Starlette, store: Store, env: str) -> Supervisor:
+    """Add the outbox (:func:`attach_outbox`) and its supervised workers to ``app``; they start
+    and stop with it."""
+    mail = attach_outbox(app, store, env)
     metrics: Metrics = app.state.metrics
     supervisor = Supervisor(
         store.home,
@@ -41,43 +92,30 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
             else None
         ),
     )
-    app.state.effect_writers.append(enqueue_writer)
-    stop = threading.Event()
-
-    def watch_depth() -> None:  # the queue-depth gauge, refreshed every second
-        conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
-        try:
-            while not stop.wait(1.0):
-                with contextlib.suppress(Exception):
-                    for kind, waiting in outbox.waiting(conn).items():
-                        metrics.queue_depth.labels(queue=kind).set(waiting)
-        finally:
-            conn.close()
-
-    watcher = threading.Thread(target=watch_depth, name=f"outbox-depth-{env}", daemon=True)
-
-    def start() -> None:
-        supervisor.start()
-        watcher.start()
-
-    def shutdown() -> None:
-        stop.set()
-        supervisor.stop()
-
     for kind in KINDS:
-        app.state.health_sources[kind] = _health_of(supervisor, kind)
-    app.state.on_startup.append(start)
-    app.state.on_shutdown.insert(0, shutdown)
+        app.state.health_sources[kind] = _health_of(
+            supervisor, kind, mail if kind == "notification" else None
+        )
+    app.state.on_startup.append(supervisor.start)
+    app.state.on_shutdown.insert(0, supervisor.stop)
     return supervisor
 
 
-def _health_of(supervisor: Supervisor, kind: str) -> Callable[[], dict[str, Any]]:
+def _health_of(
+    supervisor: Supervisor, kind: str, mail: dict[str, Any] | None = None
+) -> Callable[[], dict[str, Any]]:
     def health() -> dict[str, Any]:
         status = dict(supervisor.status().get(kind, {}))
         state = status.get("state")
         status["status"] = {"running": "ok", "restarting": "degraded", "failed": "failed"}.get(
             str(state), "degraded"
         )
+        if mail is not None:
+            status["mail"] = dict(mail)
+            if mail.get("status") == "degraded" and status["status"] == "ok":
+                status["status"] = "degraded"
+            if mail.get("status") == "degraded":
+                status["detail"] = mail.get("detail")
         return status
 
     return health

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from finops_fabric.canonical import canonical_json, sha256_hex
+from finops_fabric.files import private_file
 
 __all__ = [
     "BACKOFF_BASE_S",
@@ -145,6 +146,7 @@ def open_db(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     effects in this file, and an undone ack means a redelivery, never a loss)."""
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    private_file(Path(path))  # 0600, and so its -wal and -shm (SQLite gives them the file's mode)
     conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -154,11 +156,13 @@ def open_db(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the outbox tables if absent (also the audit ledger's, which lives in the same file).
+    """Create the outbox tables if absent (also the audit ledger's and the workers' transport
+    state, which live in the same file).
     Must not be called inside an open transaction (``executescript`` commits)."""
     from finops_fabric.daemon.audit_log import SCHEMA as AUDIT_SCHEMA
+    from finops_fabric.daemon.delivery import SCHEMA as TRANSPORT_SCHEMA
 
-    conn.executescript(SCHEMA + AUDIT_SCHEMA)
+    conn.executescript(SCHEMA + AUDIT_SCHEMA + TRANSPORT_SCHEMA)
 
 
 @contextlib.contextmanager

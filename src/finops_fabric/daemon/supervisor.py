@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from finops_fabric.daemon import outbox
+from finops_fabric.files import private_dir
 
 __all__ = ["EVENTS", "ProcessState", "Supervisor"]
 
@@ -231,9 +232,11 @@ class Supervisor:
 
     def _spawn(self, ps: ProcessState) -> None:
         if ps.log is None:
-            logs = self.home / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            ps.log = open(logs / f"worker-{self.env}-{ps.kind}.log", "ab")  # noqa: SIM115 - kept open
+            logs = private_dir(self.home / "logs")
+            fd = os.open(
+                logs / f"worker-{self.env}-{ps.kind}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+            )
+            ps.log = os.fdopen(fd, "ab")
         env = dict(os.environ)
         env.update(self.extra_env)
         ps.proc = subprocess.Popen(

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from finops_fabric.daemon import audit_log, outbox
+from finops_fabric.daemon import audit_log, delivery, outbox
 from finops_fabric.daemon.notifier import DeliveryError, Notifier, NotTried, PermanentError
 
 __all__ = ["ENV_FAULT", "AckJournal", "Worker", "journal_path", "main"]
@@ -166,6 +166,11 @@ class Worker:
         self.conn: sqlite3.Connection = outbox.open_db(outbox.db_path(self.home, env), synchronous="NORMAL")
         self.notifier = Notifier(self.home) if kind == "notification" else None
         self.journal = AckJournal(journal_path(self.home, env, kind))
+        #: The transport state last recorded for the daemon's health ("down: why", or None: up).
+        recorded = delivery.read_transport(self.conn, kind)
+        self._recorded_down: str | None = (
+            str(recorded["reason"]) if recorded is not None and recorded["state"] == "down" else None
+        )
 
     def stop(self) -> None:
         self.stopping.set()
@@ -229,6 +234,7 @@ class Worker:
             self._transport_down(exc)
             return False
         self.probe_at = 0.0
+        self._record_up()
         print("worker notification: transport is back", file=sys.stderr, flush=True)
         with outbox.transaction(self.conn):  # what backed off during the outage is due now
             self.conn.execute(
@@ -238,7 +244,17 @@ class Worker:
             )
         return True
 
+    def _record_up(self) -> None:
+        if self._recorded_down is not None:
+            with contextlib.suppress(sqlite3.Error):  # health only: never stops a delivery
+                delivery.record_up(self.conn, self.kind)
+                self._recorded_down = None
+
     def _transport_down(self, exc: DeliveryError) -> None:
+        if self._recorded_down != str(exc):
+            with contextlib.suppress(sqlite3.Error):
+                delivery.record_down(self.conn, self.kind, str(exc))
+                self._recorded_down = str(exc)
         self._failures += 1
         delay = outbox.backoff_delay(self._failures, base=PROBE_BASE_S, cap=PROBE_CAP_S)
         if not self.probe_at:
@@ -319,6 +335,7 @@ class Worker:
             self._transport_down(down)
         elif any(outcome.get(it.id, 1) is None for it in items):
             self._failures = 0
+            self._record_up()
         return [outcome.get(it.id) for it in items]
 
     def _post_webhooks(self, items: Sequence[outbox.Item], outcome: dict[int, DeliveryError | None]) -> None:

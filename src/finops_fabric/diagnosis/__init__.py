@@ -10,8 +10,9 @@ earlier check has already decided the verdict:
                   the rules changed, added and removed, and what O_now decides
     tampering     (``A_prod``) every artifact of A_prod against its own manifest and against R's
                   ``outputs.artifacts``, hash(A_prod) against ``outputs.enforcer_hash``, naming
-                  each edited artifact and its rule; for a logged decision also the hash of the A
-                  that made it
+                  each edited artifact and its rule; for a logged decision the hash of the A that
+                  made it, and A_prod is the A that served it (the daemon's verified copy in the
+                  store, :func:`served_enforcer`), never the directory it was deployed from
     replay        μ replayed with R's pinned generator from the receipted O (the store's snapshot,
                   or O_now when it is the receipted O) in a clean temporary directory
                   (:func:`finops_fabric.replay.regenerate`); it must reproduce hash(A)
@@ -47,7 +48,7 @@ from finops_fabric.diagnosis.case import (
 )
 from finops_fabric.diagnosis.case import Progress as Progress
 from finops_fabric.diagnosis.inputs import check_outcome as check_outcome
-from finops_fabric.diagnosis.inputs import read_logged_decision, transaction_hash
+from finops_fabric.diagnosis.inputs import read_logged_decision, served_enforcer, transaction_hash
 from finops_fabric.diagnosis.receipt import record
 from finops_fabric.diagnosis.verdict import deployment_drift as deployment_drift
 from finops_fabric.diagnosis.verdict import diagnose
@@ -64,5 +65,6 @@ __all__ = [
     "diagnose",
     "read_logged_decision",
     "record",
+    "served_enforcer",
     "transaction_hash",
 ]

@@ -65,9 +65,24 @@ class Logged:
         }
 
 
+@dataclass(frozen=True)
+class Served:
+    """The A that served a logged decision, as the daemon holds it: the store's copy of the A
+    with the logged hash (what the daemon verified at deployment and boots from), or ``files``
+    None when there is none to read; ``notes`` say what else was found (e.g. that the directory
+    the A was deployed from has changed since, which the daemon does not run)."""
+
+    name: str
+    files: dict[str, bytes] | None
+    notes: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Case:
-    """What is diagnosed: the receipt, the transaction, what production did, and what runs now."""
+    """What is diagnosed: the receipt, the transaction, what production did, and what runs now.
+    ``enforcer`` (a directory or archive) is A_prod as given; without it, ``served`` is the A
+    that served a logged decision."""
 
     receipt: dict[str, Any]
     transaction: dict[str, Any]
@@ -76,6 +91,7 @@ class Case:
     ontology: Path | None = None
     enforcer: Path | None = None
     logged: Logged | None = None
+    served: Served | None = None
 
 
 @dataclass

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from finops_fabric import generators
 from finops_fabric import model as m
 from finops_fabric.canonical import sha256_hex
-from finops_fabric.diagnosis.case import Case, Evidence, Logged, Progress, _short
-from finops_fabric.enforcer import MANIFEST, Enforcer, check_files, load_enforcer, parse_manifest, read_tree
+from finops_fabric.daemon.runtime import enforcer_from_files
+from finops_fabric.diagnosis.case import Case, Evidence, Progress, _short
+from finops_fabric.enforcer import MANIFEST, Enforcer, check_files, parse_manifest, read_tree
 from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
 from finops_fabric.interpreter import Interpreter, Outcome, comparable
 from finops_fabric.pipeline import LoadedOntology, load_snapshot
@@ -129,10 +131,35 @@ def _artifact_problems(
     return out
 
 
-def _tampering(
-    root: Path | None, receipt: dict[str, Any], store: Store, logged: Logged | None
-) -> tuple[Evidence, Enforcer | None, str | None, str]:
+def _a_prod(case: Case) -> tuple[str | None, dict[str, bytes] | None, str | None, tuple[str, ...]]:
+    """(what A_prod is called, its files as they are, why they could not be read, notes):
+    ``--enforcer`` as given (a directory or an archive), else the A that served the logged
+    decision."""
+    from finops_fabric.archive import is_archive_path, read_archive
+
+    root = case.enforcer
+    if root is None:
+        if case.served is not None:
+            return case.served.name, case.served.files, None, case.served.notes
+        return None, None, None, ()
+    name = f"A_prod at {root}"
+    try:
+        files = read_archive(root) if is_archive_path(root) else read_tree(root)
+    except CheckFailed as e:  # a symbolic link, or an archive member reaching outside A
+        return name, None, e.message, ()
+    listed = case.receipt["outputs"].get("artifacts")
+    if MANIFEST not in files and not (isinstance(listed, dict) and set(files) & set(listed)):
+        raise InputError(
+            f"{root} is not an enforcer: no manifest.json and none of the receipted A's artifacts",
+            code="diagnose.not_an_enforcer",
+            location=Location(file=str(root)),
+        )
+    return name, files, None, ()
+
+
+def _tampering(case: Case, store: Store) -> tuple[Evidence, Enforcer | None, str | None, str]:
     """(the evidence, A_prod loaded when it is receipted, hash(A_prod), why it was not run)."""
+    receipt, logged = case.receipt, case.logged
     expected = str(receipt["outputs"]["enforcer_hash"])
     problems: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -150,7 +177,11 @@ def _tampering(
             )
         else:
             notes.append(f"decision {logged.id} was made by the receipted A {expected}")
-    if root is None:
+    if case.enforcer is None and case.served is not None:
+        data.update(case.served.data)
+    name, files, unreadable, more = _a_prod(case)
+    notes += more
+    if name is None or (files is None and unreadable is None):
         if logged is None:
             return (
                 Evidence("tampering", "skipped", "no --enforcer given: A_prod was not compared"),
@@ -158,31 +189,20 @@ def _tampering(
                 None,
                 "",
             )
-        where = logged.deployed_enforcer
-        notes.append(
-            f"the deployed A at {where} no longer exists, so only the logged hash was compared"
-            if where is not None
-            else f"no successful deployment of {logged.env} in the ledger names where its A came from"
-        )
+        if name is None:
+            notes.append(
+                f"no successful deployment of {logged.env} in the ledger names where its A came from"
+            )
         data["problems"] = problems
         result = "fail" if problems else "pass"
         why = "; ".join([p["detail"] for p in problems] + notes)
         return Evidence("tampering", result, why, data), None, None, "A_prod is not available"
-    data["enforcer"] = str(root)
-    try:
-        files = read_tree(root)
-    except CheckFailed as e:
-        problems.append({"artifact": None, "problem": "symlink", "detail": e.message})
+    data["enforcer"] = str(case.enforcer) if case.enforcer is not None else name
+    if files is None:
+        problems.append({"artifact": None, "problem": "symlink", "detail": unreadable})
         data["problems"] = problems
-        return Evidence("tampering", "fail", e.message, data), None, None, "A_prod holds a symbolic link"
-    listed = receipt["outputs"].get("artifacts")
+        return Evidence("tampering", "fail", str(unreadable), data), None, None, "A_prod holds a link"
     raw = files.get(MANIFEST)
-    if raw is None and not (isinstance(listed, dict) and set(files) & set(listed)):
-        raise InputError(
-            f"{root} is not an enforcer: no manifest.json and none of the receipted A's artifacts",
-            code="diagnose.not_an_enforcer",
-            location=Location(file=str(root)),
-        )
     manifest: dict[str, Any] | None = None
     actual = sha256_hex(raw) if raw is not None else None
     data["enforcer_hash"] = actual
@@ -190,7 +210,7 @@ def _tampering(
         problems.append({"artifact": MANIFEST, "problem": "missing", "detail": "A_prod has no manifest.json"})
     else:
         try:
-            manifest = parse_manifest(raw, str(root))
+            manifest = parse_manifest(raw, str(case.enforcer or "A_prod"))
         except CheckFailed as e:
             problems.append({"artifact": MANIFEST, "problem": "manifest_edited", "detail": e.message})
     other = _receipted_with(store, actual) if actual is not None and actual != expected else None
@@ -222,9 +242,14 @@ def _tampering(
     edited = [
         p for p in problems if p["problem"] in ("edited", "missing", "extra", "manifest_edited", "symlink")
     ]
-    if not edited and actual is not None and (actual == expected or other is not None):
+    if (
+        not edited
+        and manifest is not None
+        and actual is not None
+        and (actual == expected or other is not None)
+    ):
         try:
-            runnable = load_enforcer(root)
+            runnable = enforcer_from_files(dict(files), name)
         except FabricError as e:
             not_run = f"A_prod does not load: {e.message}"
     else:
@@ -237,7 +262,7 @@ def _tampering(
             Evidence(
                 "tampering",
                 "pass",
-                f"A_prod at {root} is exactly the receipted A: {len(files)} files match "
+                f"{name} is exactly the receipted A: {len(files)} files match "
                 f"outputs.artifacts and hash(A) = {expected}" + "".join(f"; {n}" for n in notes),
                 data,
             ),
@@ -251,7 +276,7 @@ def _tampering(
         if p["artifact"] not in (None, MANIFEST)
     ]
     heads = [p["detail"] for p in problems if p["artifact"] in (None, MANIFEST)]
-    detail = f"A_prod at {root} is not the receipted A: " + "; ".join(heads + named)
+    detail = f"{name} is not the receipted A: " + "; ".join(heads + named)
     return Evidence("tampering", "fail", detail, data), runnable, actual, not_run
 
 
@@ -318,6 +343,13 @@ def _receipted_policy(store: Store, receipted: str, now: LoadedOntology | None) 
         return None
 
 
+def receipt_language(receipt: Mapping[str, Any]) -> str | None:
+    """The policy language of the generator a receipt pins, if this installation has it."""
+    gen = receipt.get("inputs", {}).get("generator")
+    version = gen.get("version") if isinstance(gen, dict) else None
+    return generators.LANGUAGE.get(str(version)) if version is not None else None
+
+
 def _decision_of(enforcer: Enforcer, tx: Mapping[str, Any]) -> dict[str, Any]:
     try:
         d = enforcer.decide(tx).to_dict()
@@ -341,9 +373,13 @@ def _outcome_dict(o: Outcome) -> dict[str, Any]:
     }
 
 
-def _interpret(policy: m.Policy, tx: Mapping[str, Any]) -> dict[str, Any]:
+def _interpret(policy: m.Policy, tx: Mapping[str, Any], language: str | None) -> dict[str, Any]:
+    """The reference interpreter's decision, in the policy language of the receipt's generator
+    (``language``; None: that generator is not installed, so the language is not known)."""
+    if language is None:
+        return {"error": "the receipt's generator is not installed, so its policy language is not known"}
     try:
-        return _outcome_dict(Interpreter(policy).decide(tx))
+        return _outcome_dict(Interpreter(policy, language).decide(tx))
     except Exception as e:  # the oracle failing is reported, not hidden
         return {"error": f"{type(e).__name__}: {e}"}
 

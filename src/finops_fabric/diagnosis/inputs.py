@@ -10,10 +10,11 @@ from typing import Any
 
 from finops_fabric.canonical import is_sha256, sha256_hex
 from finops_fabric.daemon import decision_log
-from finops_fabric.diagnosis.case import OUTCOMES, Evidence, Logged
-from finops_fabric.errors import CheckFailed, InputError, Location
-from finops_fabric.keys import Ed25519PublicKey, key_id, load_public_key
-from finops_fabric.receipts import check_hash, check_schema, check_signature
+from finops_fabric.diagnosis.case import OUTCOMES, Evidence, Logged, Served
+from finops_fabric.enforcer import MANIFEST
+from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
+from finops_fabric.lookup import verify_trusted
+from finops_fabric.receipts import check_schema
 from finops_fabric.store import Store
 
 
@@ -114,23 +115,104 @@ def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:
     )
 
 
+# --- the A that served a logged decision ----------------------------------------------------------
+
+
+def _differing(files: dict[str, bytes], other: dict[str, bytes]) -> list[str]:
+    return sorted(p for p in set(files) | set(other) if files.get(p) != other.get(p))
+
+
+def _source_copy(logged: Logged, served: dict[str, bytes] | None) -> tuple[dict[str, Any], str | None]:
+    """How the directory (or archive) A was deployed from compares with what served: data, and
+    a note when it differs. The daemon verified that copy when it deployed it and runs it from
+    memory (and from the store's copy after a restart), never from that directory again."""
+    from finops_fabric.archive import read_enforcer_files
+
+    where = logged.deployed_enforcer
+    if where is None:
+        return {}, None
+    data: dict[str, Any] = {"path": str(where)}
+    try:
+        files = read_enforcer_files(where)
+    except FabricError as e:
+        data["readable"] = False
+        return data, (
+            f"the directory A was deployed from, {where}, is gone or unreadable now ({e.message}); "
+            "the daemon does not run it"
+        )
+    data["enforcer_hash"] = sha256_hex(files[MANIFEST]) if MANIFEST in files else None
+    if served is None:
+        data["matches"] = data["enforcer_hash"] == logged.enforcer_hash
+        if data["matches"]:
+            return data, None
+        return data, (
+            f"note: the directory A was deployed from, {where}, now holds A {data['enforcer_hash']}, not "
+            f"the logged A; the daemon does not run it"
+        )
+    changed = _differing(files, served)
+    data["matches"], data["changed"] = not changed, changed
+    if not changed:
+        return data, None
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return data, (
+        f"note: the directory A was deployed from, {where}, has changed since the deployment ({shown}); "
+        "the daemon does not run it (it runs the copy it verified at deployment), so this is not what "
+        "decided"
+    )
+
+
+def served_enforcer(store: Store, logged: Logged) -> Served:
+    """The A that served decision ``logged``: the store's copy of the A with the logged hash, the
+    one the daemon verified at deployment (every artifact against the generation receipt) and
+    boots from after a restart. Falls back to the directory it was deployed from only when that
+    directory is still exactly the logged A."""
+    from finops_fabric.daemon.runtime import generation_receipt_for
+    from finops_fabric.enforcer import check_files, parse_manifest
+
+    name = f"the daemon's copy of A {logged.enforcer_hash} (the store's snapshot it boots from)"
+    notes: list[str] = []
+    files: dict[str, bytes] | None = None
+    gen = generation_receipt_for(store, logged.enforcer_hash)
+    listing = (gen.get("outputs") or {}).get("artifacts") if gen is not None else None
+    data: dict[str, Any] = {"generation_receipt": gen["receipt_hash"] if gen is not None else None}
+    if isinstance(listing, dict):
+        try:
+            files = store.get_tree(listing)
+        except CheckFailed as e:
+            notes.append(
+                f"WARNING: the store's copy of A {logged.enforcer_hash} does not verify ({e.message}): the "
+                "store was changed outside mu and needs its own investigation (`mu audit-trail`); the "
+                "daemon verified the A it deployed, and the decision log says it was this A"
+            )
+        except InputError as e:
+            notes.append(f"the store's copy of A {logged.enforcer_hash} is gone ({e.message})")
+    else:
+        notes.append(f"no generation receipt in the ledger lists the artifacts of A {logged.enforcer_hash}")
+    source, note = _source_copy(logged, files)
+    if (
+        files is None
+        and logged.deployed_enforcer is not None
+        and source.get("enforcer_hash") == logged.enforcer_hash
+    ):
+        from finops_fabric.archive import read_enforcer_files
+
+        candidate = read_enforcer_files(logged.deployed_enforcer)
+        try:
+            if not check_files(candidate, parse_manifest(candidate[MANIFEST], str(logged.deployed_enforcer))):
+                files, name = candidate, f"the directory A was deployed from, {logged.deployed_enforcer}"
+                notes.append(f"it is still exactly the logged A {logged.enforcer_hash}, so it was compared")
+        except CheckFailed:
+            pass
+    elif note is not None:
+        notes.append(note)
+    if files is None:
+        notes.append("only the logged hash was compared")
+    if source:
+        data["source_copy"] = source
+    return Served(name=name, files=files, notes=tuple(notes), data=data)
+
+
 # --- check 1: the receipt -----------------------------------------------------------------------
-
-
-def _trusted_keys(store: Store) -> dict[str, tuple[Path, Ed25519PublicKey]]:
-    paths = [store.operator_public_key_path]
-    trusted = store.keys_dir / "trusted"
-    if trusted.is_dir():
-        paths += sorted(trusted.glob("*.pub"))
-    keys: dict[str, tuple[Path, Ed25519PublicKey]] = {}
-    for p in paths:
-        if p.is_file():
-            try:
-                key = load_public_key(p)
-            except InputError:
-                continue
-            keys[key_id(key)] = (p, key)
-    return keys
 
 
 def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
@@ -155,25 +237,7 @@ def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
             hint="give the generation receipt of the A production ran "
             "(`mu receipt --deployment=ENV` names it)",
         )
-    check_hash(receipt)  # CheckFailed receipt.hash: the receipt was altered
-    keys = _trusted_keys(store)
-    signed = [s["keyid"] for s in receipt["signatures"] if s["keyid"] in keys]
-    if not signed:
-        signers = ", ".join(sorted({str(s["keyid"]) for s in receipt["signatures"]}))
-        raise CheckFailed(
-            f"{name} is not signed by a key this store trusts (its operator key or "
-            f"{store.keys_dir / 'trusted'}/*.pub); it is signed by {signers}",
-            code="receipt.signature",
-        )
-    for kid in signed:
-        try:
-            check_signature(receipt, keys[kid][1])
-        except CheckFailed as e:
-            raise CheckFailed(
-                f"{name}: the signature by {kid} ({keys[kid][0]}) does not verify",
-                code="receipt.signature",
-                hint="the receipt was not signed by that key, or it was altered",
-            ) from e
+    signed = verify_trusted(store, receipt)  # CheckFailed: the receipt was altered, or not signed by us
     inputs, outputs = receipt.get("inputs"), receipt.get("outputs")
     onto = inputs.get("ontology_hash") if isinstance(inputs, dict) else None
     a = outputs.get("enforcer_hash") if isinstance(outputs, dict) else None

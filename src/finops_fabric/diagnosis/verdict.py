@@ -15,6 +15,7 @@ from finops_fabric.diagnosis.checks import (
     _receipted_policy,
     _replay,
     _tampering,
+    receipt_language,
 )
 from finops_fabric.diagnosis.inputs import _check_receipt, check_outcome, transaction_hash
 from finops_fabric.enforcer import MANIFEST, Enforcer, parse_manifest
@@ -107,9 +108,9 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
     check_outcome(case.observed, "--observed")
     check_outcome(case.expected, "--expected")
     tx_hash = transaction_hash(case.transaction)
-    if case.enforcer is not None and not case.enforcer.is_dir():
+    if case.enforcer is not None and not case.enforcer.exists():
         raise InputError(
-            f"no enforcer directory at {case.enforcer}",
+            f"no enforcer at {case.enforcer}",
             code="diagnose.enforcer_missing",
             location=Location(file=str(case.enforcer)),
         )
@@ -124,7 +125,7 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
 
     ev["drift"], policy_now = _drift(case.ontology, now, receipted, policy, store)
     progress("comparing A_prod with the receipt")
-    ev["tampering"], prod, prod_hash, not_run = _tampering(case.enforcer, case.receipt, store, case.logged)
+    ev["tampering"], prod, prod_hash, not_run = _tampering(case, store)
 
     progress("deciding the transaction on A and on the reference interpreter of O")
     tx = case.transaction
@@ -136,7 +137,8 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
             tx,
         )
     on_prod = _decision_of(prod, tx) if prod is not None else None
-    interpreted = _interpret(policy, tx) if policy is not None else None
+    language = receipt_language(case.receipt)
+    interpreted = _interpret(policy, tx, language) if policy is not None else None
     a, a_name = replayed, "the replayed A"
     if a is None and on_prod is not None and prod_hash == case.receipt["outputs"]["enforcer_hash"]:
         a, a_name = on_prod, "A_prod (the receipted A)"
@@ -162,7 +164,7 @@ def diagnose(case: Case, store: Store, *, progress: Progress = quiet) -> Diagnos
         "production_enforcer": on_prod
         if on_prod is not None
         else ({"not_run": not_run} if not_run else None),
-        "ontology_now": _interpret(policy_now, tx) if policy_now is not None else None,
+        "ontology_now": _interpret(policy_now, tx, language) if policy_now is not None else None,
         "logged": case.logged.to_dict() if case.logged is not None else None,
     }
     gen = case.receipt["inputs"].get("generator")

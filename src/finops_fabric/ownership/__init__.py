@@ -13,6 +13,10 @@ checked where that parent made it) and reports each violation with its commit an
 ``unreceipted_generated_code``  a commit put in an A whose hash(A) is the ``outputs.enforcer_hash``
                                 of no generation receipt in the store
 ``receipt_not_approved``        the production receipt binds a hash(O) nobody on the roster approved
+``production_ontology_not_in_repository``  the O the production receipt binds (production's
+                                deployment, else the receipt checked) is no commit's O: hash(O)
+                                was computed for every O state of the history, none is it
+``ontology_deleted``            a commit removed every file of O from the repository
 
 Approvals come from the store and from every ``*.approval.json`` committed on any branch; each
 is verified against the store's roster (:mod:`finops_fabric.approvals`). Git is read through its

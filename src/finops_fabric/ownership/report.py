@@ -11,6 +11,8 @@ KINDS = (
     "hand_edited_generated_code",
     "unreceipted_generated_code",
     "receipt_not_approved",
+    "ontology_deleted",
+    "production_ontology_not_in_repository",
 )
 
 

@@ -157,6 +157,9 @@ class _Walk:
         key = self.onto.files(flat, generated)
         self.keys[c.sha] = key
         parent_keys = [self.keys[p] for p in c.parents if p in self.keys]
+        if not key and parent_keys and parent_keys[0]:
+            self._deleted(c, parent_keys[0])
+            return
         if not key or key in parent_keys:
             return  # no O here (yet), or the same files as a parent's
         result = self.onto.hash(key)
@@ -208,6 +211,30 @@ class _Walk:
                     f"hash(O){self.approvals.why_not(result)}",
                 )
             )
+
+    def _deleted(self, c: _Commit, had: tuple[tuple[str, str], ...]) -> None:
+        """A commit that removes every file of O: the repository no longer holds the policy
+        compliance owns, and no approval can cover "no O"."""
+        files = tuple(p for p, _ in had)
+        self.ontology_changes.append(
+            {
+                "commit": c.sha,
+                "author": c.author,
+                "ontology_hash": None,
+                "approved_by": [],
+                "files": list(files),
+            }
+        )
+        self.violations.append(
+            Violation(
+                "ontology_deleted",
+                c.sha,
+                c.author,
+                files,
+                f"deleted O from the repository ({len(files)} file(s)); the rules compliance owns must "
+                "stay in O's history at HEAD, and no approval covers removing them",
+            )
+        )
 
 
 # --- the production receipt -----------------------------------------------------------------------
@@ -296,6 +323,21 @@ def _check_receipt(store: Store, ref: str | None, walk: _Walk) -> dict[str, Any]
         violation(
             f"{what} binds O {oh}, which no member of the compliance roster approved"
             + walk.approvals.why_not(oh)
+        )
+    first = walk.first_commit_of_hash.get(oh)
+    info["in_repository"] = first is not None
+    info["first_commit"] = first.sha if first is not None else None
+    if first is None:
+        walk.violations.append(
+            Violation(
+                "production_ontology_not_in_repository",
+                None,
+                None,
+                (),
+                f"{what} binds O {oh}, and no commit of the repository has that O (hash(O) was computed for "
+                f"each of the {len(walk.first_commit_of_hash)} distinct O state(s) in its history): "
+                "what runs was not made from this repository's O",
+            )
         )
     return info
 

@@ -1,7 +1,9 @@
 """Load O from files: Turtle, TriG, N-Triples, N-Quads and JSON-LD, one file or a directory.
 
 All files of a directory together form one graph O: blank nodes are scoped to their file,
-named graphs are merged into the default graph. Parse errors name the file and the line.
+named graphs are merged into the default graph. Parse errors name the file and the line, and
+so do literals that are too large or numbers that are not finite, well-formed and in range
+(:mod:`finops_fabric.rdf.literals`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TypeAlias
 import pyoxigraph as ox
 
 from finops_fabric.errors import InputError, Location
+from finops_fabric.rdf.literals import MAX_LITERAL_BYTES, check_literals, locate_long_token
 
 Statement: TypeAlias = ox.Triple | ox.Quad  # a triple, or a quad in the default graph
 
@@ -138,6 +141,15 @@ def parse_file(path: Path) -> list[ox.Quad]:
         ) from e
     try:
         quads = list(ox.parse(data, fmt, base_iri=base, rename_blank_nodes=True))
+    except MemoryError as e:  # a token longer than the parser's buffer (16 MiB)
+        line = locate_long_token(data)
+        raise InputError(
+            f"a literal or IRI is longer than the parser's buffer ({e}); literals are limited to "
+            f"{MAX_LITERAL_BYTES:,} bytes",
+            code="fabric.bad_literal",
+            location=Location(file=str(path), line=line),
+            hint="fix the value at that line; nothing was written",
+        ) from e
     except SyntaxError as e:
         if "No scheme found" in str(e):
             raise _relative_iri(path, e.lineno if isinstance(e.lineno, int) else None, data) from e
@@ -153,6 +165,7 @@ def parse_file(path: Path) -> list[ox.Quad]:
             for term in (q.subject, q.predicate, q.object, q.graph_name):
                 if isinstance(term, ox.NamedNode) and term.value.startswith(RELATIVE_MARKER):
                     raise _relative_iri(path, None, data, term.value.removeprefix(RELATIVE_MARKER))
+    check_literals(path, data, quads)  # sizes and numbers, before any gate reads them
     # Statements stay quads in the default graph (what canonicalization takes, so hashing does
     # not rebuild them); a named graph's quads are moved into the default graph: O is one graph.
     default = ox.DefaultGraph()

@@ -49,6 +49,18 @@ class SourceIndex:
             self._mentions = self._scan(subjects_only=False)
         return self._mentions.get(iri)
 
+    def find_near(self, iri: str, near: Location | None) -> Location | None:
+        """Where ``iri`` is written at or after ``near`` (the line of the node that uses it) in
+        that file; else where it is first written anywhere."""
+        if near is not None and near.file and near.line:
+            for path, lines in self._read():
+                if str(path) != near.file:
+                    continue
+                for number, found in self._terms(path, lines, subjects_only=False):
+                    if number >= near.line and found == iri:
+                        return Location(file=str(path), line=number, node=iri)
+        return self.find(iri)
+
     def find_text(self, text: str) -> Location | None:
         """The first line that contains ``text`` verbatim (used for blank nodes, by their label)."""
         if not text or "\n" in text:

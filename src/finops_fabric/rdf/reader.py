@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, cast
 
 import pyoxigraph as ox
 
 from finops_fabric import model as m
 from finops_fabric.errors import CheckFailed, Location
+from finops_fabric.rdf.literals import number_of
 from finops_fabric.rdf.load import Statement
 
 FAB = m.FAB
@@ -108,11 +109,9 @@ class _Reader:
         if not isinstance(v, ox.Literal) or v.datatype.value not in NUMERIC:
             raise _fail(s, f"{what} of {_node_name(s)} must be a decimal number, not {v}")
         try:
-            d = Decimal(v.value.strip())
-        except InvalidOperation as e:
-            raise _fail(s, f"{what} of {_node_name(s)} is not a decimal number: {v.value!r}") from e
-        if not d.is_finite():
-            raise _fail(s, f"{what} of {_node_name(s)} must be finite")
+            d = number_of(v.value, v.datatype.value)
+        except ValueError as e:
+            raise _fail(s, f"{what} of {_node_name(s)} is not a decimal number: {e}") from e
         return d, str(d)
 
     def iri(self, s: object, v: Term, what: str) -> str:

@@ -1,13 +1,16 @@
 """The ontology gate: decide O ⊨ Σ with pySHACL and report each problem as a plain finding.
 
-Σ is the shipped base shapes Σ₀ (``data/shapes.ttl``) plus the organisation's shapes files.
-pySHACL runs without inference; its report graph is turned into ``Finding``s a compliance
-officer can act on: the node is named by its label and compact IRI, the problem is said in
-words, valid choices are listed, and the file and line are given where the node is written.
+Σ is the shipped base shapes Σ₀ (``data/shapes.ttl``) plus the organisation's shapes files,
+which are data (SHACL Core; :mod:`finops_fabric.rdf.org_shapes` says what is refused).
+pySHACL runs without inference and without its advanced features; its report graph is turned
+into ``Finding``s a compliance officer can act on: the node is named by its label and compact
+IRI, the problem is said in words, valid choices are listed, and the file and line are given
+where the node is written.
 One finding per problem: when one bad value breaks several constraints, the most specific
 result is kept. The global constraints of Σ₀ (uniqueness, exactly one fab:Policy) report the
-offending nodes as focus, one finding per shared code, rank or name. Beside Σ, a cheap scan
-warns about fab: terms the vocabulary does not define (most likely typos: a misspelt
+offending nodes as focus, one finding per shared code, rank or name. Beside Σ, every fab: term
+the vocabulary does not define is a violation naming the term, where it is written and the
+nearest defined term (a misspelt rule class silently removes the rule; a misspelt
 fab:appliesTo silently widens a rule to every type).
 """
 
@@ -16,11 +19,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyoxigraph as ox
 import pyshacl
 import rdflib
 from pyparsing.exceptions import ParseBaseException
@@ -29,13 +32,15 @@ from rdflib.namespace import RDF, RDFS, SH, XSD
 from rdflib.term import BNode, Literal, Node, URIRef
 
 from finops_fabric.errors import Finding, InputError, Location
+from finops_fabric.rdf import vocabulary
 from finops_fabric.rdf.bridge import to_rdflib, to_rdflib_term
-from finops_fabric.rdf.load import RawGraph, Statement, load_many, parse_file
+from finops_fabric.rdf.load import RawGraph, Statement, parse_file
 from finops_fabric.rdf.locate import SourceIndex
+from finops_fabric.rdf.org_shapes import load_org_shapes
+from finops_fabric.rdf.vocabulary import VOCABULARY as VOCABULARY
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BASE_SHAPES = DATA_DIR / "shapes.ttl"
-VOCABULARY = DATA_DIR / "vocab.ttl"
 
 FAB = rdflib.Namespace("https://w3id.org/finops-fabric/ns#")
 FABSH = rdflib.Namespace("https://w3id.org/finops-fabric/shapes#")
@@ -79,49 +84,33 @@ POLICY_COUNT = (FABSH.PolicyMissing, FABSH.PolicyDuplicated)
 def validate_shapes(data: RawGraph, extra_shapes: Sequence[Path] = ()) -> list[Finding]:
     """Validate O against Σ₀ and the organisation's shapes: one finding per problem, sorted."""
     graph = to_rdflib(data.triples)
-    extra = load_many(list(extra_shapes)).triples if extra_shapes else ()
+    extra = load_org_shapes(list(extra_shapes)).triples if extra_shapes else ()
     shapes = to_rdflib((*_base_shapes(), *extra))
-    try:  # inplace: the data graph is ours, built above; no inference: Σ₀ targets subclasses explicitly
+    # inplace: the data graph is ours, built above; no inference: Σ₀ targets subclasses explicitly;
+    # no SHACL-AF (rules, custom targets, functions), no owl:imports, no SHACL-JS: Σ is data
+    try:
         _, report, _ = pyshacl.validate(
             graph,
             shacl_graph=shapes,
             inference="none",
-            advanced=True,
+            advanced=False,
+            do_owl_imports=False,
+            js=False,
             allow_warnings=True,
             allow_infos=True,
             inplace=True,
         )
-    except (ReportableRuntimeError, ParseBaseException) as e:
+    except (ReportableRuntimeError, ParseBaseException, re.error) as e:  # re.error: a bad sh:pattern
         raise _bad_schema(str(e), extra_shapes) from e
     if not isinstance(report, rdflib.Graph):  # pySHACL hands back its ValidationFailure text here
         raise _bad_schema(str(report), extra_shapes)
     explainer = _Explainer(graph, shapes, SourceIndex(data.files))
-    return explainer.findings(report, _unknown_terms(data.triples))
+    return explainer.findings(report, vocabulary.unknown_terms(data.triples))
 
 
 @functools.cache
 def _base_shapes() -> tuple[Statement, ...]:
     return tuple(parse_file(BASE_SHAPES))
-
-
-@functools.cache
-def _vocabulary() -> frozenset[str]:
-    """The IRIs of the classes, properties and individuals vocab.ttl defines."""
-    return frozenset(t.subject.value for t in parse_file(VOCABULARY) if isinstance(t.subject, ox.NamedNode))
-
-
-def _unknown_terms(triples: Iterable[Statement]) -> list[tuple[Node, URIRef, URIRef | None]]:
-    """(node, property, class) for each fab: property, or fab: class, that the vocabulary lacks."""
-    known, namespace, rdf_type = _vocabulary(), str(FAB), str(RDF.type)
-    found: set[tuple[Node, URIRef, URIRef | None]] = set()
-    for t in triples:
-        predicate = t.predicate.value
-        cls = t.object.value if predicate == rdf_type and isinstance(t.object, ox.NamedNode) else ""
-        if predicate.startswith(namespace) and predicate not in known:
-            found.add((to_rdflib_term(t.subject), URIRef(predicate), None))
-        elif cls.startswith(namespace) and cls not in known:
-            found.add((to_rdflib_term(t.subject), RDF.type, URIRef(cls)))
-    return sorted(found, key=str)
 
 
 def _bad_schema(detail: str, files: Sequence[Path]) -> InputError:
@@ -154,28 +143,52 @@ class _Explainer:
         self.base = {to_rdflib_term(t.subject) for t in _base_shapes()}
         self._prefixes: list[tuple[str, str]] | None = None
 
-    def findings(
-        self, report: rdflib.Graph, unknown: Sequence[tuple[Node, URIRef, URIRef | None]]
-    ) -> list[Finding]:
+    def findings(self, report: rdflib.Graph, unknown: Sequence[vocabulary.UnknownTerm]) -> list[Finding]:
         results = [self._result(report, r) for r in report.objects(None, SH.result)]
         out = self._global([r for r in results if r.constraint in UNIQUE or r.constraint in POLICY_COUNT])
+        # A value that is an unknown fab: term is reported once: as the unknown term when a
+        # defined term is close to it (did you mean …?), else as the constraint it breaks (which
+        # lists the valid values) when Σ has one.
+        said = {(r.focus, r.value) for r in results}
+        values = {u: (to_rdflib_term(u.node), URIRef(u.term)) for u in unknown if u.position == "value"}
+        misspelt = {pair for u, pair in values.items() if vocabulary.nearest(u.term, u.position)}
+        unknown = [u for u in unknown if u not in values or values[u] in misspelt or values[u] not in said]
         kept: dict[tuple[object, ...], _Result] = {}
         for r in sorted(results, key=self._specificity):
-            if r.constraint in UNIQUE or r.constraint in POLICY_COUNT:
+            if r.constraint in UNIQUE or r.constraint in POLICY_COUNT or (r.focus, r.value) in misspelt:
                 continue
             key = (
                 (r.focus, r.path, r.value) if r.value is not None else (r.focus, r.path, r.component, r.shape)
             )
             kept.setdefault(key, r)
         out += [self._explain(r) for r in kept.values()]
-        for node, prop, cls in unknown:
-            term = f"is typed {self.name(cls)}" if cls is not None else f"uses {self.name(prop)}"
-            message = (
-                f"{self.subject(node)} {term}, which the policy language does not define; check the spelling"
-            )
-            r = _Result(node, prop, cls, "Vocabulary", FABSH.Vocabulary, None, "warning", ())
-            out.append(self._finding(r, message, self.name(prop)))
+        out += [self._unknown(u) for u in unknown]
         return sorted(set(out), key=lambda f: (*f.sort_key(), f.value or "", f.severity))
+
+    def _unknown(self, u: vocabulary.UnknownTerm) -> Finding:
+        """A fab: term the policy language does not define: a violation naming the term, the
+        line it is written on, and the defined term nearest to it."""
+        node, prop, term = to_rdflib_term(u.node), URIRef(u.predicate), URIRef(u.term)
+        said = {
+            "type": f"is typed {self.name(term)}",
+            "property": f"uses {self.name(term)}",
+            "value": f"has {self.name(prop)} {self.name(term)}",
+            "subject": "is named in the fab: namespace",
+        }[u.position]
+        meant = vocabulary.nearest(u.term, u.position)
+        advice = (
+            f"did you mean {self.name(URIRef(meant))}?"
+            if meant is not None
+            else "no defined term is close; see the policy language's vocabulary (vocab.ttl)"
+        )
+        message = f"{self.subject(node)} {said}, which the policy language does not define; {advice}"
+        focus, near = self._where(node)
+        found = self.index.find_near(u.term, near)
+        location = Location(found.file, found.line, focus) if found is not None else near
+        value = None if u.position == "subject" else str(term)
+        path = None if u.position == "subject" else self.name(prop)
+        label = self.label(self.owner(node) or node)
+        return Finding("ontology", message, focus, path, value, None, "violation", label, location)
 
     def _result(self, report: rdflib.Graph, node: Node) -> _Result:
         def one(p: URIRef) -> Node | None:

@@ -24,13 +24,19 @@ def copy(tmp_path: Path, name: str) -> Path:
     return out
 
 
-def test_impact_json_t0_to_t1(mu: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("generator", "language", "regions"), [(None, "1.1", 9), ("1", "1.0", 7), ("2", "1.0", 7)]
+)
+def test_impact_json_t0_to_t1(
+    mu: Any, tmp_path: Path, generator: str | None, language: str, regions: int
+) -> None:
     t0, t1 = copy(tmp_path, "t0"), copy(tmp_path, "t1")
-    doc = mu.json("impact", f"--old={t0}", f"--new={t1}", code=1)
+    pin = [f"--old-generator={generator}", f"--new-generator={generator}"] if generator else []
+    doc = mu.json("impact", f"--old={t0}", f"--new={t1}", *pin, code=1)
     assert doc["equivalent"] is False
-    assert doc["old"]["ontology_hash"].startswith("sha256:") and doc["old"]["language"] == "1.0"
-    assert doc["new"]["generator"]["version"] == "1"
-    assert doc["checked_by"]["witnesses"] == len(doc["regions"]) == 7
+    assert doc["old"]["ontology_hash"].startswith("sha256:") and doc["old"]["language"] == language
+    assert doc["new"]["generator"]["version"] == (generator or "3")
+    assert doc["checked_by"]["witnesses"] == len(doc["regions"]) == regions
     assert set(doc["checked_by"]["enforcers"]) == {"old", "new"}
     for i, r in enumerate(doc["regions"]):
         assert set(r) >= {"when", "old", "new", "effects", "witness", "summary"}
@@ -39,12 +45,13 @@ def test_impact_json_t0_to_t1(mu: Any, tmp_path: Path) -> None:
         assert region_of(doc, r["witness"]) == i
     first = doc["regions"][0]
     assert first["summary"].startswith("purchases over $50,000 up to $100,000 by L1")
+    assert "REJECT → APPROVE (approval-purchase no longer fires" in first["summary"]
 
 
 def test_impact_human_output_and_exit_codes(mu: Any, tmp_path: Path) -> None:
     t0, t1 = copy(tmp_path, "t0"), copy(tmp_path, "t1")
     code, out, _ = mu("impact", f"--old={t0}", f"--new={t1}")
-    assert code == 1 and "7 region(s)" in out and "REJECT → APPROVE" in out and "not equivalent" in out
+    assert code == 1 and "9 region(s)" in out and "REJECT → APPROVE" in out and "not equivalent" in out
     code, out, _ = mu("impact", f"--old={t0}", f"--new={t0}")
     assert code == 0 and "equivalent" in out
 
@@ -128,7 +135,7 @@ def test_a_witness_not_decided_as_stated_is_a_defect(
 def test_analyze(mu: Any, tmp_path: Path) -> None:
     t2 = copy(tmp_path, "t2")
     doc = mu.json("analyze", f"--ontology={t2}", code=0)
-    assert doc["findings"] == 0 and doc["language"] == "1.0"
+    assert doc["findings"] == 0 and doc["language"] == "1.1"  # the default generator, 3
     never = tmp_path / "never"
     shutil.copytree(DATA / "t0", never)
     rules = never / "rules.ttl"
@@ -159,7 +166,7 @@ def test_approve_records_the_impact_hash(mu: Any, tmp_path: Path) -> None:
     approval = mu.json("approve", f"--ontology={t1}", f"--key={key}", f"--impact={tmp_path / 'impact.json'}")
     assert approval["impact"]["hash"] == impact_hash(doc)
     assert (
-        approval["impact"]["regions"] == 7
+        approval["impact"]["regions"] == len(doc["regions"])
         and approval["impact"]["new_ontology_hash"] == doc["new"]["ontology_hash"]
     )
     stored = json.loads(Path(approval["file"]).read_text())
@@ -187,5 +194,5 @@ def test_audit_trail_report_shows_each_change(mu: Any, tmp_path: Path) -> None:
     changes = [t for t in doc["transitions"] if t.get("impact")]
     assert len(changes) == 1
     imp = changes[0]["impact"]
-    assert imp["regions_total"] == 7 and not imp.get("defects")
+    assert imp["regions_total"] == 9 and not imp.get("defects") and imp["languages"] == ["1.1", "1.1"]
     assert imp["regions"][0]["summary"].startswith("purchases over $50,000 up to $100,000")

@@ -110,6 +110,11 @@ def test_daemon_end_to_end(tmp_path: Path) -> None:
         )
         assert bad.returncode == 1 and "not valid" in bad.stderr
 
+        drift = mu(home, "drift", "--env=test", "--json")  # asks the running daemon what it serves
+        assert drift.returncode == 0, drift.stderr
+        info = json.loads(drift.stdout)["information"]
+        assert info[0] == f"the running test daemon serves A {enforcer_hash}", info
+
         state = mu(home, "receipt", "--deployment=test", "--json")
         assert state.returncode == 0, state.stderr
         assert json.loads(state.stdout)["outputs"]["enforcer_hash"] == enforcer_hash

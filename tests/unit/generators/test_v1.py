@@ -123,7 +123,7 @@ def full_policy(policies: SimpleNamespace) -> m.Policy:
 @pytest.fixture(scope="module")
 def pair(policies: SimpleNamespace, full_policy: m.Policy) -> tuple[Interpreter, Any]:
     enforcer = policies.load_built(policies.build(full_policy))
-    return Interpreter(full_policy), enforcer
+    return policies.interpreter(full_policy), enforcer
 
 
 def _agree(pair: tuple[Interpreter, Any], tx: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +193,7 @@ ODD = {
 @pytest.mark.parametrize("rule", [r for r in ODD_RULES.strip().split("ex:")[1:]])
 def test_core_fields_of_the_wrong_type_agree(policies: SimpleNamespace, rule: str) -> None:
     policy = policies.policy_of("ex:" + rule)
-    pair = (Interpreter(policy), policies.load_built(policies.build(policy)))
+    pair = (policies.interpreter(policy), policies.load_built(policies.build(policy)))
 
     @settings(SETTINGS, max_examples=250)
     @given(choice=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in ODD.items()}))
@@ -452,7 +452,7 @@ def test_hostile_text_stays_inert_and_round_trips(
     assert fired["reason"].startswith(text + ": ")
     assert {"rule": EX + f"notify-{i}", "recipient": text} in d["notifications"]
     assert d["audit"] == [{"rule": EX + f"audit-{i}", "ledger": text, "flags": [text]}]
-    assert comparable(d) == Interpreter(policy).decide(hit).comparable()
+    assert comparable(d) == policies.interpreter(policy).decide(hit).comparable()
 
     miss = policies.tx(attributes={text: text + "!", "kind": text})
     assert enforcer.decide(miss).to_dict()["decision"] == "APPROVE"

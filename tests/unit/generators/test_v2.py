@@ -291,8 +291,8 @@ def test_mu_generate_with_generator_v2_end_to_end(mu: Any, tmp_path: Path) -> No
     replayed = mu.json("replay", "--receipt=r.json")
     assert replayed["match"] is True and replayed["generator"]["version"] == "2"
     assert mu.json("drift", "--enforcer=A")["drift"] is False
-    # the default stays v1 until an operator adopts v2
-    assert mu.json("generators")["default"] == "1"
+    # v2 runs when asked for by name; the default is v3 (policy language 1.1)
+    assert mu.json("generators")["default"] == "3"
 
 
 def test_one_threshold_changes_exactly_one_v2_artifact(mu: Any, tmp_path: Path) -> None:

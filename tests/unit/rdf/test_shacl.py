@@ -206,7 +206,6 @@ ex:approval-purchase-cfo a fab:ApprovalRule ; rdfs:label "Purchases over some am
 @pytest.mark.parametrize(
     ("threshold", "says"),
     [
-        ('"abc"^^xsd:decimal', 'fab:amountThreshold "abc" is not a decimal number'),
         ('"1e5"^^xsd:double', 'fab:amountThreshold "1e5"^^xsd:double is not a decimal number'),
         ("-5", "fab:amountThreshold -5 is not greater than 0: an approval rule needs exactly one amount"),
         ('"0"^^xsd:decimal', "fab:amountThreshold 0 is not greater than 0"),
@@ -215,6 +214,18 @@ ex:approval-purchase-cfo a fab:ApprovalRule ; rdfs:label "Purchases over some am
 def test_bad_thresholds(tmp_path: Path, threshold: str, says: str) -> None:
     rules = f'ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:amountThreshold {threshold} ; {AUTHORITY} .'
     assert says in only(gate(tmp_path, rules)).message
+
+
+def test_an_ill_typed_number_is_refused_as_its_file_is_read(tmp_path: Path) -> None:
+    rules = 'ex:r a fab:ApprovalRule ; rdfs:label "R" ;\n  fab:amountThreshold "abc"^^xsd:decimal ; '
+    rules += f"{AUTHORITY} ."
+    with pytest.raises(InputError) as ei:
+        gate(tmp_path, rules)
+    err = ei.value
+    assert err.code == "fabric.bad_literal" and err.exit_code == 2
+    assert err.location is not None and err.location.node == EX + "r"
+    assert (Path(str(err.location.file)).name, err.location.line) == ("rules.ttl", 7)
+    assert "'abc' is not a decimal number" in err.message
 
 
 def test_integer_and_decimal_thresholds_are_both_accepted(tmp_path: Path) -> None:
@@ -365,17 +376,30 @@ def test_no_policy_node(tmp_path: Path) -> None:
 # --- the organisation's shapes -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shapes", [FRAUD_COVERAGE_SPARQL, FRAUD_COVERAGE_CORE], ids=["sparql", "core"])
-def test_an_organisation_shape_that_fails_then_passes(tmp_path: Path, shapes: str) -> None:
-    schema = write(tmp_path / "schema", fraud_ttl=shapes) / "fraud.ttl"
+def test_an_organisation_shape_that_fails_then_passes(tmp_path: Path) -> None:
+    schema = write(tmp_path / "schema", fraud_ttl=FRAUD_COVERAGE_CORE) / "fraud.ttl"
     f = only(gate(tmp_path / "before", T0, shapes=(schema,)))
     assert (f.focus, f.severity) == (EX + "purchase", "violation")
     assert f.message.startswith('Transaction type "Purchase" (ex:purchase)')
-    if shapes is FRAUD_COVERAGE_SPARQL:  # its own sh:message is used
-        assert f.message.endswith(": every transaction type must be covered by a fraud check rule")
-    else:
-        assert f.message.endswith("has fewer than 1 ^fab:appliesTo that is a fab:FraudCheckRule")
+    assert f.message.endswith("has fewer than 1 ^fab:appliesTo that is a fab:FraudCheckRule")
     assert gate(tmp_path / "after", T0 + PURCHASE_FRAUD, shapes=(schema,)) == []
+
+
+def test_an_organisation_message_is_used(tmp_path: Path) -> None:
+    shapes = FRAUD_COVERAGE_CORE.replace(
+        "sh:qualifiedMinCount 1 ]", 'sh:qualifiedMinCount 1 ; sh:message "every type needs a fraud check" ]'
+    )
+    schema = write(tmp_path / "schema", fraud_ttl=shapes) / "fraud.ttl"
+    f = only(gate(tmp_path, T0, shapes=(schema,)))
+    assert f.message == 'Transaction type "Purchase" (ex:purchase): every type needs a fraud check'
+
+
+def test_a_sparql_organisation_shape_is_refused(tmp_path: Path) -> None:
+    schema = write(tmp_path / "schema", fraud_ttl=FRAUD_COVERAGE_SPARQL) / "fraud.ttl"
+    with pytest.raises(InputError) as e:
+        gate(tmp_path, T0, shapes=(schema,))
+    assert e.value.code == "fabric.shapes_program" and "sh:sparql" in e.value.message
+    assert e.value.location is not None and (e.value.location.file, e.value.location.line) == (str(schema), 6)
 
 
 def test_an_organisation_shape_may_be_n_triples_and_a_warning(tmp_path: Path) -> None:
@@ -394,8 +418,20 @@ def test_an_organisation_shape_may_be_n_triples_and_a_warning(tmp_path: Path) ->
     assert f.message == 'Rule "R" (ex:r): fab:amountThreshold 2000000 is greater than 1000000'
 
 
-def test_a_broken_organisation_shape_is_an_input_error(tmp_path: Path) -> None:
-    broken = FRAUD_COVERAGE_SPARQL.replace("FILTER NOT", "FILTER NOT {")
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        'sh:path fab:code ; sh:minCount "x"',
+        'sh:path "code" ; sh:minCount 1',
+        'sh:path fab:code ; sh:pattern "(["',
+    ],
+)
+def test_a_broken_organisation_shape_is_an_input_error(tmp_path: Path, constraint: str) -> None:
+    broken = (
+        "@prefix sh: <http://www.w3.org/ns/shacl#> .\n@prefix fab: <https://w3id.org/finops-fabric/ns#> .\n"
+        f"<https://example.com/s#S> a sh:NodeShape ; sh:targetClass fab:TransactionType ;\n"
+        f"    sh:property [ {constraint} ] .\n"
+    )
     schema = write(tmp_path / "schema", broken_ttl=broken) / "broken.ttl"
     with pytest.raises(InputError) as e:
         gate(tmp_path, T0, shapes=(schema,))
@@ -417,7 +453,7 @@ def test_hostile_text_in_a_label_stays_text(tmp_path: Path) -> None:
     assert f.message.startswith(shown + " (ex:h) has no fab:requiredAuthority: an approval rule needs")
 
 
-def test_misspelt_fab_terms_are_warnings(tmp_path: Path) -> None:
+def test_misspelt_fab_terms_are_violations_with_the_nearest_term(tmp_path: Path) -> None:
     rules = """
 ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:apliesTo ex:purchase ; fab:amountThreshold 5 ;
     fab:requiredAuthority ex:L2 .
@@ -425,11 +461,62 @@ ex:q a fab:AprovalRule ; rdfs:label "Q" .
 """
     typed, used = gate(tmp_path, rules)
     assert (used.severity, used.path, used.message) == (
-        "warning", "fab:apliesTo",
-        'Rule "R" (ex:r) uses fab:apliesTo, which the policy language does not define; check the spelling',
+        "violation", "fab:apliesTo",
+        'Rule "R" (ex:r) uses fab:apliesTo, which the policy language does not define; '
+        "did you mean fab:appliesTo?",
     )  # fmt: skip
-    assert (typed.severity, typed.value) == ("warning", FAB + "AprovalRule")
-    assert typed.message.startswith('Node "Q" (ex:q) is typed fab:AprovalRule, which the policy language')
+    assert used.location is not None and used.location.line == 7  # the line fab:apliesTo is on
+    assert used.location.file is not None and used.location.file.endswith("rules.ttl")
+    assert (typed.severity, typed.value) == ("violation", FAB + "AprovalRule")
+    assert typed.message == (
+        'Node "Q" (ex:q) is typed fab:AprovalRule, which the policy language does not define; '
+        "did you mean fab:ApprovalRule?"
+    )
+
+
+def test_a_rule_of_an_unknown_type_is_a_violation_even_when_nothing_refers_to_it(tmp_path: Path) -> None:
+    rules = """
+ex:sod-wire a fab:SegregationOfDutiesRule ;
+    rdfs:label "Whoever approves a wire must not execute it" .
+"""
+    f = only(gate(tmp_path, rules))
+    assert f.severity == "violation" and f.focus == EX + "sod-wire"
+    assert f.message.endswith("is typed fab:SegregationOfDutiesRule, which the policy language does not "
+                              "define; did you mean fab:SegregationOfDutyRule?")  # fmt: skip
+    assert f.location is not None and f.location.line == 7
+
+
+def test_a_misspelt_property_is_found_on_its_own_line_and_case_does_not_hide_it(tmp_path: Path) -> None:
+    rules = """
+ex:audit-senior a fab:AuditLogRule ;
+    rdfs:label "Approvals by L3 or above go to the immutable ledger" ;
+    fab:onEvent fab:Approved ;
+    fab:minAuthorty ex:L3 ;
+    fab:ledger "immutable" ; fab:flag "L3_override" .
+ex:notify a fab:NotificationRule ; rdfs:label "N" ; fab:onEvent fab:approved ; fab:recipient "a@b.example" .
+"""
+    findings = gate(tmp_path, rules)
+    by_term = {f.value: f for f in findings}
+    minimum = by_term[FAB + "minAuthorty"]
+    assert minimum.message.endswith("did you mean fab:minAuthority?")
+    assert minimum.location is not None and minimum.location.line == 10
+    approved = by_term[FAB + "approved"]  # a value: reported once, as the unknown term
+    assert approved.message == (
+        'Rule "N" (ex:notify) has fab:onEvent fab:approved, which the policy language does not define; '
+        "did you mean fab:Approved?"
+    )
+    assert len(findings) == 2, [f.message for f in findings]
+
+
+def test_an_unknown_term_nothing_is_close_to_says_so(tmp_path: Path) -> None:
+    rules = (
+        'ex:r a fab:ApprovalRule ; rdfs:label "R" ; fab:amountThreshold 5 ; fab:requiredAuthority ex:L2 ; '
+        'fab:zzqx "1" .\n'
+    )
+    f = only(gate(tmp_path, rules))
+    assert f.severity == "violation"
+    assert f.message.endswith("uses fab:zzqx, which the policy language does not define; no defined term "
+                              "is close; see the policy language's vocabulary (vocab.ttl)")  # fmt: skip
 
 
 def test_findings_are_sorted_and_repeatable(tmp_path: Path) -> None:

@@ -1,30 +1,9 @@
-"""Drift: regenerate A from the latest receipted O and compare it with what runs in production.
-
-:func:`detect_drift` replays the store's latest generation receipt (see
-:mod:`finops_fabric.replay`: the O snapshot, the pinned generator, no cache, a clean
-temporary directory), then compares that A, file by file, with the enforcer at ``A_prod``.
-Each difference carries its cause:
-
-    edited             the bytes differ from the regenerated artifact (a hand edit); when A_prod's
-                       manifest is the receipted one they differ from the manifest too
-    missing            an artifact of the regenerated A is not in A_prod
-    extra              a file in A_prod that the regenerated A does not have
-    manifest_edited    A_prod's manifest.json is not what the generator writes (not canonical,
-                       not JSON), or it was rewritten for the receipted O and generator
-    generator_mismatch A_prod was made by another generator (version or source) than the
-                       receipt pins
-    superseded         A_prod is the A of an OLDER generation receipt in the ledger: the latest
-                       receipted A has not been deployed
-    enforcer_not_receipted  A_prod is self-consistent but was made from another O, and no
-                       receipt in the ledger has its hash
-    ontology_changed_without_receipt  (with ``--ontology=O``) O now differs from the receipted O
-
-Nothing in the store is changed.
-"""
+"""Comparing an A with the A regenerated from its reference receipt, file by file; each
+difference carries its cause (see :data:`CAUSES` and the package text)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +11,10 @@ from typing import Any
 from finops_fabric.canonical import sha256_hex
 from finops_fabric.enforcer import MANIFEST, parse_manifest, read_tree
 from finops_fabric.errors import CheckFailed, InputError, Location
-from finops_fabric.pipeline import quiet
-from finops_fabric.replay import Regenerated, regenerate
+from finops_fabric.replay import Regenerated
 from finops_fabric.store import Store
 
-__all__ = ["CAUSES", "Difference", "DriftReport", "detect_drift"]
-
-Progress = Callable[[str], None]
+__all__ = ["CAUSES", "Difference", "DriftReport", "explain", "prod_of"]
 
 CAUSES = (
     "edited",
@@ -46,12 +22,13 @@ CAUSES = (
     "extra",
     "manifest_edited",
     "generator_mismatch",
-    "superseded",
+    "other_generation",
     "enforcer_not_receipted",
+    "not_serving",
     "ontology_changed_without_receipt",
 )
 #: Causes that explain a whole A_prod that is self-consistent but not the receipted A.
-_WHOLE_A = ("generator_mismatch", "superseded", "enforcer_not_receipted")
+_WHOLE_A = ("generator_mismatch", "other_generation", "enforcer_not_receipted")
 
 
 @dataclass(frozen=True)
@@ -80,8 +57,8 @@ class Difference:
 
 @dataclass
 class DriftReport:
-    enforcer: Path
-    receipt_hash: str
+    enforcer: str  # what was compared: a path, or ENV's copy in the store
+    receipt_hash: str  # the reference generation receipt
     ontology_hash: str
     generator: dict[str, str]
     expected_enforcer_hash: str
@@ -89,6 +66,8 @@ class DriftReport:
     artifacts_compared: int
     differences: list[Difference] = field(default_factory=list)
     ontology: dict[str, Any] | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
+    information: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
@@ -98,10 +77,12 @@ class DriftReport:
         return {
             "drift": self.drift,
             "differences": [d.to_dict() for d in self.differences],
-            "enforcer": str(self.enforcer),
+            "enforcer": self.enforcer,
             "enforcer_hash": self.enforcer_hash,
             "expected_enforcer_hash": self.expected_enforcer_hash,
             "receipt_hash": self.receipt_hash,
+            "reference": dict(self.reference),
+            "information": list(self.information),
             "ontology_hash": self.ontology_hash,
             "generator": dict(self.generator),
             "artifacts_compared": self.artifacts_compared,
@@ -139,28 +120,34 @@ class _Prod:
 
 
 def _read_prod(root: Path, reference: Mapping[str, bytes]) -> _Prod:
+    from finops_fabric.archive import is_archive_path, read_archive
+
     if not root.exists():
         raise InputError(
             f"no enforcer at {root}", code="drift.enforcer_missing", location=Location(file=str(root))
         )
-    if not root.is_dir():
+    if not root.is_dir() and not is_archive_path(root):
         raise InputError(
-            f"{root} is not a directory (an enforcer A is a directory)",
+            f"{root} is not a directory or an archive (.tar, .tar.gz, .tgz) holding an enforcer A",
             code="drift.not_an_enforcer",
             location=Location(file=str(root)),
         )
-    files = read_tree(root)
-    data = files.get(MANIFEST)
-    if data is None and not set(files) & set(reference):
+    files = read_archive(root) if is_archive_path(root) else read_tree(root)
+    if MANIFEST not in files and not set(files) & set(reference):
         raise InputError(
             f"{root} is not an enforcer: no manifest.json and none of the receipted A's artifacts",
             code="drift.not_an_enforcer",
             location=Location(file=str(root)),
         )
+    return prod_of(files, str(root))
+
+
+def prod_of(files: dict[str, bytes], where: str) -> _Prod:
+    data = files.get(MANIFEST)
     if data is None:
         return _Prod(files, None, "missing", None)
     try:
-        manifest = parse_manifest(data, str(root))
+        manifest = parse_manifest(data, where)
     except CheckFailed as e:
         return _Prod(files, None, e.message, sha256_hex(data))
     return _Prod(files, manifest, None, sha256_hex(data))
@@ -176,14 +163,14 @@ def _generation_with_enforcer(store: Store, enforcer_hash: str) -> dict[str, Any
 
 
 def _origin(prod: _Prod, ref: Regenerated, store: Store) -> tuple[str | None, str]:
-    """Why A_prod's (well-formed) manifest is not the receipted one: (cause, one-line detail)."""
+    """Why A_prod's (well-formed) manifest is not the reference one: (cause, one-line detail)."""
     if prod.manifest is None or prod.hash == ref.expected_enforcer_hash:
         return None, ""
-    older = _generation_with_enforcer(store, str(prod.hash))
-    if older is not None:
-        return "superseded", (
-            f"A_prod is the A of an older receipt {older['receipt_hash']} ({prod.hash}); the latest "
-            f"receipt {ref.receipt_hash} has A {ref.expected_enforcer_hash}, which is not deployed"
+    other = _generation_with_enforcer(store, str(prod.hash))
+    if other is not None:
+        return "other_generation", (
+            f"A_prod is the A of generation receipt {other['receipt_hash']} ({prod.hash}), not the A "
+            f"{ref.expected_enforcer_hash} of the reference receipt {ref.receipt_hash}"
         )
     gen = prod.manifest.get("generator")
     gen = gen if isinstance(gen, dict) else {}
@@ -336,7 +323,7 @@ def _ontology_check(
     )
     where = str(ontology)
     cause = "ontology_changed_without_receipt"
-    base = f"O ({onto.hash}) is not the latest receipted O ({ref.ontology_hash}){since}"
+    base = f"O ({onto.hash}) is not the receipted O ({ref.ontology_hash}){since}"
     try:
         now = read_policy(onto.raw.triples)
     except CheckFailed as e:
@@ -360,66 +347,23 @@ def _ontology_check(
     return info, out
 
 
-def detect_drift(
-    enforcer: Path,
-    store: Store,
-    *,
-    ontology: Path | None = None,
-    progress: Progress = quiet,
-) -> DriftReport:
-    """Compare the enforcer at ``enforcer`` with a fresh regeneration of the store's latest
-    generation receipt (and, with ``ontology``, O now with the receipted O)."""
-    store.require()
-    latest = store.latest("generation")
-    if latest is None:
-        raise InputError(
-            f"the store {store.home} has no generation receipt: there is no receipted O to compare with",
-            code="drift.no_receipt",
-            hint="generate A with `mu generate` first",
-        )
-    progress(f"replaying the latest generation receipt {latest.get('receipt_hash')}")
-    ref = regenerate(latest, store, progress=progress)
-    if not ref.match:
-        bad = [e["artifact"] for e in ref.differing + ref.missing + ref.extra] or [MANIFEST]
-        raise CheckFailed(
-            f"regenerating the latest receipt {ref.receipt_hash} does not reproduce its A "
-            f"({ref.enforcer_hash}, the receipt says {ref.expected_enforcer_hash}; differing: "
-            f"{', '.join(bad[:5])}), so there is no trustworthy A to compare production with",
-            code="drift.replay_mismatch",
-            hint=f"run `mu replay --receipt=<R>` on that receipt ({ref.receipt_hash}) for the details",
-        )
-    progress(f"comparing {enforcer} with the regenerated A")
-    prod = _read_prod(Path(enforcer), ref.files)
-    report = DriftReport(
-        enforcer=Path(enforcer),
-        receipt_hash=ref.receipt_hash,
-        ontology_hash=ref.ontology_hash,
-        generator=dict(ref.generator),
-        expected_enforcer_hash=ref.expected_enforcer_hash,
-        enforcer_hash=prod.hash,
-        artifacts_compared=len(set(ref.files) | set(prod.files)),
-        differences=_compare(prod, ref, store),
-    )
-    if ontology is not None:
-        progress(f"comparing O at {ontology} with the receipted O")
-        report.ontology, extra = _ontology_check(ontology, ref, store)
-        report.differences += extra
-    return report
-
-
 def explain(report: DriftReport) -> list[str]:
-    """The human summary: one line per difference."""
+    """The human summary: one line per difference, then what the reference was and any
+    information (e.g. a newer A that is not deployed)."""
+    why = report.reference.get("why", f"receipt {report.receipt_hash}")
     if not report.drift:
         lines = [
-            f"no drift: {report.enforcer} is exactly the A that the latest receipt {report.receipt_hash} "
-            f"regenerates ({report.artifacts_compared} artifacts, {report.expected_enforcer_hash})"
+            f"no drift: {report.enforcer} is exactly the A regenerated from generation receipt "
+            f"{report.receipt_hash} ({why}; {report.artifacts_compared} artifacts, "
+            f"{report.expected_enforcer_hash})"
         ]
         if report.ontology is not None:
             lines.append(f"O at {report.ontology['path']} is the receipted O ({report.ontology_hash})")
-        return lines
-    lines = [
-        f"DRIFT: {len(report.differences)} difference(s) between {report.enforcer} and the A regenerated "
-        f"from the latest receipt {report.receipt_hash}"
-    ]
-    lines += ["  " + d.line() for d in report.differences]
+    else:
+        lines = [
+            f"DRIFT: {len(report.differences)} difference(s) between {report.enforcer} and the A "
+            f"regenerated from generation receipt {report.receipt_hash} ({why})"
+        ]
+        lines += ["  " + d.line() for d in report.differences]
+    lines += [f"note: {i}" for i in report.information]
     return lines
