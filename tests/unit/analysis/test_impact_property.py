@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policygen import policy_pair, transaction
 
+from finops_fabric import generators
 from finops_fabric import model as m
 from finops_fabric.analysis.impact import SideInfo, impact
 from finops_fabric.analysis.region import contains
@@ -82,3 +83,39 @@ def test_a_policy_against_itself_is_equivalent_unless_the_language_differs(
     if langs[0] == langs[1]:
         assert result.equivalent and result.regions == []
     _check(old, old, langs, "decision", txs)
+
+
+def _enforcer(version: str, policy: m.Policy) -> Any:
+    """A's runtime built by generator ``version`` and loaded from memory, hashes as written."""
+    import hashlib
+    import json
+
+    gen = generators.get(version)
+    files = gen.build(policy, HASH, None)
+    manifest = json.loads(files["manifest.json"])
+    return gen.load(files, manifest, "sha256:" + hashlib.sha256(files["manifest.json"]).hexdigest())
+
+
+GENERATORS = st.sampled_from([("1", "1"), ("2", "3"), ("3", "3"), ("3", "1")])
+
+
+@settings(
+    max_examples=max(1, EXAMPLES // 4),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(policy_pair(), GENERATORS)
+def test_witnesses_hold_on_the_generated_enforcers(
+    pair: tuple[m.Policy, m.Policy], versions: tuple[str, str]
+) -> None:
+    old, new = pair
+    langs = generators.language(versions[0]), generators.language(versions[1])
+    result = impact(SideInfo(old, HASH, langs[0]), SideInfo(new, HASH, langs[1]))
+    deciders = Deciders(
+        Interpreter(old, langs[0]),
+        Interpreter(new, langs[1]),
+        _enforcer(versions[0], old),
+        _enforcer(versions[1], new),
+    )
+    regions = [(r.witness, r.signature, r.summary) for r in result.regions]
+    assert check_witnesses(regions, deciders) == []
