@@ -65,7 +65,9 @@ def register(cmd: Register) -> None:
         cmd_analyze,
         "rules that never fire, shadowed rules, effects that never trigger, golden cases missing their rule",
     )
-    sp.add_argument("--ontology", required=True, metavar="O", help="the policy (a file or a directory of files)")
+    sp.add_argument(
+        "--ontology", required=True, metavar="O", help="the policy (a file or a directory of files)"
+    )
     sp.add_argument(
         "--generator-version", metavar="V", help="judge O by this generator's language (default: the default)"
     )
