@@ -16,7 +16,7 @@ from finops_fabric.analysis.fields import Unsupported
 from finops_fabric.analysis.impact import Impact, impact
 from finops_fabric.analysis.mdd import BudgetExceeded
 from finops_fabric.analysis.sides import LoadedSide
-from finops_fabric.analysis.verify import Deciders, check_witnesses, with_enforcers
+from finops_fabric.analysis.verify import Deciders, check_witnesses, enforced_by_both
 from finops_fabric.errors import CheckFailed, InputError
 from finops_fabric.interpreter import Interpreter
 
@@ -62,18 +62,15 @@ def checked(
     checked_by: dict[str, Any] = {"interpreters": [old.info.language, new.info.language]}
     if regions:
         progress(f"building both enforcers (generator v{old.generator.version} and v{new.generator.version})")
-
-        def use(a: Any, b: Any) -> list[dict[str, Any]]:
-            deciders.old_enforcer, deciders.new_enforcer = a, b
-            checked_by["enforcers"] = {"old": a.hash, "new": b.hash}
-            progress(f"deciding {len(regions)} witnesses")
-            return check_witnesses(regions, deciders)
-
-        defects = with_enforcers(
+        (old_hash, old_answers), (new_hash, new_answers) = enforced_by_both(
             (old.generator, old.policy, old.info.ontology_hash),
             (new.generator, new.policy, new.info.ontology_hash),
-            use,
+            [tx for tx, _, _ in regions],
         )
+        deciders.old_enforced, deciders.new_enforced = old_answers, new_answers
+        checked_by["enforcers"] = {"old": old_hash, "new": new_hash}
+        progress(f"checking {len(regions)} witnesses")
+        defects = check_witnesses(regions, deciders)
         if defects:
             first = defects[0]
             raise CheckFailed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,40 +67,65 @@ def mismatch(stated: Signature, seen: Signature) -> str | None:
     return None
 
 
+#: One generated enforcer's answer for a witness: ("ok", the comparable decision) or ("error", why).
+Enforced = tuple[str, Any]
+
+
+def decide_with(enforcer: Any, txs: Sequence[Mapping[str, Any]]) -> list[Enforced]:
+    out: list[Enforced] = []
+    for tx in txs:
+        try:
+            out.append(("ok", comparable(enforcer.decide(dict(tx)).to_dict())))
+        except Exception as e:  # a generated enforcer that crashes is a defect to name
+            out.append(("error", f"it raised {type(e).__name__}: {e}"))
+    return out
+
+
 @dataclass
 class Deciders:
-    """The two generated enforcers (or None when only the interpreters check) and interpreters."""
+    """The reference interpreters of both sides and, to check the generated code too, both
+    enforcers (loaded) or their answers for the witnesses (in region order)."""
 
     old_interpreter: Interpreter
     new_interpreter: Interpreter
     old_enforcer: Any = None
     new_enforcer: Any = None
+    old_enforced: list[Enforced] | None = None
+    new_enforced: list[Enforced] | None = None
 
 
 def check_witnesses(
     regions: Sequence[tuple[Mapping[str, Any], Signature, str]], deciders: Deciders
 ) -> list[dict[str, Any]]:
     """(witness, stated signature, summary) per region → the defects found (empty: all hold)."""
+    txs = [tx for tx, _, _ in regions]
+    enforced = {
+        "old": deciders.old_enforced
+        if deciders.old_enforced is not None
+        else (decide_with(deciders.old_enforcer, txs) if deciders.old_enforcer is not None else None),
+        "new": deciders.new_enforced
+        if deciders.new_enforced is not None
+        else (decide_with(deciders.new_enforcer, txs) if deciders.new_enforcer is not None else None),
+    }
     defects: list[dict[str, Any]] = []
-    for tx, stated, summary in regions:
+    for i, (tx, stated, summary) in enumerate(regions):
         oi, ni = deciders.old_interpreter.decide(tx), deciders.new_interpreter.decide(tx)
         problem = mismatch(stated, observed(oi, ni))
         where = "the reference interpreters"
         if problem is None:
-            for side, enforcer, oracle in (
-                ("old", deciders.old_enforcer, oi),
-                ("new", deciders.new_enforcer, ni),
-            ):
-                if enforcer is None:
+            for side, oracle in (("old", oi), ("new", ni)):
+                answers = enforced[side]
+                if answers is None:
                     continue
-                try:
-                    got = comparable(enforcer.decide(dict(tx)).to_dict())
-                except Exception as e:  # a generated enforcer that crashes is a defect to name
-                    problem, where = f"it raised {type(e).__name__}: {e}", f"the {side} enforcer"
+                status, got = answers[i]
+                if status != "ok":
+                    problem, where = str(got), f"the {side} enforcer"
                     break
                 if got != oracle.comparable():
-                    problem = "its decision differs from the reference interpreter's"
-                    where = f"the {side} enforcer"
+                    problem, where = (
+                        "its decision differs from the reference interpreter's",
+                        f"the {side} enforcer",
+                    )
                     break
         if problem is not None:
             defects.append({"witness": dict(tx), "region": summary, "decided_by": where, "problem": problem})
@@ -127,19 +152,64 @@ def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: s
     return load_enforcer(root)
 
 
-def with_enforcers(
-    old: tuple[generators.Generator, m.Policy, str],
-    new: tuple[generators.Generator, m.Policy, str],
-    use: Callable[[Any, Any], Any],
-) -> Any:
-    """Build both enforcers in a temporary directory (in memory, /dev/shm, where there is one: a
-    thousand small files are written in milliseconds there), call ``use(old_A, new_A)``, clean up."""
+def _workdir() -> Path:
+    """A private temporary directory, in memory (/dev/shm) where there is one: a thousand small
+    rule files are written there in milliseconds (on a disk-backed /tmp, in most of a second)."""
     shm = Path("/dev/shm")  # noqa: S108 - mkdtemp below makes a private (0700) directory there
     fast = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    workdir = Path(tempfile.mkdtemp(prefix="mu-impact-", dir=fast))
+    return Path(tempfile.mkdtemp(prefix="mu-impact-", dir=fast))
+
+
+Side = tuple[generators.Generator, m.Policy, str]
+
+
+def _enforce(side: Side, txs: Sequence[Mapping[str, Any]]) -> tuple[str, list[Enforced]]:
+    """hash(A) of the enforcer ``side``'s generator builds, and its answers for ``txs``."""
+    workdir = _workdir()
     try:
-        a = build_enforcer(*old, workdir=workdir)
-        b = build_enforcer(*new, workdir=workdir)
-        return use(a, b)
+        enforcer = build_enforcer(*side, workdir=workdir)
+        return str(enforcer.hash), decide_with(enforcer, txs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def enforced_by_both(
+    old: Side, new: Side, txs: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[str, list[Enforced]], tuple[str, list[Enforced]]]:
+    """Both sides' enforcers built, loaded and asked about ``txs``. With more than one CPU and no
+    other thread running, the old side is done in a forked child while this process does the new
+    one (building and loading A is most of the time); the child's answers come back pickled
+    through a pipe, and if it fails for any reason the old side is done here."""
+    import pickle
+    import threading
+
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() != 1:
+        return _enforce(old, txs), _enforce(new, txs)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the old side, sent back, then leave without any clean-up
+        code = 0
+        try:
+            os.close(read_fd)
+            view = memoryview(pickle.dumps(_enforce(old, txs)))
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BaseException:  # the parent does the old side itself
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    try:
+        mine = _enforce(new, txs)
+        chunks = []
+        while chunk := os.read(read_fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    theirs: tuple[str, list[Enforced]] | None = None
+    if os.waitstatus_to_exitcode(status) == 0:
+        try:
+            theirs = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, through our own pipe
+        except Exception:  # do it here instead
+            theirs = None
+    return (theirs if theirs is not None else _enforce(old, txs)), mine
