@@ -3,9 +3,11 @@ where it goes.
 
     python3 bench/bench_impact.py [--rules 1000] [--repeat 2] [--json]
 
-Three runs, each a `mu` child process timed from start to exit (the figure people wait for):
-one threshold changed (bench/policies.py ``change_one_threshold``), two unrelated policies (seeds
-0 and 1, the same rule IRIs with other contents), and `mu analyze` of the seed-0 policy. Each is
+Four runs, each a `mu` child process timed from start to exit (the figure people wait for):
+one threshold changed (bench/policies.py ``change_one_threshold``), the same decided by generator 1
+on both sides (its enforcers load faster than the default generator's: that difference is the
+generators', not the analysis'), two unrelated policies (seeds 0 and 1, the same rule IRIs with
+other contents), and `mu analyze` of the seed-0 policy. Each is
 the best of --repeat runs; the breakdown of the impact runs (reading both O, the analysis, building
 both enforcers and deciding the witnesses) is measured in-process in the same sitting. Nothing is
 asserted about time.
@@ -70,12 +72,14 @@ def main() -> None:
         shutil.copytree(base, changed)
         edit = policies.change_one_threshold(changed)
         other = policies.write_policy(root / "O-other", n, seed=1).parent
-        runs = [
+        v1 = ["--old-generator=1", "--new-generator=1"]
+        runs: list[tuple[str, list[str], tuple[Path, Path] | None]] = [
             (
                 "impact, one threshold changed",
                 ["impact", f"--old={base}", f"--new={changed}"],
                 (base, changed),
             ),
+            ("the same, generator 1", ["impact", f"--old={base}", f"--new={changed}", *v1], None),
             ("impact, two unrelated policies", ["impact", f"--old={base}", f"--new={other}"], (base, other)),
             ("analyze", ["analyze", f"--ontology={base}"], None),
         ]
@@ -88,6 +92,9 @@ def main() -> None:
             row: dict[str, Any] = {"run": label, "rules": n, "wall_s": round(best, 2)}
             if args[0] == "impact":
                 row["regions"] = len(doc["regions"])
+                row["generators"] = (
+                    f"v{doc['old']['generator']['version']}/v{doc['new']['generator']['version']}"
+                )
                 row.update({k: round(v, 2) for k, v in _phases(*pair).items()} if pair else {})
             else:
                 row["findings"] = doc["findings"]
@@ -102,6 +109,7 @@ def main() -> None:
             [
                 (
                     r["run"],
+                    r.get("generators", ""),
                     r["wall_s"],
                     r.get("regions", r.get("findings")),
                     r.get("read_s", ""),
@@ -110,7 +118,15 @@ def main() -> None:
                 )
                 for r in rows
             ],
-            ("run", "wall s", "regions/findings", "read O s", "analysis s", "enforcers+witnesses s"),
+            (
+                "run",
+                "generators",
+                "wall s",
+                "regions/findings",
+                "read O s",
+                "analysis s",
+                "enforcers+witnesses s",
+            ),
         )
     )
 

@@ -21,7 +21,12 @@ def test_bench_impact_small() -> None:
     assert p.returncode == 0, p.stderr[-2000:]
     doc = json.loads(p.stdout)
     runs = {r["run"]: r for r in doc["runs"]}
-    assert set(runs) == {"impact, one threshold changed", "impact, two unrelated policies", "analyze"}
+    assert set(runs) == {
+        "impact, one threshold changed",
+        "the same, generator 1",
+        "impact, two unrelated policies",
+        "analyze",
+    }
     assert runs["impact, one threshold changed"]["regions"] >= 1
     assert (
         runs["impact, two unrelated policies"]["regions"] > runs["impact, one threshold changed"]["regions"]
