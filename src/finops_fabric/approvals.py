@@ -14,6 +14,7 @@ One member's signature is enough for a change (threshold 1); a roster is never e
      "override": null | "sod",               # null: O itself; else an override of ONE invariant
      "signer": {"keyid": "<64 hex>", "name": "alice"}, "roster_version": 1,
      "inputs": {"ontology_hash": "sha256:..."}, "previous_receipt_hash": ..., "receipt_hash": ...,
+     "impact": {"hash": ..., ...},           # optional: the impact document signed knowing (`--impact`)
      "signatures": [{"keyid": <approver>, ...}, {"keyid": <operator>, ...}]}
 
 It is written to a file (conventionally ``*.approval.json``) and appended to the ledger, where
@@ -438,6 +439,7 @@ def approve(
     *,
     override: str | None = None,
     sources: Sequence[str] = (),
+    impact: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sign an approval of ``ontology_hash`` (or an override of one invariant for it) with ``key``
     and append it to the ledger. ``key`` must be on the current roster (:class:`CheckFailed`
@@ -462,6 +464,9 @@ def approve(
         "roster_hash": roster.receipt_hash,
         "inputs": {"ontology_hash": ontology_hash, "ontology_sources": sorted(sources)},
     }
+    if impact is not None:  # the impact document (``mu impact --json``) the approver signed knowing
+        body["impact"] = dict(impact)
+        body["inputs"]["impact_hash"] = impact["hash"]
     return store.append(body, key, cosigners=[store.operator_private_key()])
 
 

@@ -4,15 +4,17 @@
 - ``levels``: authority codes and ranks are unique; transaction type codes are unique;
 - ``golden``: golden cases reference known rules (decision rules for ``expectFired``) and
   have unique scenario names;
-- ``satisfiable`` (warning): a restriction whose condition can never hold.
+- ``satisfiable`` (warning): a restriction whose condition can never hold, decided exactly on
+  the condition's decision space (``analysis.lint.condition_can_hold``): no transaction that has
+  every field the condition reads makes it hold.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
 
 from finops_fabric import model as m
+from finops_fabric.analysis.lint import condition_can_hold
 from finops_fabric.errors import Finding
 
 INVARIANTS = ("sod", "levels", "golden", "satisfiable")
@@ -133,61 +135,6 @@ def check_golden(policy: m.Policy) -> list[Finding]:
     return out
 
 
-def _never_holds(c: m.Condition) -> bool:
-    """A conservative check: True only when the condition provably can never hold."""
-    if isinstance(c, m.AnyOf):
-        return all(_never_holds(o) for o in c.operands)
-    if isinstance(c, m.AllOf):
-        if any(_never_holds(o) for o in c.operands):
-            return True
-        by_attr: dict[str, list[m.Comparison | m.Membership]] = defaultdict(list)
-        for o in c.operands:
-            if isinstance(o, m.Comparison | m.Membership) and o.attribute != "actor_level":
-                by_attr[o.attribute].append(o)
-        return any(_contradictory(leaves) for leaves in by_attr.values())
-    return False
-
-
-def _contradictory(leaves: list[m.Comparison | m.Membership]) -> bool:
-    lo: tuple[Decimal, bool] | None = None  # (bound, inclusive)
-    hi: tuple[Decimal, bool] | None = None
-    allowed: set[str] | None = None
-    for leaf in leaves:
-        if isinstance(leaf, m.Membership):
-            vals = {str(v) for v in leaf.values}
-            allowed = vals if allowed is None else allowed & vals
-            continue
-        v = leaf.value
-        if leaf.operator == "eq":
-            allowed = {str(v)} if allowed is None else allowed & {str(v)}
-        if isinstance(v, Decimal):
-            if leaf.operator in ("gt", "ge") and (
-                lo is None or v > lo[0] or (v == lo[0] and leaf.operator == "gt")
-            ):
-                lo = (v, leaf.operator == "ge")
-            if leaf.operator in ("lt", "le") and (
-                hi is None or v < hi[0] or (v == hi[0] and leaf.operator == "lt")
-            ):
-                hi = (v, leaf.operator == "le")
-    if allowed is not None and not allowed:
-        return True
-    if lo is not None and hi is not None and (lo[0] > hi[0] or (lo[0] == hi[0] and not (lo[1] and hi[1]))):
-        return True
-    if allowed is not None and (lo is not None or hi is not None):
-        nums = []
-        for a in allowed:
-            try:
-                nums.append(Decimal(a))
-            except ArithmeticError:
-                return False
-        return not any(
-            (lo is None or n > lo[0] or (n == lo[0] and lo[1]))
-            and (hi is None or n < hi[0] or (n == hi[0] and hi[1]))
-            for n in nums
-        )
-    return False
-
-
 def check_satisfiable(policy: m.Policy) -> list[Finding]:
     return [
         _finding(
@@ -199,7 +146,7 @@ def check_satisfiable(policy: m.Policy) -> list[Finding]:
             label=r.label,
         )
         for r in policy.rules
-        if isinstance(r, m.RestrictionRule) and _never_holds(r.condition)
+        if isinstance(r, m.RestrictionRule) and not condition_can_hold(policy, r)
     ]
 
 

@@ -183,6 +183,10 @@ def _change(t: dict[str, Any]) -> str:
             )
         if t.get("changed_o") and not (added or removed or changed):
             parts.append('<p class="note">O changed, but no rule did (reference data or golden cases).</p>')
+        if t.get("impact") is not None:
+            from finops_fabric.analysis.html import change_impact_html
+
+            parts.append(change_impact_html(t["impact"]))
     for note in t.get("notes") or []:
         if t.get("status") != "rejected":
             parts.append(f'<p class="note">{esc(note)}</p>')

@@ -5,7 +5,7 @@ keeps the roster of who may.
     mu roster show                                                      # the current (verified) roster
     mu roster add --name=NAME --public-key=NAME.pub --key=MEMBER.key    # version n+1, signed by a member of n
     mu roster remove --keyid=ID --key=MEMBER.key
-    mu approve --ontology=O --key=MEMBER.key [--override=INVARIANT] [--output=FILE]
+    mu approve --ontology=O --key=MEMBER.key [--override=INVARIANT] [--output=FILE] [--impact=IMPACT.json]
 
 An approval is written to ``--output`` (default ``<12 hex of hash(O)>[.<invariant>].approval.json``
 in the current directory) and kept in the store's ledger. Exit 0 done; 1 the key is not on the
@@ -57,17 +57,32 @@ def cmd_approve(args: argparse.Namespace) -> int:
     key = load_private_key(Path(args.key))
     onto = load_ontology(Path(args.ontology))
     output = Path(args.output) if args.output else Path.cwd() / approval_file_name(onto.hash, args.override)
+    impact = None
+    if args.impact:
+        from finops_fabric.analysis.attest import impact_record
+
+        impact = impact_record(Path(args.impact), onto.hash)
     _check_writable(output)  # before the ledger records anything: nothing half-written
-    doc = approve(home, onto.hash, key, override=args.override, sources=[f.name for f in onto.files])
+    doc = approve(
+        home, onto.hash, key, override=args.override, sources=[f.name for f in onto.files], impact=impact
+    )
     # read back exactly what was recorded, as any later check will
     approval = verify_approval(doc, load_roster(home), ontology_hash=onto.hash, override=args.override)
     write_json_atomic(output, doc)
     out = {**approval.to_dict(), "file": str(output), "roster_version": doc["roster_version"]}
+    if impact is not None:
+        out["impact"] = impact
     what = f"an override of invariant {args.override!r} for" if args.override else "approval of"
+    knowing = (
+        [f"knowing its impact {impact['hash']}: {impact['regions']} region(s) of changed outcomes"]
+        if impact is not None
+        else []
+    )
     Out(args.json).emit(
         out,
         lambda: [
             f"{approval.signer} signed {what} O {onto.hash}",
+            *knowing,
             f"approval {approval.approval_hash} written to {output} and kept in the ledger",
         ],
     )
@@ -139,6 +154,11 @@ def register(cmd: Register) -> None:
     )
     sp.add_argument(
         "--output", metavar="FILE", help="default: <hash prefix>[.<invariant>].approval.json here"
+    )
+    sp.add_argument(
+        "--impact",
+        metavar="IMPACT.json",
+        help="the impact document of this change (`mu impact --json`); its hash is signed with the approval",
     )
 
     sp = cmd("roster", cmd_roster, "the compliance roster: the public keys whose approvals count")

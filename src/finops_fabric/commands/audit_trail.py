@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.tree_head:
         write_json_atomic(Path(args.tree_head), result.tree_head)
     if args.report:
+        from finops_fabric.analysis.trail import add_impacts
+
+        add_impacts(store, doc["transitions"], progress)  # each change's regions, in the report
         write_report(Path(args.report), doc)
     Out(args.json).emit(doc, lambda: human(doc, args))
     return 0 if result.verified else 1
