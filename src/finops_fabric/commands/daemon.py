@@ -94,9 +94,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             code="daemon.dev_not_loopback",
         )
     store = Store.open(args.home)
+    from finops_fabric.daemon.runtime import epoch_schedule, next_epoch, now_utc
     from finops_fabric.intake.transaction import body_limit
 
     max_body = body_limit(store.home, args.max_body_bytes)  # a bad limit is refused before listening
+    schedule = epoch_schedule(store, env)  # so is a bad epoch schedule (never a failed deploy later)
+    if schedule is not None:
+        next_epoch(schedule, now_utc())
     running = client.read_discovery(store, env)
     if running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
         raise InputError(

@@ -483,8 +483,8 @@ def create_app(
         kind = req.get("kind", "deployment")
         try:
             schedule = epoch_schedule(store, env)
-        except FabricError as exc:
-            return _error(500, exc.code, exc.message)
+        except FabricError as exc:  # the store's configuration is broken: not the client's fault
+            return _error(503, exc.code, f"the deployment schedule cannot be read: {exc.message}")
         now = now_utc()
         if schedule is not None and not req.get("now") and not cron_matches(schedule, now):
             nxt = next_epoch(schedule, now)
@@ -579,6 +579,12 @@ def _err(description: str) -> dict[str, Any]:
 
 
 _AUTH_ERRORS = {
+    # Any request: the HTTP server itself refuses a malformed request line or header (a
+    # Content-Length that is not a number, say) before the daemon sees it, with a plain-text 400.
+    "400": {
+        "description": "the HTTP request itself is malformed",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
     "401": _err("missing or invalid bearer token"),
     "403": _err("the token's role may not do this"),
 }
@@ -616,13 +622,13 @@ def openapi_document() -> dict[str, Any]:
                             },
                             **_content(_ref("Decision")),
                         },
+                        **_AUTH_ERRORS,
                         "400": _err(
                             "the body is not acceptable JSON (tx.invalid_json, tx.invalid_utf8, "
                             "tx.duplicate_key, tx.lone_surrogate, tx.non_finite, tx.number_out_of_range, "
                             "tx.too_deep), not one object (tx.not_object), or cannot be decided "
                             "(tx.undecidable)"
                         ),
-                        **_AUTH_ERRORS,
                         "413": _err(
                             "the body is larger than the limit (tx.too_large; 64 KiB unless configured)"
                         ),
@@ -675,12 +681,13 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, **_content(_ref("DeployRequest"))},
                     "responses": {
                         "200": {"description": "deployed", **_content(_ref("DeployResult"))},
+                        **_AUTH_ERRORS,
                         "400": _err(
                             "malformed request (deploy.bad_request, deploy.wrong_env, or JSON refused "
                             "as for decisions: deploy.invalid_json, deploy.too_deep, ...)"
                         ),
-                        **_AUTH_ERRORS,
                         "409": _err("outside the environment's epoch window (see next_epoch)"),
+                        "503": _err("the store's epoch schedule cannot be read (config.epoch)"),
                         "413": _err("the body is larger than the limit (deploy.too_large)"),
                         "415": _err("the Content-Type is not JSON (deploy.unsupported_media_type)"),
                         "422": {

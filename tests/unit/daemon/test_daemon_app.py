@@ -376,6 +376,20 @@ def test_production_waits_for_its_epoch(acme: Acme, tmp_path: Path) -> None:
         (acme.store.home / "config.json").unlink()
 
 
+def test_a_broken_epoch_schedule_is_never_a_500(acme: Acme, capsys: pytest.CaptureFixture[str]) -> None:
+    (acme.store.home / "config.json").write_text(json.dumps({"epochs": {"production": "99 * * * *"}}))
+    try:
+        app = create_app(acme.store, "production", dev=True)
+        with TestClient(app) as c:
+            r = deploy(c, acme.a1, acme.r1)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "config.epoch"
+        # and `mu daemon` refuses it before it listens
+        code = main(["daemon", "--env=production", "--dev", f"--home={acme.store.home}"])
+        assert code == 2 and "outside 0-59" in capsys.readouterr().err
+    finally:
+        (acme.store.home / "config.json").unlink()
+
+
 def test_restart_restores_the_last_good_deployment(acme: Acme, env: str) -> None:
     first = Runtime(acme.store, env)
     assert first.deploy(acme.a2, acme.r2["receipt_hash"]).ok
