@@ -166,6 +166,8 @@ def test_deploy_and_the_daemon_refuse_a_ledger_that_does_not_verify(
     assert code == 1
     assert "mu deploy to test is refused: the receipt ledger" in err and "does not verify" in err
     assert "the ledger has 3 receipts but a signed head of 5 exists" in err
+    code, _, err = mu("rollback", "--target=test", "--to-receipt=R.json", f"--home={store.home}")
+    assert code == 1 and "mu rollback of test is refused: the receipt ledger" in err
     with pytest.raises(CheckFailed, match="the test daemon does not start"):
         create_app(store, "test", dev=True)
     code, _, err = mu("daemon", "--env=test", "--port=0", "--dev", f"--home={store.home}")

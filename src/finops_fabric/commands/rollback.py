@@ -92,12 +92,15 @@ def restore_enforcer(
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from finops_fabric.audit import require_verified_ledger
     from finops_fabric.daemon.client import post_deployment
     from finops_fabric.daemon.environments import check_env
     from finops_fabric.store import Store
 
     env = check_env(args.target)
     store = Store.open(args.home)
+    # the receipt rolled back to comes from the ledger: a ledger that does not verify is refused
+    require_verified_ledger(store, f"mu rollback of {env} is refused")
     progress = progress_printer(args)
     receipt = _generation_receipt(store, args.to_receipt)
     path, source = restore_enforcer(store, receipt, progress)
