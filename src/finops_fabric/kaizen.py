@@ -60,7 +60,7 @@ __all__ = ["CATEGORIES", "DEFAULT_RANDOM", "DEFAULT_SEED", "KaizenResult", "kaiz
 
 Progress = Callable[[str], None]
 
-CATEGORIES = ("golden", "inputs", "boundary", "rule_edges", "random")
+CATEGORIES = ("golden", "inputs", "complete", "boundary", "rule_edges", "random")
 DEFAULT_RANDOM = 2000
 DEFAULT_SEED = 6_2
 #: At most this many counterexamples are listed (in the JSON and the receipt); all are counted.
@@ -90,6 +90,9 @@ class KaizenResult:
     golden: dict[str, dict[str, Any]] = field(default_factory=dict)
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     receipt: dict[str, Any] | None = None
+    #: What the cases are: ``kind`` "complete" (:func:`finops_fabric.analysis.cases.kaizen_cases`)
+    #: with its counts, or "sampled" (with the reason the complete set could not be made).
+    case_set: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cases_compared(self) -> int:
@@ -134,6 +137,7 @@ class KaizenResult:
             "receipt_hash": self.receipt["receipt_hash"] if self.receipt else None,
             "cases_compared": self.cases_compared,
             "cases_by_category": dict(self.cases),
+            "case_set": dict(self.case_set),
             "random": {"count": self.random, "seed": self.seed},
             "counterexamples": list(self.counterexamples),
             "counterexamples_total": self.counterexamples_total,
@@ -267,25 +271,49 @@ def input_cases(policy: m.Policy) -> list[dict[str, Any]]:
     return cases
 
 
-def _categories(policy: m.Policy, count: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def complete_or_sampled(policy: m.Policy, languages: Sequence[str]) -> tuple[dict[str, Any], list[Any]]:
+    """The case set's description and its (category, transaction) pairs: the set complete for O
+    in each of ``languages``, or, for an O the analysis cannot cut exactly or whose set would
+    exceed its budget, every boundary of the golden gate and every rule's edges ("sampled")."""
+    from finops_fabric.analysis.cases import kaizen_cases
+    from finops_fabric.analysis.fields import Unsupported
+    from finops_fabric.analysis.mdd import BudgetExceeded
+
+    try:
+        made = kaizen_cases(policy, languages)
+    except (Unsupported, BudgetExceeded) as exc:
+        pairs: list[Any] = [("boundary", tx) for tx in boundary_cases(policy)]
+        pairs += [("rule_edges", tx) for rule in policy.rules for tx in rule_cases(policy, rule)]
+        return {"kind": "sampled", "reason": str(exc), "languages": sorted(set(languages))}, pairs
+    return made.describe(), [("complete", tx) for tx in made.cases]
+
+
+def _categories(
+    policy: m.Policy, count: int, seed: int, languages: Sequence[str], described: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     for case in policy.golden:
         yield "golden", case.transaction()
     for tx in input_cases(policy):
         yield "inputs", tx
-    for tx in boundary_cases(policy):
-        yield "boundary", tx
-    for rule in policy.rules:
-        for tx in rule_cases(policy, rule):
-            yield "rule_edges", tx
+    description, pairs = complete_or_sampled(policy, languages)
+    described.update(description)
+    yield from pairs
     for tx in random_cases(policy, count, seed):
         yield "random", tx
 
 
-def cases(policy: m.Policy, count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
-    """Every case kaizen compares, with its category, each once (the first category keeps it)."""
+def cases(
+    policy: m.Policy,
+    count: int,
+    seed: int,
+    languages: Sequence[str] = ("1.0",),
+    described: dict[str, Any] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every case kaizen compares, with its category, each once (the first category keeps it).
+    ``described`` receives the description of the case set (see :func:`complete_or_sampled`)."""
     seen: set[str] = set()
     out: list[tuple[str, dict[str, Any]]] = []
-    for category, tx in _categories(policy, count, seed):
+    for category, tx in _categories(policy, count, seed, languages, {} if described is None else described):
         key = _key(tx)
         if key not in seen:
             seen.add(key)
@@ -545,10 +573,11 @@ def kaizen(
         result.languages = {"from": old_gen.language, "to": new_gen.language}
         if oracles.changed is not None:
             result.counterexamples_by_language = 0
-        compared = cases(policy, count, seed)
+        progress("deriving the case set complete for O")
+        compared = cases(policy, count, seed, (old_gen.language, new_gen.language), result.case_set)
         progress(
-            f"comparing decisions on {len(compared)} cases: golden cases, boundaries, rule edges, "
-            "refused inputs, random transactions"
+            f"comparing decisions on {len(compared)} cases: golden cases, refused inputs, the "
+            f"{result.case_set['kind']} set, random transactions"
         )
         for part in _compare_in_parallel(old, new, oracles, compared):
             _merge(result, part)
@@ -567,6 +596,7 @@ def kaizen(
         counterexamples=result.counterexamples_total,
         languages=dict(result.languages),
         counterexamples_by_language=result.counterexamples_by_language,
+        case_set=result.case_set["kind"],
     )
     store.put_object(onto.canonical, "ontology")
     body = {
@@ -592,6 +622,7 @@ def kaizen(
         "accepted": result.accepted,
         "verdict": result.verdict,
         "cases_compared": {**result.cases, "total": result.cases_compared},
+        "case_set": dict(result.case_set),
         "random": {"count": count, "seed": seed, "generator": "python random.Random(seed)"},
         "counterexamples": result.counterexamples,
         "counterexamples_total": result.counterexamples_total,

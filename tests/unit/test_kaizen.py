@@ -43,8 +43,13 @@ def test_v1_to_v2_is_a_kaizen_on_the_example(mu: Any, tmp_path: Path) -> None:
     assert out["from"] == "1" and out["to"] == "2"
     assert out["counterexamples"] == [] and out["interpreter_disagreements"] == []
     by = out["cases_by_category"]
-    assert by["golden"] == 7 and by["boundary"] > 1000 and by["rule_edges"] > 0 and by["random"] > 1900
+    assert by["golden"] == 7 and by["complete"] > 100 and by["random"] > 1900
+    assert by["boundary"] == by["rule_edges"] == 0  # (the sampled set is for an O the analysis cannot cut)
     assert out["cases_compared"] == sum(by.values())
+    case_set = out["case_set"]
+    assert case_set["kind"] == "complete" and case_set["languages"] == ["1.0"]
+    assert case_set["cases"] >= by["complete"] and case_set["type_atoms"] == 4  # purchase, wire, other, none
+    assert case_set["parts"]["plane"] > 0 and case_set["combinations"]["rules"] > 0
     assert out["from_enforcer_hash"] != out["to_enforcer_hash"]  # the bytes changed
     assert out["artifacts"]["differing"] > 9  # every rule module and the runtime
 
@@ -59,6 +64,8 @@ def test_v1_to_v2_is_a_kaizen_on_the_example(mu: Any, tmp_path: Path) -> None:
     assert receipt["outputs"]["from_enforcer_hash"] == out["from_enforcer_hash"]
     assert receipt["outputs"]["to_enforcer_hash"] == out["to_enforcer_hash"]
     assert receipt["cases_compared"]["total"] == out["cases_compared"]
+    assert receipt["case_set"] == case_set
+    assert receipt["gates"]["kaizen"]["evidence"]["case_set"] == "complete"
     assert receipt["random"]["seed"] == DEFAULT_SEED and receipt["random"]["count"] == 2000
     assert {g: receipt["gates"][g]["status"] for g in ("ontology", "invariant", "determinism", "golden")} == (
         dict.fromkeys(("ontology", "invariant", "determinism", "golden"), "PASS")
@@ -92,7 +99,7 @@ def test_a_generator_that_changes_behaviour_is_refused(
     ce = out["counterexamples"][0]
     assert set(ce) == {"category", "transaction", "old_decision", "new_decision"}
     assert ce["old_decision"] != ce["new_decision"]
-    amounts = {c["transaction"].get("amount") for c in out["counterexamples"] if c["category"] == "boundary"}
+    amounts = {c["transaction"].get("amount") for c in out["counterexamples"] if c["category"] == "complete"}
     assert amounts & {"100000.01", "50000.01", "1000000.01"}, amounts
     fired_old = {f["rule"] for f in ce["old_decision"]["fired"]}
     fired_new = {f["rule"] for f in ce["new_decision"]["fired"]}
@@ -202,7 +209,7 @@ def test_the_two_process_comparison_equals_the_one_process_one(
     results = []
     for parallel_from in (10**9, 1):
         monkeypatch.setattr(kz, "PARALLEL_FROM", parallel_from)
-        results.append(kaizen(o, "1", "2", _store(tmp_path / str(parallel_from)), count=300, seed=3))
+        results.append(kaizen(o, "1", "2", _store(tmp_path / str(parallel_from)), count=1000, seed=3))
     serial, split = results
     assert parts == [1, 2]  # the second run compared half of the cases in a forked child
     assert serial.cases == split.cases and serial.cases_compared > 1000
@@ -250,7 +257,7 @@ def test_v2_to_v3_differs_exactly_on_the_inputs_language_1_1_refuses(
     assert result.oracle_total == {"from": 0, "to": 0}  # each A agrees with its own language
     policy = read_policy(load_ontology(o).raw.triples)
     oracle = Interpreter(policy, "1.1")
-    compared = kz.cases(policy, 300, DEFAULT_SEED)
+    compared = kz.cases(policy, 300, DEFAULT_SEED, ("1.0", "1.1"))
     refused = {kz._key(tx) for _, tx in compared if oracle.input_checks(tx)}
     differing = {kz._key(ce["transaction"]) for ce in result.counterexamples}
     assert differing == refused and len(refused) > 500
