@@ -289,3 +289,57 @@ def test_mu_kaizen_2_to_3_names_the_differences(mu: Any, tmp_path: Path) -> None
     # 1 -> 2 stays a kaizen, and says nothing about languages
     same = mu.json("kaizen", f"--ontology={o}", "--from-generator=1", "--to-generator=2", "--random=50")
     assert same["behaviour_equivalent"] is True and same["counterexamples_by_language"] is None
+
+
+# --- the complete case set catches what sampling misses --------------------------------------------
+
+
+def ge_at_one_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deliberately defective v2: the fraud check of wires also holds for an amount of exactly
+    25000 when the actor is L3 (O says ``amount > 25000``). It decides otherwise on one narrow
+    cell only: a wire of exactly 25000 from a high-risk vendor, by an L3 actor."""
+    real = emit2._restriction
+
+    def emit(rule, levels):  # type: ignore[no-untyped-def]
+        lines = real(rule, levels)
+        if rule.iri == EX + "fraud-wire":
+            assert any("(amount > K0)" in line for line in lines)
+            wrong = "(amount > K0 or (amount == K0 and rank == 3))"
+            return [line.replace("(amount > K0)", wrong) for line in lines]
+        return lines
+
+    monkeypatch.setattr(emit2, "_restriction", emit)
+
+
+def test_the_complete_cases_catch_a_defect_the_random_cases_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import finops_fabric.kaizen as kz
+
+    ge_at_one_threshold(monkeypatch)
+    o = copy_example(tmp_path)
+    policy = read_policy(load_ontology(o).raw.triples)
+    onto_hash = load_ontology(o).hash
+    workdir = tmp_path / "built"
+    workdir.mkdir()
+    good, _ = kz._build(generators.get("1"), policy, onto_hash, workdir)
+    bad, _ = kz._build(generators.get("2"), policy, onto_hash, workdir)
+
+    # the seeded random cases alone (the default seed and count) never meet the defect (about
+    # half of all seeds would not)
+    sampled = random_cases(policy, 2000, DEFAULT_SEED)
+    assert all(kz._decide(good, tx) == kz._decide(bad, tx) for tx in sampled)
+
+    # the complete cases do, and name the cell
+    result = kaizen(o, "1", "2", _store(tmp_path))
+    assert result.behaviour_equivalent is False and result.verdict == "behaviour_changed"
+    assert result.case_set["kind"] == "complete"
+    assert {ce["category"] for ce in result.counterexamples} == {"complete"}
+    for ce in result.counterexamples:
+        tx = ce["transaction"]
+        assert tx["type"] == "wire" and Decimal(tx["amount"]) == 25000 and tx["actor_level"] == "L3"
+        assert tx["attributes"]["vendor_risk"] == "high"
+        assert {f["rule"] for f in ce["new_decision"]["fired"]} - {
+            f["rule"] for f in ce["old_decision"]["fired"]
+        } == {EX + "fraud-wire"}
+    assert result.oracle_total == {"from": 0, "to": result.counterexamples_total}
