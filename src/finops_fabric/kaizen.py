@@ -37,6 +37,8 @@ must go through compliance as a ΔO).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import random
 import shutil
@@ -329,21 +331,47 @@ def _key(tx: dict[str, Any]) -> str:
 # --- building and comparing --------------------------------------------------------------------
 
 
-def _build(
-    gen: generators.Generator, policy: m.Policy, ontology_hash: str, workdir: Path
-) -> tuple[Enforcer, dict[str, bytes]]:
+def _generate(gen: generators.Generator, policy: m.Policy, ontology_hash: str) -> dict[str, bytes]:
     try:
-        files = gen.build(policy, ontology_hash, None)
-        again = gen.build(policy, ontology_hash, None)
+        return gen.build(policy, ontology_hash, None)
     except (ValueError, KeyError, TypeError) as e:
         raise CheckFailed(f"generator v{gen.version} failed on O: {e}", code="kaizen.build_failed") from e
-    if files != again:
-        differing = sorted(p for p in set(files) | set(again) if files.get(p) != again.get(p))
+
+
+def _digests(files: dict[str, bytes]) -> dict[str, str]:
+    return {p: hashlib.sha256(data).hexdigest() for p, data in files.items()}
+
+
+def _second_builds(
+    gens: Sequence[generators.Generator], policy: m.Policy, ontology_hash: str
+) -> list[dict[str, str]]:
+    """The determinism check's second build of each generator, as the SHA-256 of every file."""
+    return [_digests(_generate(gen, policy, ontology_hash)) for gen in gens]
+
+
+def _same(gen: generators.Generator, files: dict[str, bytes], again: dict[str, str]) -> None:
+    """The determinism check: a second build (``again``, its digests) equals the first."""
+    first = _digests(files)
+    if first != again:
+        differing = sorted(p for p in set(first) | set(again) if first.get(p) != again.get(p))
         raise CheckFailed(
             f"generator v{gen.version} is not deterministic on O: {', '.join(differing[:5])} differ "
             "between two builds",
             code="kaizen.not_deterministic",
         )
+
+
+def _build(
+    gen: generators.Generator, policy: m.Policy, ontology_hash: str, workdir: Path
+) -> tuple[Enforcer, dict[str, bytes]]:
+    """A built by ``gen`` from O twice (both builds alike), written to ``workdir`` and loaded
+    from there with every artifact hash verified."""
+    files = _generate(gen, policy, ontology_hash)
+    _same(gen, files, _digests(_generate(gen, policy, ontology_hash)))
+    return _load(gen, files, ontology_hash, workdir), files
+
+
+def _load(gen: generators.Generator, files: dict[str, bytes], ontology_hash: str, workdir: Path) -> Enforcer:
     root = workdir / f"A-v{gen.version}"
     root.mkdir()
     write_tree(root, files, durable=False)
@@ -353,7 +381,15 @@ def _build(
             f"A made by generator v{gen.version} names O {enforcer.ontology_hash}, not {ontology_hash}",
             code="kaizen.ontology_changed",
         )
-    return enforcer, files
+    return enforcer
+
+
+def _forkable() -> bool:
+    """More than one CPU, fork, and no other thread (forking a threaded process is unsafe)."""
+    import os
+    import threading
+
+    return (os.cpu_count() or 1) > 1 and hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _decide(enforcer: Enforcer, tx: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +413,9 @@ def _golden(enforcer: Enforcer) -> dict[str, Any]:
 # --- comparing, in two processes when there are many cases ------------------------------------------
 
 #: Below this many cases one process compares them all (a fork costs more than it saves).
-PARALLEL_FROM = 20_000
+PARALLEL_FROM = 5_000
+#: At most this many processes compare cases (one per CPU).
+WORKERS = 4
 
 
 class _Oracles:
@@ -419,13 +457,12 @@ def _compare(
                 if checks is not None:
                     ce["input_checks"] = checks
                 part["counterexamples"].append(ce)
-        outcomes = {"from": oracles.old.decide(tx).comparable()}
-        outcomes["to"] = (
-            outcomes["from"] if oracles.new is oracles.old else oracles.new.decide(tx).comparable()
-        )
-        for side, d in (("from", a), ("to", b)):
-            oracle = outcomes[side]
-            if "error" in d or comparable(d) != oracle:
+        oracle_from = oracles.old.decide(tx).comparable()
+        oracle_to = oracle_from if oracles.new is oracles.old else oracles.new.decide(tx).comparable()
+        seen_from = None if "error" in a else comparable(a)
+        seen_to = seen_from if b == a else (None if "error" in b else comparable(b))
+        for side, d, seen, oracle in (("from", a, seen_from, oracle_from), ("to", b, seen_to, oracle_to)):
+            if seen != oracle:
                 part["oracle_total"][side] += 1
                 if len(part["oracle"]) < LISTED:
                     part["oracle"].append(
@@ -456,48 +493,75 @@ def _compare_in_parallel(
     old: Enforcer, new: Enforcer, interp: _Oracles, cases: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """The parts of :func:`_compare` over ``cases``, in order. With many cases, more than one CPU
-    and no other thread running, the second half is compared in a forked child (which inherits
-    both loaded enforcers) while this process compares the first; the child's part comes back
-    pickled through a pipe. If the child fails for any reason its half is compared here."""
+    and no other thread running, the cases are cut into one contiguous slice per CPU (at most
+    :data:`WORKERS`): each slice but the first is compared in a forked child (which inherits both
+    loaded enforcers and the interpreters) while this process compares the first; each child's
+    part comes back pickled through its own pipe. If a child fails for any reason its slice is
+    compared here."""
+    import os
+
+    workers = min(os.cpu_count() or 1, WORKERS)
+    if len(cases) < PARALLEL_FROM or not _forkable():
+        return [_compare(old, new, interp, cases)]
+    size = -(-len(cases) // workers)
+    slices = [cases[i : i + size] for i in range(0, len(cases), size)]
+    children = [_fork(functools.partial(_compare, old, new, interp, part)) for part in slices[1:]]
+    parts = [_compare(old, new, interp, slices[0])]
+    for part, child in zip(slices[1:], children, strict=True):
+        got = _collect(child)
+        parts.append(got if got is not None else _compare(old, new, interp, part))
+    return parts
+
+
+def _fork(work: Callable[[], Any]) -> tuple[int, int] | None:
+    """A forked child doing ``work`` and sending its pickled result through a pipe: (pid, the
+    pipe's read end), or None when no child could be started. The child leaves without any
+    clean-up (``os._exit``), with status 1 if ``work`` failed."""
     import os
     import pickle
-    import threading
 
-    if len(cases) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        return [_compare(old, new, interp, cases)]
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return [_compare(old, new, interp, cases)]
-    half = len(cases) // 2
-    first, second = cases[:half], cases[half:]
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compare the second half, send it, leave without any clean-up
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:
         code = 0
         try:
             os.close(read_fd)
-            data = pickle.dumps(_compare(old, new, interp, second))
-            view = memoryview(data)
+            view = memoryview(pickle.dumps(work()))
             while view:
                 view = view[os.write(write_fd, view) :]
-        except BaseException:  # the parent compares this half itself
+        except BaseException:  # the parent does this work itself
             code = 1
         os._exit(code)
     os.close(write_fd)
+    return pid, read_fd
+
+
+def _collect(child: tuple[int, int] | None) -> Any:
+    """What a child of :func:`_fork` sent, or None if it failed (the caller then does the work)."""
+    import os
+    import pickle
+
+    if child is None:
+        return None
+    pid, read_fd = child
+    chunks = []
     try:
-        mine = _compare(old, new, interp, first)
-        chunks = []
         while chunk := os.read(read_fd, 1 << 20):
             chunks.append(chunk)
     finally:
         os.close(read_fd)
         _, status = os.waitpid(pid, 0)
-    theirs: dict[str, Any] | None = None
-    if os.waitstatus_to_exitcode(status) == 0:
-        try:
-            theirs = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, through our own pipe
-        except Exception:  # fall back to comparing here
-            theirs = None
-    return [mine, theirs if theirs is not None else _compare(old, new, interp, second)]
+    if os.waitstatus_to_exitcode(status) != 0:
+        return None
+    try:
+        return pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, through our own pipe
+    except Exception:  # the caller does the work instead
+        return None
 
 
 def _now() -> str:
@@ -547,8 +611,20 @@ def kaizen(
     workdir = Path(tempfile.mkdtemp(prefix="mu-kaizen-"))
     try:
         progress(f"building A with generator v{old_gen.version} and v{new_gen.version}, twice each")
-        old, old_files = _build(old_gen, policy, onto.hash, workdir)
-        new, new_files = _build(new_gen, policy, onto.hash, workdir)
+        gens = (old_gen, new_gen)
+        old_files, new_files = (_generate(gen, policy, onto.hash) for gen in gens)
+        # the determinism check's second builds: in a forked child (a copy of this process after
+        # the first builds) while this one loads both, or here
+        second = _fork(functools.partial(_second_builds, gens, policy, onto.hash)) if _forkable() else None
+        try:
+            old = _load(old_gen, old_files, onto.hash, workdir)
+            new = _load(new_gen, new_files, onto.hash, workdir)
+        finally:
+            again = _collect(second)
+        if again is None:
+            again = _second_builds(gens, policy, onto.hash)
+        _same(old_gen, old_files, again[0])
+        _same(new_gen, new_files, again[1])
         gates["determinism"] = _gate(
             "PASS",
             builds=2,
