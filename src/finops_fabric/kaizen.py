@@ -323,6 +323,14 @@ def cases(
     return out
 
 
+def _case_list(
+    policy: m.Policy, count: int, seed: int, languages: Sequence[str]
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """:func:`cases` and the description of the case set."""
+    described: dict[str, Any] = {}
+    return cases(policy, count, seed, languages, described), described
+
+
 def _key(tx: dict[str, Any]) -> str:
     """Two transactions that differ only in their id are one case (``repr`` tells 1 from True)."""
     return repr(sorted((k, repr(v)) for k, v in tx.items() if k != "id"))
@@ -608,6 +616,10 @@ def kaizen(
         )
     policy = v.policy
     gates = dict(v.gates)
+    languages = (old_gen.language, new_gen.language)
+    progress("deriving the case set complete for O")
+    # (in a forked child while this process builds and loads both enforcers, when there is one)
+    deriving = _fork(functools.partial(_case_list, policy, count, seed, languages)) if _forkable() else None
     workdir = Path(tempfile.mkdtemp(prefix="mu-kaizen-"))
     try:
         progress(f"building A with generator v{old_gen.version} and v{new_gen.version}, twice each")
@@ -649,8 +661,10 @@ def kaizen(
         result.languages = {"from": old_gen.language, "to": new_gen.language}
         if oracles.changed is not None:
             result.counterexamples_by_language = 0
-        progress("deriving the case set complete for O")
-        compared = cases(policy, count, seed, (old_gen.language, new_gen.language), result.case_set)
+        derived = _collect(deriving)
+        deriving = None
+        compared, described = derived if derived is not None else _case_list(policy, count, seed, languages)
+        result.case_set.update(described)
         progress(
             f"comparing decisions on {len(compared)} cases: golden cases, refused inputs, the "
             f"{result.case_set['kind']} set, random transactions"
@@ -658,6 +672,7 @@ def kaizen(
         for part in _compare_in_parallel(old, new, oracles, compared):
             _merge(result, part)
     finally:
+        _collect(deriving)  # (a child still running when a build failed)
         shutil.rmtree(workdir, ignore_errors=True)
     golden_ok = not result.golden["from"]["failed"] and not result.golden["to"]["failed"]
     gates["golden"] = _gate(
