@@ -16,7 +16,7 @@ from finops_fabric.analysis.fields import Unsupported
 from finops_fabric.analysis.impact import Impact, impact
 from finops_fabric.analysis.mdd import BudgetExceeded
 from finops_fabric.analysis.sides import LoadedSide
-from finops_fabric.analysis.verify import Deciders, check_witnesses, enforced_by_both
+from finops_fabric.analysis.verify import Deciders, EnforcerJob, check_witnesses, enforced_by_both
 from finops_fabric.errors import CheckFailed, InputError
 from finops_fabric.interpreter import Interpreter
 
@@ -50,11 +50,23 @@ def analyse(
         ) from exc
 
 
+def start(side: LoadedSide) -> EnforcerJob:
+    """Start building and loading one side's enforcer (in a forked child, when there can be one)
+    as soon as the side is read; :func:`checked` asks it about the witnesses."""
+    return EnforcerJob((side.generator, side.policy, side.info.ontology_hash))
+
+
 def checked(
-    result: Impact, old: LoadedSide, new: LoadedSide, progress: Callable[[str], None]
+    result: Impact,
+    old: LoadedSide,
+    new: LoadedSide,
+    progress: Callable[[str], None],
+    jobs: tuple[EnforcerJob, EnforcerJob] | None = None,
 ) -> dict[str, Any]:
     """Decide every witness with both generated enforcers and both interpreters; the document,
-    or :class:`CheckFailed` ``impact.witness_defect`` naming each witness that did not hold."""
+    or :class:`CheckFailed` ``impact.witness_defect`` naming each witness that did not hold.
+    ``jobs``: both sides' enforcers already being built (see :func:`start`); stopped here when
+    there is no witness to decide."""
     deciders = Deciders(
         Interpreter(old.policy, old.info.language), Interpreter(new.policy, new.info.language)
     )
@@ -63,8 +75,8 @@ def checked(
     if regions:
         progress(f"building both enforcers (generator v{old.generator.version} and v{new.generator.version})")
         (old_hash, old_answers), (new_hash, new_answers) = enforced_by_both(
-            (old.generator, old.policy, old.info.ontology_hash),
-            (new.generator, new.policy, new.info.ontology_hash),
+            jobs[0] if jobs else (old.generator, old.policy, old.info.ontology_hash),
+            jobs[1] if jobs else (new.generator, new.policy, new.info.ontology_hash),
             [tx for tx, _, _ in regions],
         )
         deciders.old_enforced, deciders.new_enforced = old_answers, new_answers
@@ -79,6 +91,9 @@ def checked(
                 code="impact.witness_defect",
                 hint="this is a defect of the analysis or of a generator; nothing was reported as holding",
             )
+    elif jobs:
+        for job in jobs:
+            job.cancel()
     doc = result.to_dict()
     doc["checked_by"] = {**checked_by, "witnesses": len(regions)}
     return doc

@@ -1,17 +1,17 @@
-"""Every witness decided before anyone reads it: by both generated enforcers (built now, in a
-temporary directory, by each side's generator) and by the reference interpreter of each side's
-language. A witness on which they do not show the region's stated difference is a defect of the
-analysis or of a generator, and :func:`check_witnesses` says which.
+"""Every witness decided before anyone reads it: by both generated enforcers (built now by each
+side's generator, every file checked against the manifest, and loaded) and by the reference
+interpreter of each side's language. A witness on which they do not show the region's stated
+difference is a defect of the analysis or of a generator, and :func:`check_witnesses` says which.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
+import pickle
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from finops_fabric import generators
@@ -132,11 +132,19 @@ def check_witnesses(
     return defects
 
 
-def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: str, workdir: Path) -> Any:
-    """A's runtime built from ``policy`` by ``gen`` into ``workdir`` and loaded from there with
-    every artifact hash verified (as ``mu generate`` would write it)."""
-    from finops_fabric.enforcer import load_enforcer
-    from finops_fabric.pipeline import write_tree
+def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: str) -> Any:
+    """A's runtime built from ``policy`` by ``gen`` and loaded with every check ``mu generate``'s
+    output gets on loading: the manifest canonical JSON, every listed file present with its
+    SHA-256, no other file, the generator installed with the source the manifest names. The
+    files are checked and loaded as built, in memory (writing them to a temporary directory and
+    reading them back would check the same bytes)."""
+    from finops_fabric.enforcer import (
+        MANIFEST,
+        Enforcer,
+        check_files,
+        enforcer_hash_of_manifest,
+        parse_manifest,
+    )
 
     try:
         files = gen.build(policy, ontology_hash, None)
@@ -146,18 +154,18 @@ def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: s
         raise CheckFailed(
             f"generator v{gen.version} cannot build an enforcer from this O: {e}", code="impact.build_failed"
         ) from e
-    root = workdir / f"A-v{gen.version}-{len(list(workdir.iterdir()))}"
-    root.mkdir()
-    write_tree(root, files, durable=False)
-    return load_enforcer(root)
-
-
-def _workdir() -> Path:
-    """A private temporary directory, in memory (/dev/shm) where there is one: a thousand small
-    rule files are written there in milliseconds (on a disk-backed /tmp, in most of a second)."""
-    shm = Path("/dev/shm")  # noqa: S108 - mkdtemp below makes a private (0700) directory there
-    fast = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="mu-impact-", dir=fast))
+    where = f"A built by generator v{gen.version}"
+    manifest = parse_manifest(files[MANIFEST], where)
+    problems = check_files(files, manifest)
+    if problems:  # (a generator that lists its own files wrongly)
+        detail = "; ".join(f"{p.artifact} {p.problem}" for p in problems)
+        raise CheckFailed(f"{where} does not match its manifest: {detail}", code="impact.build_failed")
+    enforcer = Enforcer(where, files, manifest, enforcer_hash_of_manifest(files[MANIFEST]))
+    if enforcer.ontology_hash != ontology_hash:
+        raise CheckFailed(
+            f"{where} names O {enforcer.ontology_hash}, not {ontology_hash}", code="impact.build_failed"
+        )
+    return enforcer
 
 
 Side = tuple[generators.Generator, m.Policy, str]
@@ -165,51 +173,120 @@ Side = tuple[generators.Generator, m.Policy, str]
 
 def _enforce(side: Side, txs: Sequence[Mapping[str, Any]]) -> tuple[str, list[Enforced]]:
     """hash(A) of the enforcer ``side``'s generator builds, and its answers for ``txs``."""
-    workdir = _workdir()
-    try:
-        enforcer = build_enforcer(*side, workdir=workdir)
-        return str(enforcer.hash), decide_with(enforcer, txs)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    enforcer = build_enforcer(*side)
+    return str(enforcer.hash), decide_with(enforcer, txs)
+
+
+def _forkable() -> bool:
+    import threading
+
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+
+
+def _send(fd: int, data: bytes) -> None:
+    """One message: its length, then its bytes (a child forked later holds a copy of the write
+    end too, so the reader cannot wait for the end of the pipe)."""
+    view = memoryview(len(data).to_bytes(8, "big") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _receive(fd: int) -> bytes:
+    def exactly(n: int) -> bytes:
+        chunks, left = [], n
+        while left:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                raise OSError("the pipe closed before the whole message came")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    return exactly(int.from_bytes(exactly(8), "big"))
+
+
+class EnforcerJob:
+    """One side's enforcer, built and loaded in a forked child from the moment the side is read
+    (while the other side is read and the analysis runs), which then waits for the witnesses,
+    decides them and sends its answers back; both through pipes, pickled. Without fork, or when
+    the child fails for any reason, :meth:`answers` builds the enforcer here instead (so a
+    generator's error is raised here, as it would be without a child)."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.pid: int | None = None
+        self._to_child = self._from_child = -1
+        if not _forkable():
+            return
+        witnesses_r, witnesses_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (witnesses_r, witnesses_w, answers_r, answers_w):
+                os.close(fd)
+            return
+        if pid == 0:  # the child: build and load, wait for the witnesses, answer, leave
+            code = 0
+            try:
+                os.close(witnesses_w)
+                os.close(answers_r)
+                enforcer = build_enforcer(*side)
+                txs = pickle.loads(_receive(witnesses_r))  # noqa: S301 - our parent, through our pipe
+                _send(answers_w, pickle.dumps((str(enforcer.hash), decide_with(enforcer, txs))))
+            except BaseException:  # the parent does this side itself
+                code = 1
+            os._exit(code)
+        os.close(witnesses_r)
+        os.close(answers_w)
+        self.pid, self._to_child, self._from_child = pid, witnesses_w, answers_r
+
+    def answers(self, txs: Sequence[Mapping[str, Any]]) -> tuple[str, list[Enforced]]:
+        """hash(A) and A's answers for ``txs`` (the child's, else built and decided here)."""
+        got: tuple[str, list[Enforced]] | None = None
+        if self.pid is not None:
+            data = b""
+            try:
+                _send(self._to_child, pickle.dumps([dict(tx) for tx in txs]))
+                data = _receive(self._from_child)
+            except OSError:
+                data = b""
+            finally:
+                ok = self._reap()
+            if ok and data:
+                try:
+                    got = pickle.loads(data)  # noqa: S301 - our own child, through our own pipe
+                except Exception:  # do it here instead
+                    got = None
+        return got if got is not None else _enforce(self.side, txs)
+
+    def cancel(self) -> None:
+        """No witnesses after all (or the analysis failed): stop the child."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> bool:
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                os.close(fd)
+        self._to_child = self._from_child = -1
+        pid, self.pid = self.pid, None
+        if pid is None:
+            return False
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
 
 
 def enforced_by_both(
-    old: Side, new: Side, txs: Sequence[Mapping[str, Any]]
+    old: Side | EnforcerJob, new: Side | EnforcerJob, txs: Sequence[Mapping[str, Any]]
 ) -> tuple[tuple[str, list[Enforced]], tuple[str, list[Enforced]]]:
-    """Both sides' enforcers built, loaded and asked about ``txs``. With more than one CPU and no
-    other thread running, the old side is done in a forked child while this process does the new
-    one (building and loading A is most of the time); the child's answers come back pickled
-    through a pipe, and if it fails for any reason the old side is done here."""
-    import pickle
-    import threading
-
-    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() != 1:
-        return _enforce(old, txs), _enforce(new, txs)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the old side, sent back, then leave without any clean-up
-        code = 0
-        try:
-            os.close(read_fd)
-            view = memoryview(pickle.dumps(_enforce(old, txs)))
-            while view:
-                view = view[os.write(write_fd, view) :]
-        except BaseException:  # the parent does the old side itself
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
+    """Both sides' enforcers built, loaded and asked about ``txs``: each in a forked child (see
+    :class:`EnforcerJob`; already started, or started now), or here."""
+    jobs = [s if isinstance(s, EnforcerJob) else EnforcerJob(s) for s in (old, new)]
     try:
-        mine = _enforce(new, txs)
-        chunks = []
-        while chunk := os.read(read_fd, 1 << 20):
-            chunks.append(chunk)
+        return jobs[0].answers(txs), jobs[1].answers(txs)
     finally:
-        os.close(read_fd)
-        _, status = os.waitpid(pid, 0)
-    theirs: tuple[str, list[Enforced]] | None = None
-    if os.waitstatus_to_exitcode(status) == 0:
-        try:
-            theirs = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, through our own pipe
-        except Exception:  # do it here instead
-            theirs = None
-    return (theirs if theirs is not None else _enforce(old, txs)), mine
+        for job in jobs:
+            job.cancel()

@@ -24,7 +24,7 @@ Register = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Ar
 
 
 def cmd_impact(args: argparse.Namespace) -> int:
-    from finops_fabric.analysis.run import analyse, checked
+    from finops_fabric.analysis.run import analyse, checked, start
     from finops_fabric.analysis.sides import side_of_path, side_of_receipt
 
     if bool(args.old) == bool(args.old_receipt):
@@ -38,10 +38,19 @@ def cmd_impact(args: argparse.Namespace) -> int:
         old = side_of_receipt(args.old_receipt, Store.locate(args.home), args.old_generator)
     else:
         old = side_of_path(Path(args.old), args.old_generator)
-    new = side_of_path(Path(args.new), args.new_generator)
-    progress("analysing the decision space of both policies")
-    result = analyse(old, new, detail=args.detail, node_budget=args.max_nodes, region_budget=args.max_regions)
-    doc = checked(result, old, new, progress)
+    # each side's enforcer is built from the moment the side is read, while the rest goes on
+    jobs = [start(old)]
+    try:
+        new = side_of_path(Path(args.new), args.new_generator)
+        jobs.append(start(new))
+        progress("analysing the decision space of both policies")
+        result = analyse(
+            old, new, detail=args.detail, node_budget=args.max_nodes, region_budget=args.max_regions
+        )
+        doc = checked(result, old, new, progress, (jobs[0], jobs[1]))
+    finally:
+        for job in jobs:
+            job.cancel()
     if args.report:
         from finops_fabric.analysis.html import write_impact_report
 
