@@ -1,5 +1,6 @@
 """`mu kaizen --ontology=O --from-generator=V1 --to-generator=V2 [--random=N] [--seed=S]`:
-build A from the same O with both generators and prove the decisions unchanged.
+build A from the same O with both generators and prove the decisions unchanged, on a case set
+complete for O (see :func:`finops_fabric.analysis.cases.kaizen_cases`) and seeded random cases.
 
 Exit 0 when every case decides exactly alike (and as the reference interpreter does); 1 when
 the new generator changes behaviour (the counterexamples are listed; the kaizen receipt is
@@ -46,8 +47,14 @@ def cmd_kaizen(args: argparse.Namespace) -> int:
             f"  A: {result.from_enforcer_hash} → {result.to_enforcer_hash} "
             f"({result.artifacts_differing} artifacts differ, {result.artifacts_identical} identical)",
             f"  {result.cases_compared} cases compared: {c['golden']} golden, {c['inputs']} refused inputs, "
-            f"{c['boundary']} boundary, {c['rule_edges']} rule edges, {c['random']} random "
-            f"(seed {result.seed})",
+            + (
+                f"{c['complete']} of the set complete for O (languages "
+                f"{', '.join(result.case_set.get('languages', []))})"
+                if result.case_set.get("kind") == "complete"
+                else f"{c['boundary']} boundary, {c['rule_edges']} rule edges (sampled: "
+                f"{result.case_set.get('reason')})"
+            )
+            + f", {c['random']} random (seed {result.seed})",
             f"  decisions that differ: {result.counterexamples_total}; disagreements with the reference "
             f"interpreter: v{doc['from']} {result.oracle_total['from']}, "
             f"v{doc['to']} {result.oracle_total['to']}",
