@@ -368,3 +368,33 @@ def test_a_generator_that_is_not_deterministic_is_refused(
         kaizen(copy_example(tmp_path), "1", "2", store, count=0)
     assert err.value.code == "kaizen.not_deterministic" and "generator v2" in err.value.message
     assert store.receipts() == []
+
+
+def test_an_o_the_engine_cannot_cut_is_compared_on_the_sampled_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Such an O orders a field as text and also compares it as a decimal; here the engine is
+    made to refuse the example.) The receipt says which set the verdict rests on, and why."""
+    from finops_fabric.analysis import cases as analysis_cases
+    from finops_fabric.analysis.fields import Unsupported
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise Unsupported("country is ordered as text and also compared as a decimal")
+
+    monkeypatch.setattr(analysis_cases, "kaizen_cases", refuse)
+    store = _store(tmp_path)
+    result = kaizen(copy_example(tmp_path), "1", "2", store, count=20)
+    assert result.behaviour_equivalent and result.accepted
+    assert result.case_set == {
+        "kind": "sampled",
+        "reason": "country is ordered as text and also compared as a decimal",
+        "languages": ["1.0"],
+    }
+    assert (
+        result.cases["complete"] == 0 and result.cases["boundary"] > 1000 and result.cases["rule_edges"] > 0
+    )
+    (receipt,) = store.receipts("kaizen")
+    assert (
+        receipt["case_set"]["kind"] == "sampled"
+        and receipt["gates"]["kaizen"]["evidence"]["case_set"] == "sampled"
+    )
