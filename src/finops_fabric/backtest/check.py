@@ -1,0 +1,128 @@
+"""Every back-test checks its kernel against the real enforcers while it runs.
+
+In each batch, every row whose amount lies within 0.01 of a constant either policy compares
+amounts with, every row the kernel handed to the interpreter, and a seeded random sample of the
+rest are decided again by the generated enforcer of each side (loaded and hash-verified); any
+row on which the kernel's outcome (decision, fired rules, notifications, audit entries) differs
+from the enforcer's is a disagreement, and the back-test fails (exit 1) naming it. Nothing is
+reported as counted when the kernel that counted it disagrees with the enforcer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from finops_fabric.backtest.columns import Batch
+from finops_fabric.backtest.kernel import Kernel, read_amounts
+from finops_fabric.backtest.outcomes import Mask, Outcomes, comparable_of
+from finops_fabric.errors import CheckFailed
+
+NEAR = Decimal("0.01")
+DEFAULT_SAMPLE_RATE = 0.001
+MIN_SAMPLE_PER_BATCH = 16
+
+
+@dataclass
+class Checked:
+    """One side: its kernel, its enforcer, and what was checked."""
+
+    name: str
+    kernel: Kernel
+    enforcer: Any
+
+
+@dataclass
+class Checker:
+    sides: Sequence[Checked]
+    seed: int = 0
+    rate: float = DEFAULT_SAMPLE_RATE
+    near_threshold: int = 0
+    sampled: int = 0
+    slow: int = 0
+    rows_checked: int = 0
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+    _batch_no: int = 0
+
+    def rows_to_check(self, batch: Batch) -> tuple[np.ndarray[Any, Any], Mask, Mask, Mask]:
+        n = batch.n
+        near = np.zeros(n, dtype=bool)
+        slow = batch.slow().copy()
+        for side in self.sides:
+            am = read_amounts(batch, side.kernel.language)
+            slow |= am.slow
+            for t in side.kernel.thresholds():
+                near |= am.near(t, NEAR)
+        rng = np.random.default_rng([self.seed, self._batch_no])
+        self._batch_no += 1
+        k = min(n, max(MIN_SAMPLE_PER_BATCH, int(n * self.rate)))
+        sample = np.zeros(n, dtype=bool)
+        if n:
+            sample[rng.choice(n, size=k, replace=False)] = True
+        chosen = np.flatnonzero(near | slow | sample)
+        return chosen, near, slow, sample
+
+    def check(self, batch: Batch, outcomes: Sequence[Outcomes]) -> None:
+        """Re-decide the chosen rows of ``batch`` with each side's enforcer (``outcomes`` in the
+        order of :attr:`sides`); :class:`CheckFailed` at the first batch with a disagreement."""
+        chosen, near, slow, sample = self.rows_to_check(batch)
+        self.near_threshold += int(np.count_nonzero(near))
+        self.slow += int(np.count_nonzero(slow))
+        self.sampled += int(np.count_nonzero(sample & ~near & ~slow))
+        self.rows_checked += len(chosen)
+        for i in chosen:
+            j = int(i)
+            tx = batch.transaction(j)
+            for side, got in zip(self.sides, outcomes, strict=True):
+                try:
+                    want = comparable_of(side.enforcer.decide(dict(tx)).to_dict())
+                except Exception as exc:  # an enforcer that raises on a row the kernel decided
+                    want = ("error", (f"{type(exc).__name__}: {exc}",), (), ())
+                mine = got.row(j)
+                if mine != want and len(self.disagreements) < 20:
+                    self.disagreements.append(
+                        {
+                            "row": int(batch.rows[j]),
+                            "side": side.name,
+                            "transaction": tx,
+                            "kernel": mine,
+                            "enforcer": want,
+                        }
+                    )
+        if self.disagreements:
+            first = self.disagreements[0]
+            raise CheckFailed(
+                f"the batch kernel disagrees with the {first['side']} enforcer on row {first['row']} "
+                f"({len(self.disagreements)} disagreement(s) in the rows re-decided): kernel "
+                f"{_short(first['kernel'])}, enforcer {_short(first['enforcer'])}; transaction "
+                f"{_shown(first['transaction'])}. No count of this back-test can be relied on",
+                code="backtest.kernel_disagrees",
+                hint="this is a defect of the batch kernel; decide the transactions with `mu test` meanwhile",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_rechecked": self.rows_checked,
+            "near_threshold": self.near_threshold,
+            "decided_row_by_row": self.slow,
+            "sampled": self.sampled,
+            "sample_rate": self.rate,
+            "seed": self.seed,
+            "within": str(NEAR),
+            "disagreements": len(self.disagreements),
+        }
+
+
+def _short(c: Any) -> str:
+    return f"{c[0]} fired {list(c[1])}"
+
+
+def _shown(tx: Any) -> str:
+    import json
+
+    text = json.dumps(tx, default=str, sort_keys=True)
+    return text if len(text) <= 300 else text[:300] + "…"
