@@ -66,13 +66,13 @@ def log_history(
 
     from finops_fabric.daemon import decision_log as dl
     from finops_fabric.daemon.tree_heads import _mark_began, decision_heads
-    from finops_fabric.transparency import CompactRange, make_head, sign_head
+    from finops_fabric.transparency import GENESIS, CompactRange, chain_hash, make_head, sign_head
 
     conn = dl.connect(dl.db_path(Path(store.home), env))
     written = 0
     at = start
     tree = CompactRange()
-    chain_now = dl.GENESIS
+    chain_now = GENESIS
     for row in dl.log_rows(conn):
         assert row.leaf is not None
         tree.append(row.leaf)
@@ -87,7 +87,7 @@ def log_history(
                 last, chain = tail.last_id, tail.chain
                 for entry in pending:
                     last, leaf = dl._insert(conn, entry, last, chain)
-                    chain = dl.chain_hash(chain, leaf)
+                    chain = chain_hash(chain, leaf)
                     tree.append(leaf)
                 conn.execute("COMMIT")
                 chain_now = chain

@@ -182,7 +182,8 @@ def register(cmd: Register) -> None:
         "--evidence",
         action="append",
         metavar="RECEIPT",
-        help="a backtest receipt of this O (file or sha256:… in the ledger), recorded in the approval (repeatable)",
+        help="a backtest receipt of this O (file or sha256:… in the ledger), recorded in the approval "
+        "(repeatable)",
     )
 
     sp = cmd("roster", cmd_roster, "the compliance roster: the public keys whose approvals count")
