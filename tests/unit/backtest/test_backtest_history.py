@@ -144,7 +144,8 @@ def test_a_log_that_does_not_verify_is_refused(mu: Any, tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TRIGGER decisions_no_update")
     conn.execute(
-        "UPDATE decisions SET outcome = 'APPROVE', decision_json = replace(decision_json, 'REJECT', 'APPROVE')"
+        "UPDATE decisions SET outcome = 'APPROVE',"
+        " decision_json = replace(decision_json, 'REJECT', 'APPROVE')"
     )
     conn.close()
     code, _, err = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}")
