@@ -74,9 +74,7 @@ class Checker:
         self.slow += int(np.count_nonzero(slow))
         self.sampled += int(np.count_nonzero(sample & ~near & ~slow))
         self.rows_checked += len(chosen)
-        for i in chosen:
-            j = int(i)
-            tx = batch.transaction(j)
+        for j, tx in zip(chosen.tolist(), batch.transactions(chosen.tolist()), strict=True):
             for side, got in zip(self.sides, outcomes, strict=True):
                 try:
                     want = comparable_of(side.enforcer.decide(dict(tx)).to_dict())
@@ -86,7 +84,7 @@ class Checker:
                 if mine != want and len(self.disagreements) < 20:
                     self.disagreements.append(
                         {
-                            "row": int(batch.rows[j]),
+                            "row": batch.row(j),
                             "side": side.name,
                             "transaction": tx,
                             "kernel": mine,

@@ -15,6 +15,11 @@ A value the plain text cannot carry exactly (a decimal whose notation has an exp
 JSON ``1E+3``, which the interpreter reads as a number but which a string ``"1E+3"`` is not)
 marks its row ``slow``: the kernel decides such rows with the interpreter itself, one by one.
 
+A batch from Parquet keeps its columns as they are typed (dictionaries, decimals, integers,
+booleans): the kernel reads each value as the interpreter reads the Python value it stands for,
+once per distinct value, so no row is converted; only ``type`` and ``actor_level`` columns of
+anything but strings are read as missing.
+
 Each batch keeps what the rows were (the parsed transactions, or the source's Arrow columns) so
 that any row can be shown or re-decided by a real enforcer exactly as it was given.
 """
@@ -93,31 +98,33 @@ def day_of(value: object) -> str | None:
 class Batch:
     """One batch of transactions in columns, and how to get each row back as it was given."""
 
-    table: pa.Table  # the normalised columns (see the module doc), plus "day" and "slow"
-    rows: np.ndarray[Any, np.dtype[np.int64]]  # each row's line number (file) or decision id (log)
-    numeric: frozenset[str] = frozenset()  # columns whose source was a number type (Arrow)
+    columns: dict[str, pa.Array]  # the normalised columns (see the module doc), plus "day"
+    n: int
+    first_row: int = 1  # row numbers first_row, first_row + 1, ... unless ``row_numbers`` says
+    row_numbers: np.ndarray[Any, np.dtype[np.int64]] | None = None  # line numbers, decision ids
+    slow_rows: np.ndarray[Any, np.dtype[np.bool_]] | None = None  # None: no row goes slow
     txs: Sequence[Mapping[str, Any]] | None = None  # the parsed transactions, when there are
-    source: pa.Table | None = None  # the source's own columns (Parquet, CSV)
+    source: pa.Table | None = None  # the source's own columns (Parquet)
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
+    def row(self, i: int) -> int:
+        """Row ``i``'s number: its line (a file) or its decision id (a log)."""
+        return int(self.row_numbers[i]) if self.row_numbers is not None else self.first_row + i
+
     @property
-    def n(self) -> int:
-        return int(self.table.num_rows)
+    def table(self) -> pa.Table:
+        return pa.table(self.columns)
 
     def column(self, name: str) -> pa.Array:
-        key = ("col", name)
-        got = self._cache.get(key)
+        got = self.columns.get(name)
         if got is None:
-            if name in self.table.column_names:
-                got = self.table.column(name).combine_chunks()
-            else:
-                got = pa.nulls(self.n, pa.string())
-            self._cache[key] = got
+            got = self.columns[name] = pa.nulls(self.n, pa.string())
         return got
 
     def slow(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        out: np.ndarray[Any, np.dtype[np.bool_]] = self.table.column("slow").to_numpy(zero_copy_only=False)
-        return out
+        if self.slow_rows is None:
+            return np.zeros(self.n, dtype=bool)
+        return self.slow_rows
 
     def transaction(self, i: int) -> dict[str, Any]:
         """Row ``i`` as the transaction it was given as (a dict, as an enforcer takes it)."""
@@ -126,14 +133,22 @@ class Batch:
         assert self.source is not None
         return row_dict(self.source, i)
 
-    def transactions(self, idx: Iterable[int]) -> list[dict[str, Any]]:
-        return [self.transaction(int(i)) for i in idx]
+    def transactions(self, idx: Sequence[int]) -> list[dict[str, Any]]:
+        """Rows ``idx`` as transactions (from a table, converted together)."""
+        if self.txs is not None or not len(idx):
+            return [self.transaction(int(i)) for i in idx]
+        assert self.source is not None
+        rows = self.source.take(pa.array(np.asarray(idx, dtype=np.int64))).to_pylist()
+        return [_fold(row) for row in rows]
 
 
 def row_dict(source: pa.Table, i: int) -> dict[str, Any]:
-    """One row of a Parquet/CSV table as a transaction: ``attributes.<name>`` columns (and an
+    """One row of a Parquet table as a transaction: ``attributes.<name>`` columns (and an
     ``attributes`` struct) make its attributes; a null cell is an absent field."""
-    row = source.slice(i, 1).to_pylist()[0]
+    return _fold(source.slice(i, 1).to_pylist()[0])
+
+
+def _fold(row: Mapping[str, Any]) -> dict[str, Any]:
     tx: dict[str, Any] = {}
     attrs: dict[str, Any] = {}
     for k, v in row.items():
@@ -186,85 +201,81 @@ def from_dicts(
         else:
             cols["day"].append(next((d for f in TIME_FIELDS if (d := day_of(tx.get(f))) is not None), None))
         cols["slow"].append(slow)
-    arrays = {k: pa.array(v, pa.bool_() if k == "slow" else pa.string()) for k, v in cols.items()}
-    return Batch(pa.table(arrays), np.asarray(rows, dtype=np.int64), txs=list(txs))
+    slow_rows = np.asarray(cols.pop("slow"), dtype=bool)
+    arrays = {k: pa.array(v, pa.string()) for k, v in cols.items()}
+    return Batch(
+        arrays,
+        len(txs),
+        row_numbers=np.asarray(rows, dtype=np.int64),
+        slow_rows=slow_rows if slow_rows.any() else None,
+        txs=list(txs),
+    )
 
 
-# --- Arrow sources (Parquet, CSV) ---------------------------------------------------------------
+# --- Arrow sources (Parquet) ---------------------------------------------------------------------
 
 
-def _as_text(arr: pa.ChunkedArray | pa.Array, name: str, numeric: set[str]) -> tuple[pa.Array, pa.Array]:
-    """(text column, slow mask) of one source column read as a party/attribute/amount/code."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+def is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def is_text_like(arr: pa.Array) -> bool:
+    """A string column, or a dictionary of strings."""
     t = arr.type
-    n = len(arr)
-    false = pa.array(np.zeros(n, dtype=bool))
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return arr.cast(pa.string()), false
-    if pa.types.is_dictionary(t):
-        return _as_text(arr.dictionary_decode(), name, numeric)
-    if pa.types.is_boolean(t):
-        if name in ("type", "actor_level", "amount"):
-            return pa.nulls(n, pa.string()), false
-        return pc.if_else(arr, "true", "false").cast(pa.string()), false
-    if pa.types.is_integer(t):
-        if name in ("type", "actor_level"):
-            return pa.nulls(n, pa.string()), false
-        numeric.add(name)
-        return pc.cast(arr, pa.string()), false
-    if pa.types.is_decimal(t):
-        if name in ("type", "actor_level"):
-            return pa.nulls(n, pa.string()), false
-        numeric.add(name)
-        if t.scale <= 6:  # Arrow writes such decimals exactly as Python's str() does
-            return pc.cast(arr, pa.string()), false
-        texts = [text_of(v) for v in arr.to_pylist()]
-        return pa.array([x for x, _ in texts], pa.string()), pa.array([s for _, s in texts], pa.bool_())
-    # binary floats, dates, lists, structs ...: no reading of the language accepts them
-    return pa.nulls(n, pa.string()), false
+    return is_text(t) or (pa.types.is_dictionary(t) and is_text(t.value_type))
+
+
+def plain(arr: pa.Array) -> pa.Array:
+    """A dictionary array decoded (any other array as it is)."""
+    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
+
+
+def _code_column(arr: pa.Array) -> pa.Array:
+    """``type``/``actor_level``: strings as they are (dictionaries kept), anything else missing."""
+    return arr if is_text_like(arr) else pa.nulls(len(arr), pa.string())
+
+
+def _day_column(c: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(c.type):
+        return pa.DictionaryArray.from_arrays(c.indices, _day_column(c.dictionary))
+    if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type):
+        return pc.strftime(c, format="%Y-%m-%d")
+    if is_text(c.type):
+        head = pc.utf8_slice_codeunits(c.cast(pa.string()), 0, 10)
+        ok = pc.match_substring_regex(head, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+        return pc.if_else(ok, head, pa.scalar(None, pa.string()))
+    return pa.nulls(len(c), pa.string())
 
 
 def from_arrow(source: pa.Table, first_row: int, attributes: Iterable[str]) -> Batch:
-    """A batch from a slice of a Parquet/CSV table (row numbers from ``first_row``)."""
+    """A batch from a slice of a Parquet table (row numbers from ``first_row``).
+
+    Columns keep their Arrow type (a dictionary stays a dictionary, a decimal amount stays a
+    decimal): the kernel reads each the way the interpreter reads the Python value the column
+    holds, so nothing is converted row by row. Only ``type`` and ``actor_level`` are narrowed:
+    a column of anything but strings holds no code."""
     names = sorted(set(attributes) - set(CORE))
     n = source.num_rows
-    numeric: set[str] = set()
+    cols = set(source.column_names)
     out: dict[str, pa.Array] = {}
-    slow = pa.array(np.zeros(n, dtype=bool))
-    if "id" in source.column_names:
-        out["id"] = pc.cast(source.column("id").combine_chunks(), pa.string())
-    else:
-        out["id"] = pa.nulls(n, pa.string())
-    struct = source.column("attributes").combine_chunks() if "attributes" in source.column_names else None
+    out["id"] = source.column("id").combine_chunks() if "id" in cols else pa.nulls(n, pa.string())
+    struct = source.column("attributes").combine_chunks() if "attributes" in cols else None
     for name in (*CORE, *names):
         col = column_of(name)
-        if col in source.column_names:
-            arr: pa.Array | None = source.column(col).combine_chunks()
+        arr: pa.Array | None = None
+        if col in cols:
+            arr = source.column(col).combine_chunks()
         elif name not in CORE and struct is not None and pa.types.is_struct(struct.type):
-            arr = pc.struct_field(struct, name) if struct.type.get_field_index(name) >= 0 else None
-        else:
-            arr = None
+            if struct.type.get_field_index(name) >= 0:
+                arr = pc.struct_field(struct, name)
         if arr is None:
             out[col] = pa.nulls(n, pa.string())
-            continue
-        text, s = _as_text(arr, col, numeric)
-        out[col] = text
-        slow = pc.or_(slow, s)
+        else:
+            out[col] = _code_column(arr) if name in ("type", "actor_level") else arr
     day = pa.nulls(n, pa.string())
     for f in TIME_FIELDS:
-        if f in source.column_names:
-            c = source.column(f).combine_chunks()
-            if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type):
-                day = pc.strftime(c, format="%Y-%m-%d")
-            elif pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
-                head = pc.utf8_slice_codeunits(c.cast(pa.string()), 0, 10)
-                ok = pc.match_substring_regex(head, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-                day = pc.if_else(ok, head, pa.scalar(None, pa.string()))
-            else:
-                continue
+        if f in cols:
+            day = _day_column(source.column(f).combine_chunks())
             break
     out["day"] = day
-    out["slow"] = slow
-    rows = np.arange(first_row, first_row + n, dtype=np.int64)
-    return Batch(pa.table(out), rows, numeric=frozenset(numeric), source=source)
+    return Batch(out, n, first_row=first_row, source=source)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from finops_fabric import model as m
-from finops_fabric.backtest.columns import Batch, column_of
+from finops_fabric.backtest.columns import Batch, column_of, is_text, is_text_like, plain
 from finops_fabric.backtest.outcomes import Mask, Outcomes
 from finops_fabric.interpreter import Interpreter, _decimal, _Missing, _strict_decimal, _text
 
@@ -99,14 +99,45 @@ def _decimal128_to_int64(arr: pa.Array) -> tuple[I64, Mask]:
     return low.copy(), fits
 
 
+def _numeric_amounts(col: pa.Array) -> Amounts | None:
+    """Amounts of a decimal or integer column: valid in every reading (a JSON number is), exact;
+    None for a column of any other type."""
+    n = len(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False).copy()
+    if pa.types.is_decimal128(col.type):
+        scaled, fits = _decimal128_to_int64(col)
+        ok = valid & fits
+        return Amounts(valid, np.where(ok, scaled, 0), int(col.type.scale), valid & ~fits)
+    if pa.types.is_integer(col.type):
+        if pa.types.is_uint64(col.type):
+            big = pc.fill_null(pc.greater(col, 2**63 - 1), False).to_numpy(zero_copy_only=False)
+            small = pc.if_else(pa.array(big), pa.scalar(0, col.type), col)
+            scaled = pc.fill_null(small, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            return Amounts(valid, scaled, 0, valid & big)
+        scaled = pc.fill_null(col, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return Amounts(valid, scaled.copy(), 0, np.zeros(n, dtype=bool))
+    if pa.types.is_decimal(col.type):  # decimal256 and others: one by one
+        return Amounts(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), 0, valid)
+    return None
+
+
 def read_amounts(batch: Batch, language: str) -> Amounts:
     """The amounts of a batch by the reading of ``language`` (cached per batch)."""
     key = ("amounts", language)
     got = batch._cache.get(key)
     if got is not None:
         return got  # type: ignore[no-any-return]
-    text = batch.column("amount")
+    col = plain(batch.column("amount"))
     n = batch.n
+    numeric = _numeric_amounts(col)
+    if numeric is not None:
+        batch._cache[key] = numeric
+        return numeric
+    if not is_text(col.type):  # binary floats, booleans, objects: no reading accepts them
+        out = Amounts(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), 0, np.zeros(n, dtype=bool))
+        batch._cache[key] = out
+        return out
+    text = col.cast(pa.string())
     strict = pc.fill_null(pc.match_substring_regex(text, _PLAIN), False)
     if language == "1.0":
         loose = pc.fill_null(pc.match_substring_regex(text, _PLAIN_WS), False)
@@ -198,6 +229,32 @@ class Semantics(Interpreter):
         return left <= right  # type: ignore[operator]
 
 
+def per_value(arr: pa.Array, fn: Any, null: Any) -> np.ndarray[Any, Any]:
+    """``fn`` (an Arrow compute function) of each row's value as a NumPy array, nulls as ``null``;
+    for a dictionary array computed once per dictionary entry."""
+    if pa.types.is_dictionary(arr.type):
+        per_entry = pc.fill_null(fn(arr.dictionary), null).to_numpy(zero_copy_only=False)
+        table = np.append(per_entry, np.asarray([null], dtype=per_entry.dtype))
+        idx = pc.fill_null(arr.indices, len(per_entry)).to_numpy(zero_copy_only=False)
+        return table[idx]  # type: ignore[no-any-return]
+    return pc.fill_null(fn(arr), null).to_numpy(zero_copy_only=False).copy()  # type: ignore[no-any-return]
+
+
+def distinct(arr: pa.Array) -> tuple[list[Any], np.ndarray[Any, Any]]:
+    """(the distinct values of a column as Python values, None last; each row's index)."""
+    if pa.types.is_dictionary(arr.type):
+        values = arr.dictionary.to_pylist() + [None]
+        idx = pc.fill_null(arr.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+        return values, idx
+    try:
+        enc = pc.dictionary_encode(arr)
+    except pa.ArrowNotImplementedError:  # lists, structs ...: never a text or a decimal
+        return [None], np.zeros(len(arr), dtype=np.int64)
+    values = enc.dictionary.to_pylist() + [None]
+    idx = pc.fill_null(enc.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+    return values, idx
+
+
 def _text_tx(field_name: str, raw: object) -> dict[str, Any]:
     if field_name in ("type", "amount", "actor_level", "approver_id", "executor_id"):
         return {} if raw is None else {field_name: raw}
@@ -247,26 +304,20 @@ class Kernel:
         key = ("type_in", tuple(codes))
         got = batch._cache.get(key)
         if got is None:
-            got = (
-                pc.fill_null(
-                    pc.is_in(batch.column("type"), value_set=pa.array(list(codes), pa.string())), False
-                )
-                .to_numpy(zero_copy_only=False)
-                .copy()
-            )
+            value_set = pa.array(list(codes), pa.string())
+            got = per_value(batch.column("type"), lambda a: pc.is_in(a, value_set=value_set), False)
             batch._cache[key] = got
-        return got  # type: ignore[no-any-return]
+        return got
 
     def _ranks(self, batch: Batch) -> tuple[I64, Mask]:
         key = ("ranks", tuple(self.levels))
         got = batch._cache.get(key)
         if got is None:
             codes = pa.array([c for c, _ in self.levels], pa.string())
-            idx = pc.index_in(batch.column("actor_level"), value_set=codes)
-            has = pc.is_valid(idx).to_numpy(zero_copy_only=False).copy()
+            idx = per_value(batch.column("actor_level"), lambda a: pc.index_in(a, value_set=codes), -1)
+            has = idx >= 0
             ranks_np = np.asarray([r for _, r in self.levels] or [0], dtype=np.int64)
-            i = pc.fill_null(idx, 0).to_numpy(zero_copy_only=False)
-            got = (np.where(has, ranks_np[i], 0).astype(np.int64), has)
+            got = (np.where(has, ranks_np[np.where(has, idx, 0)], 0).astype(np.int64), has)
             batch._cache[key] = got
         return got
 
@@ -275,10 +326,7 @@ class Kernel:
         key = ("dict", col)
         got = batch._cache.get(key)
         if got is None:
-            enc = pc.dictionary_encode(batch.column(col))
-            values = enc.dictionary.to_pylist() + [None]
-            idx = pc.fill_null(enc.indices, len(values) - 1).to_numpy(zero_copy_only=False)
-            got = (values, idx)
+            got = distinct(batch.column(col))
             batch._cache[key] = got
         return got
 
@@ -341,7 +389,7 @@ class Kernel:
         out = Outcomes(n)
         am = read_amounts(batch, self.language)
         rank, has_rank = self._ranks(batch)
-        has_type = batch.column("type").is_valid().to_numpy(zero_copy_only=False)
+        has_type = per_value(batch.column("type"), pc.is_valid, False)
         if self.language == "1.1":
             out.fired[m.INPUT_CHECK_TYPE] = ~self._type_in(batch, self.type_codes)
             out.fired[m.INPUT_CHECK_AMOUNT] = ~am.valid | am.compare("lt", Decimal(0))
@@ -350,9 +398,7 @@ class Kernel:
             if isinstance(rule, m.ApprovalRule):
                 f = ~am.valid | (am.compare("gt", rule.threshold) & (~has_rank | (rank < rule.required.rank)))
             elif isinstance(rule, m.SegregationOfDutyRule):
-                a, e = batch.column("approver_id"), batch.column("executor_id")
-                same = pc.fill_null(pc.equal(a, e), True).to_numpy(zero_copy_only=False)
-                f = same.copy()
+                f = self._same_parties(batch)
             else:
                 assert isinstance(rule, m.RestrictionRule)
                 holds, missing = self._condition(batch, rule.condition)
@@ -384,10 +430,63 @@ class Kernel:
             else:
                 akey = (er.iri, er.ledger, er.flags)
                 out.audit[akey] = out.audit[akey] | act if akey in out.audit else act
-        slow = batch.slow() | am.slow
+        slow = am.slow if batch.slow_rows is None else batch.slow_rows | am.slow
         if slow.any():
             for i in np.flatnonzero(slow):
                 out.set_row(int(i), self.interpreter.decide(batch.transaction(int(i))).comparable())
+        return out
+
+    def _same_parties(self, batch: Batch) -> Mask:
+        """SoD: the approver's text is the executor's, or either is missing."""
+        got = batch._cache.get("same_parties")
+        if got is not None:
+            return got  # type: ignore[no-any-return]
+        a, e = batch.column("approver_id"), batch.column("executor_id")
+        if (
+            pa.types.is_dictionary(a.type)
+            and is_text_like(a)
+            and pa.types.is_dictionary(e.type)
+            and is_text_like(e)
+        ):
+            # both dictionaries of strings: each row's value as its first position in a's dictionary
+            ad = a.dictionary.cast(pa.string())
+
+            def canon(arr: pa.Array) -> np.ndarray[Any, Any]:
+                table = pc.fill_null(pc.index_in(arr.dictionary.cast(pa.string()), value_set=ad), -2)
+                table_np = np.append(table.to_numpy(zero_copy_only=False), np.int64(-1)).astype(np.int64)
+                idx = pc.fill_null(arr.indices, len(arr.dictionary)).to_numpy(zero_copy_only=False)
+                return table_np[idx]  # type: ignore[no-any-return]
+
+            ca, ce = canon(a), canon(e)
+            # -1: missing; -2: a value the approver's dictionary does not hold (never equal to one it does)
+            out = (ca == ce) & (ca >= 0) | (ca == -1) | (ce == -1)
+            out |= (ca == -2) & (ce == -2) & self._equal_outside(a, e, ca, ce)
+        elif is_text_like(a) and is_text_like(e):
+            same = pc.fill_null(pc.equal(plain(a).cast(pa.string()), plain(e).cast(pa.string())), True)
+            out = same.to_numpy(zero_copy_only=False).copy()
+        else:  # numbers, booleans ...: compared by their text, as the interpreter does
+            ids: dict[str, int] = {}
+            mapped = []
+            for arr in (a, e):
+                values, idx = distinct(arr)
+                table = np.asarray(
+                    [-1 if (t := _text(v)) is None else ids.setdefault(t, len(ids)) for v in values],
+                    dtype=np.int64,
+                )
+                mapped.append(table[idx])
+            out = (mapped[0] == mapped[1]) | (mapped[0] < 0) | (mapped[1] < 0)
+        batch._cache["same_parties"] = out
+        return out  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _equal_outside(a: pa.Array, e: pa.Array, ca: np.ndarray[Any, Any], ce: np.ndarray[Any, Any]) -> Mask:
+        """Rows where neither value is in the approver's dictionary: compared as strings."""
+        both = (ca == -2) & (ce == -2)
+        out = np.zeros(len(ca), dtype=bool)
+        if both.any():
+            rows = pa.array(np.flatnonzero(both))
+            sa, se = plain(a.take(rows)).cast(pa.string()), plain(e.take(rows)).cast(pa.string())
+            out[np.flatnonzero(both)] = pc.fill_null(pc.equal(sa, se), False).to_numpy(zero_copy_only=False)
         return out
 
     def decide_rows(self, txs: Sequence[Mapping[str, Any]]) -> Outcomes:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from finops_fabric.backtest.columns import Batch
+from finops_fabric.backtest.columns import Batch, plain
 from finops_fabric.backtest.kernel import read_amounts
 from finops_fabric.backtest.outcomes import Comparable, Mask, Outcomes
 
@@ -164,7 +164,7 @@ class Tally:
             return
         for i in np.flatnonzero(mask)[: limit - len(have)]:
             j = int(i)
-            have.append(Example(group, int(batch.rows[j]), batch.transaction(j), old.row(j), new.row(j)))
+            have.append(Example(group, batch.row(j), batch.transaction(j), old.row(j), new.row(j)))
 
     def _by_type_level(self, batch: Batch, ar: Mask, ra: Mask, cf: Mask) -> None:
         idx = np.flatnonzero(ar | ra | cf)
@@ -173,8 +173,8 @@ class Tally:
         code = np.where(ar[idx], 0, np.where(ra[idx], 1, 2)).astype(np.int8)
         t = pa.table(
             {
-                "type": batch.column("type").take(pa.array(idx)),
-                "level": batch.column("actor_level").take(pa.array(idx)),
+                "type": plain(batch.column("type").take(pa.array(idx))).cast(pa.string()),
+                "level": plain(batch.column("actor_level").take(pa.array(idx))).cast(pa.string()),
                 "dir": pa.array(code),
             }
         )
@@ -209,7 +209,7 @@ class Tally:
             self.flipped_without_amount += int(np.count_nonzero(mask & ~am.valid & ~am.slow))
 
     def _days(self, batch: Batch, ar: Mask, ra: Mask, cf: Mask) -> None:
-        day = batch.column("day")
+        day = plain(batch.column("day")).cast(pa.string())
         has = day.is_valid().to_numpy(zero_copy_only=False)
         self.rows_without_day += int(np.count_nonzero(~has))
         if not has.any():

@@ -86,6 +86,47 @@ def test_arrow_columns_decide_as_the_rows_they_hold(policies: SimpleNamespace) -
     assert batch.table.column("day").to_pylist() == ["2026-01-02"] * 5
 
 
+def test_typed_and_dictionary_columns_decide_as_their_python_values(policies: SimpleNamespace) -> None:
+    """Dictionary-encoded codes, integer and boolean parties, decimals of any scale, binary
+    floats: each read as the interpreter reads the Python value the column holds."""
+    from decimal import Decimal
+
+    policy = policies.policy_of(policies.FULL_RULES)
+    txs = list(boundary_corpus([policy], size=0))[:2000]
+    n = len(txs)
+    for version in ("2", "3"):
+        language = generators.get(version).language
+        kernel = Kernel(policy, language)
+        enforcer = _enforcer(version, policy)
+
+        def col(values: list[Any], typ: Any = None) -> pa.Array:
+            return pa.array(values, typ)
+
+        codes = [t.get("type") if isinstance(t.get("type"), str) else None for t in txs]
+        table = pa.table(
+            {
+                "id": [t["id"] for t in txs],
+                "type": col(codes).dictionary_encode(),
+                "amount": col([Decimal(i * 137 % 200_001) / 100 for i in range(n)], pa.decimal128(20, 4)),
+                "actor_level": col([["L1", "L2", "L3", "CFO", "Board", "L9", None][i % 7] for i in range(n)]),
+                "approver_id": col([i % 3 for i in range(n)], pa.int64()),
+                "executor_id": col([[True, False, None][i % 3] for i in range(n)], pa.bool_()),
+                "attributes.score": col([i % 5 / 4 for i in range(n)], pa.float64()),
+                "attributes.bucket": col([Decimal(i % 9) for i in range(n)], pa.decimal128(5, 0)),
+                "attributes.country": col(
+                    [["US", "IR", "KP", None][i % 4] for i in range(n)]
+                ).dictionary_encode(),
+                "attributes.vendor_risk": col([["high", "low", " high"][i % 3] for i in range(n)]),
+                "attributes.channel": col([[True, False][i % 2] for i in range(n)], pa.bool_()),
+            }
+        )
+        batch = from_arrow(table, 1, kernel.attributes())
+        got = kernel.decide(batch)
+        for i in range(n):
+            tx = batch.transaction(i)
+            assert got.row(i) == comparable(enforcer.decide(tx).to_dict()), (language, tx)
+
+
 def _enforcer(version: str, policy: m.Policy) -> Any:
     gen = generators.get(version)
     files = gen.build(policy, "sha256:" + "0" * 64, None)
