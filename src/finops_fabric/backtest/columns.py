@@ -265,9 +265,13 @@ def from_arrow(source: pa.Table, first_row: int, attributes: Iterable[str]) -> B
         arr: pa.Array | None = None
         if col in cols:
             arr = source.column(col).combine_chunks()
-        elif name not in CORE and struct is not None and pa.types.is_struct(struct.type):
-            if struct.type.get_field_index(name) >= 0:
-                arr = pc.struct_field(struct, name)
+        elif (
+            name not in CORE
+            and struct is not None
+            and pa.types.is_struct(struct.type)
+            and struct.type.get_field_index(name) >= 0
+        ):
+            arr = pc.struct_field(struct, name)
         if arr is None:
             out[col] = pa.nulls(n, pa.string())
         else:
