@@ -164,6 +164,23 @@ def _fold(row: Mapping[str, Any]) -> dict[str, Any]:
     return tx
 
 
+def _texts(values: list[Any], read: Any, slow: list[int], offset: int = 0) -> list[str | None]:
+    """Each value's text by ``read`` (a string as it is, without a call); rows that must go slow
+    are added to ``slow``."""
+    out: list[str | None] = []
+    for i, v in enumerate(values):
+        if type(v) is str:
+            out.append(v)
+        elif v is None:
+            out.append(None)
+        else:
+            t, s = read(v)
+            out.append(t)
+            if s:
+                slow.append(i + offset)
+    return out
+
+
 def from_dicts(
     txs: Sequence[Mapping[str, Any]],
     rows: Sequence[int],
@@ -172,42 +189,35 @@ def from_dicts(
 ) -> Batch:
     """A batch from parsed transactions (JSON Lines, the decision log)."""
     names = sorted(set(attributes) - set(CORE))
-    cols: dict[str, list[Any]] = {
-        k: [] for k in ("id", *CORE, *(attr_column(a) for a in names), "day", "slow")
-    }
-    for i, tx in enumerate(txs):
-        slow = False
-        tid = tx.get("id")
-        cols["id"].append(None if tid is None else str(tid))
-        t = tx.get("type")
-        cols["type"].append(t if isinstance(t, str) else None)
-        lv = tx.get("actor_level")
-        cols["actor_level"].append(lv if isinstance(lv, str) else None)
-        a, s = amount_of(tx.get("amount"))
-        cols["amount"].append(a)
-        slow |= s
-        for p in PARTIES:
-            v, s = text_of(tx.get(p))
-            cols[p].append(v)
-            slow |= s
-        raw_attrs = tx.get("attributes")
-        attrs = raw_attrs if isinstance(raw_attrs, Mapping) else {}
+    slow: list[int] = []
+    cols: dict[str, list[Any]] = {}
+    ids = [tx.get("id") for tx in txs]
+    cols["id"] = [v if type(v) is str or v is None else str(v) for v in ids]
+    for code in ("type", "actor_level"):
+        cols[code] = [v if isinstance(v := tx.get(code), str) else None for tx in txs]
+    cols["amount"] = _texts([tx.get("amount") for tx in txs], amount_of, slow)
+    for p in PARTIES:
+        cols[p] = _texts([tx.get(p) for tx in txs], text_of, slow)
+    if names:
+        attrs = [a if isinstance(a := tx.get("attributes"), Mapping) else {} for tx in txs]
         for name in names:
-            v, s = text_of(attrs.get(name))
-            cols[attr_column(name)].append(v)
-            slow |= s
-        if days is not None:
-            cols["day"].append(days[i])
-        else:
-            cols["day"].append(next((d for f in TIME_FIELDS if (d := day_of(tx.get(f))) is not None), None))
-        cols["slow"].append(slow)
-    slow_rows = np.asarray(cols.pop("slow"), dtype=bool)
+            cols[attr_column(name)] = _texts([a.get(name) for a in attrs], text_of, slow)
+    if days is not None:
+        cols["day"] = list(days)
+    else:
+        cols["day"] = [
+            next((d for f in TIME_FIELDS if (d := day_of(tx.get(f))) is not None), None) for tx in txs
+        ]
+    slow_rows = None
+    if slow:
+        slow_rows = np.zeros(len(txs), dtype=bool)
+        slow_rows[slow] = True
     arrays = {k: pa.array(v, pa.string()) for k, v in cols.items()}
     return Batch(
         arrays,
         len(txs),
         row_numbers=np.asarray(rows, dtype=np.int64),
-        slow_rows=slow_rows if slow_rows.any() else None,
+        slow_rows=slow_rows,
         txs=list(txs),
     )
 

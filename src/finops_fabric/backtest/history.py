@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 from finops_fabric.backtest.check import Checked, Checker
 from finops_fabric.backtest.columns import from_dicts
 from finops_fabric.backtest.kernel import Kernel
-from finops_fabric.backtest.outcomes import comparable_of, from_comparables
+from finops_fabric.backtest.outcomes import from_decisions
 from finops_fabric.backtest.run import (
     Options,
     Progress,
@@ -42,6 +42,8 @@ from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
 from finops_fabric.store import Store
 
 MISMATCHES_SHOWN = 20
+_TX = json.JSONDecoder(parse_float=Decimal)  # a logged transaction, as the daemon parsed it
+_PLAIN = json.JSONDecoder()
 
 
 class LoggedRow(NamedTuple):
@@ -120,6 +122,60 @@ class SqliteLog:
         self.conn.close()
 
 
+def _verify(store: Store, env: str) -> dict[str, Any]:
+    reader = open_log(store, env)
+    try:
+        report = reader.verify(store, env)
+        return {**report.to_dict(), "summary": report.summary()}
+    finally:
+        reader.close()
+
+
+def verify_meanwhile(store: Store, env: str) -> Callable[[], dict[str, Any]]:
+    """Verify the log's chain in a forked child while this process replays it (the replay is
+    discarded unless the log verifies); where there is one CPU, or threads run, or the child
+    fails for any reason, the verification is done here. Returns the function that waits for
+    the report (``LogReport.to_dict()`` with its ``summary``)."""
+    import os
+    import pickle
+    import threading
+
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() != 1:
+        report = _verify(store, env)
+        return lambda: report
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: verify, send the report back, leave without any clean-up
+        code = 0
+        try:
+            os.close(read_fd)
+            view = memoryview(pickle.dumps(_verify(store, env)))
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+
+    def wait() -> dict[str, Any]:
+        chunks = []
+        try:
+            while chunk := os.read(read_fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            try:
+                got: dict[str, Any] = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's pipe
+            except Exception:  # verify here instead
+                return _verify(store, env)
+            return got
+        return _verify(store, env)
+
+    return wait
+
+
 def open_log(store: Store, env: str) -> LogReader:
     """The reader of ``env``'s decision log (the one place that knows where it is kept)."""
     from finops_fabric.daemon import decision_log
@@ -176,8 +232,10 @@ def _region_finder(whens: list[Any], reading: str) -> Callable[[Mapping[str, Any
     return region_of
 
 
-def _decision_text(d: Mapping[str, Any]) -> str:
-    """The decision JSON as the daemon logs it."""
+def _text_of(d: object) -> str:
+    """A replayed decision as the daemon logs it (or why there is none)."""
+    if isinstance(d, str):
+        return d
     return json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -189,20 +247,14 @@ def backtest_history(
     new: Side,
     options: Options,
     *,
+    batch_size: int = 16_384,
     progress: Progress | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     reader = open_log(store, env)
     try:
         note(f"verifying the hash chain of the {env} decision log")
-        report = reader.verify(store, env)
-        if not report.verified:
-            raise CheckFailed(
-                f"the {env} decision log does not verify, so its history is not replayed: {report.summary()}",
-                code="backtest.log_unverified",
-                location=Location(file=reader.where),
-                hint="`mu decisions verify --env=" + env + "` names every problem",
-            )
+        verified = verify_meanwhile(store, env)
         total = reader.count(since, until)
         if progress is not None:
             progress.total = total
@@ -220,7 +272,7 @@ def backtest_history(
         regions_doc: dict[str, Any] | None = None
         regions_why: str | None = "not asked for (--no-regions)"
         region_of: Callable[[Mapping[str, Any]], int | None] | None = None
-        for rows in reader.rows(since, until, options.batch_size):
+        for rows in reader.rows(since, until, min(batch_size, options.batch_size)):
             if first_id is None:
                 first_id = rows[0].id
             last_id = rows[-1].id
@@ -228,8 +280,8 @@ def backtest_history(
             logged: list[dict[str, Any]] = []
             for r in rows:
                 try:
-                    tx = json.loads(r.transaction_json, parse_float=Decimal)
-                    d = json.loads(r.decision_json)
+                    tx = _TX.decode(r.transaction_json)
+                    d = _PLAIN.decode(r.decision_json)
                 except json.JSONDecodeError:
                     unrecoverable += 1
                     tx, d = {}, {"decision": "REJECT", "fired": [{"rule": "unreadable"}]}
@@ -239,10 +291,12 @@ def backtest_history(
                 if enforcer is None:
                     continue
                 try:
-                    again = _decision_text(enforcer.decide(tx).to_dict())
+                    replayed: Any = enforcer.decide(tx).to_dict()
                 except Exception as exc:
-                    again = f"raised {type(exc).__name__}: {exc}"
-                if again != r.decision_json:
+                    replayed = f"raised {type(exc).__name__}: {exc}"
+                # the same JSON document as the logged one (its text, when they differ: the log's
+                # text is the canonical dump of the daemon's decision, verified by the chain)
+                if replayed != d and (again := _text_of(replayed)) != r.decision_json:
                     mismatch_count += 1
                     if len(mismatches) < MISMATCHES_SHOWN:
                         mismatches.append(
@@ -278,7 +332,7 @@ def backtest_history(
                 region_of, regions_doc = None, None
                 regions_why = "the history was decided by more than one enforcer"
             batch = from_dicts(txs, [r.id for r in rows], attrs, days=[r.decided_at[:10] for r in rows])
-            old = from_comparables([comparable_of(d) for d in logged])
+            old = from_decisions(logged)
             got = kn.decide(batch)
             checker.check(batch, [got])
             tally.add(batch, old, got, kn.language, region_of)
@@ -291,6 +345,15 @@ def backtest_history(
                 progress.advance(len(rows))
         if progress is not None:
             progress.close()
+        report = verified()  # nothing is reported unless the log verified
+        if not report["verified"]:
+            raise CheckFailed(
+                f"the {env} decision log does not verify, so its history is not replayed: "
+                f"{report['summary']}",
+                code="backtest.log_unverified",
+                location=Location(file=reader.where),
+                hint="`mu decisions verify --env=" + env + "` names every problem",
+            )
     finally:
         reader.close()
     reproducible = mismatch_count == 0 and not enforcers.missing and unrecoverable == 0
@@ -298,7 +361,7 @@ def backtest_history(
     def logged_decision(ex: Example) -> Mapping[str, Any] | None:
         return logged_of_examples.get(ex.row)
 
-    log = report.to_dict()
+    log = report
     doc: dict[str, Any] = {
         "mode": "history",
         "old": {

@@ -65,6 +65,29 @@ def from_comparables(rows: Sequence[Comparable]) -> Outcomes:
     return out
 
 
+def from_decisions(decisions: Sequence[Mapping[str, Any]]) -> Outcomes:
+    """Outcomes of decision JSON documents (those a decision log holds), one array per key."""
+    fired: dict[str, list[int]] = {}
+    notes: dict[NoteKey, list[int]] = {}
+    audit: dict[AuditKey, list[int]] = {}
+    for i, d in enumerate(decisions):
+        for f in d.get("fired") or ():
+            fired.setdefault(str(f["rule"]), []).append(i)
+        for nt in d.get("notifications") or ():
+            notes.setdefault((str(nt["rule"]), str(nt["recipient"])), []).append(i)
+        for a in d.get("audit") or ():
+            key = (str(a["rule"]), str(a["ledger"]), tuple(str(x) for x in a.get("flags") or ()))
+            audit.setdefault(key, []).append(i)
+    out = Outcomes(len(decisions))
+    for src, dst in ((fired, out.fired), (notes, out.notes), (audit, out.audit)):
+        table: dict[Any, Mask] = dst
+        for k, idx in src.items():
+            arr = np.zeros(len(decisions), dtype=bool)
+            arr[idx] = True
+            table[k] = arr
+    return out
+
+
 def comparable_of(decision: Mapping[str, Any]) -> Comparable:
     """The comparable part of a decision JSON (what any two correct implementations share)."""
     return (
