@@ -24,7 +24,25 @@ from finops_fabric.errors import CheckFailed
 
 NEAR = Decimal("0.01")
 DEFAULT_SAMPLE_RATE = 0.001
-MIN_SAMPLE_PER_BATCH = 16
+#: The first rows (by number) are always among those re-decided, however small the sample.
+ALWAYS = 64
+
+
+def sampled(batch: Batch, seed: int, rate: float) -> Mask:
+    """The rows of the seeded sample: a hash of (seed, row number) below ``rate``, so a row is
+    sampled or not whatever the batches, partitions or workers it is decided in."""
+    numbers = (
+        batch.row_numbers
+        if batch.row_numbers is not None
+        else np.arange(batch.first_row, batch.first_row + batch.n)
+    )
+    with np.errstate(over="ignore"):  # SplitMix64: wrapping arithmetic on purpose
+        z = numbers.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    out: Mask = (z < np.uint64(min(int(rate * 2**64), 2**64 - 1))) | (numbers <= ALWAYS)
+    return out
 
 
 @dataclass
@@ -46,7 +64,6 @@ class Checker:
     slow: int = 0
     rows_checked: int = 0
     disagreements: list[dict[str, Any]] = field(default_factory=list)
-    _batch_no: int = 0
 
     def rows_to_check(self, batch: Batch) -> tuple[np.ndarray[Any, Any], Mask, Mask, Mask]:
         n = batch.n
@@ -57,12 +74,7 @@ class Checker:
             slow |= am.slow
             for t in side.kernel.thresholds():
                 near |= am.near(t, NEAR)
-        rng = np.random.default_rng([self.seed, self._batch_no])
-        self._batch_no += 1
-        k = min(n, max(MIN_SAMPLE_PER_BATCH, int(n * self.rate)))
-        sample = np.zeros(n, dtype=bool)
-        if n:
-            sample[rng.choice(n, size=k, replace=False)] = True
+        sample = sampled(batch, self.seed, self.rate)
         chosen = np.flatnonzero(near | slow | sample)
         return chosen, near, slow, sample
 

@@ -119,7 +119,6 @@ def run_partition(spec: PartitionSpec, progress: Callable[[int], None] | None = 
         seed=spec.options.seed,
         rate=spec.options.sample_rate,
     )
-    checker._batch_no = spec.index << 32  # a partition's samples do not depend on the others
     tally = Tally(examples_per_group=spec.options.examples)
     region_of = None
     if spec.regions is not None:
