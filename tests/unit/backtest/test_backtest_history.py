@@ -157,3 +157,19 @@ def test_no_log_is_bad_input(mu: Any, tmp_path: Path) -> None:
     code, _, err = mu("backtest", "--env=test", f"--new={copy_example(tmp_path, 'O')}")
     assert code == 2 and "no decision log" in err
     assert mu("backtest", "--env=test", f"--new={tmp_path / 'O'}", f"--old={tmp_path / 'O'}")[0] == 2
+
+
+def test_a_history_replayed_in_several_processes_counts_as_in_one(mu: Any, tmp_path: Path) -> None:
+    from finops_fabric.backtest.history import backtest_history
+    from finops_fabric.backtest.run import Options
+    from finops_fabric.backtest.sides import load_side
+
+    store, _, _ = _history(tmp_path, 1500)
+    new = load_side("new", changed_example(tmp_path, "O2"), store)
+    one = backtest_history(store, "test", None, None, new, Options(batch_size=200), workers=1)
+    three = backtest_history(store, "test", None, None, new, Options(batch_size=200), workers=3)
+    assert one["processes"] == 1 and three["processes"] == 3
+    assert {k: v for k, v in one.items() if k != "processes"} == {
+        k: v for k, v in three.items() if k != "processes"
+    }
+    assert one["reproducible"] is True and one["rows"] == 1500
