@@ -220,7 +220,7 @@ def file_run(root: Path, rows: int, old: Path, new: Path, repeat: int = 3) -> di
     }
 
 
-def history_run(root: Path, rows: int, old: Path, new: Path) -> dict[str, Any]:
+def history_run(root: Path, rows: int, old: Path, new: Path, report: Path | None = None) -> dict[str, Any]:
     from finops_fabric.backtest.simulate import generated, log_history, transactions
     from finops_fabric.store import Store
 
@@ -240,7 +240,18 @@ def history_run(root: Path, rows: int, old: Path, new: Path) -> dict[str, Any]:
     )
     logged = time.perf_counter() - t0
     took, rss, code, doc = child(["backtest", "--env=bench", f"--new={new}", "--no-regions"], home)
+    text = None
+    if report is not None:  # the same back-test with the regions, its text and its HTML report
+        p = subprocess.run(
+            [*c.mu_command(), "backtest", "--env=bench", f"--new={new}", f"--report={report}"],
+            capture_output=True,
+            text=True,
+            env=c.child_env(home),
+            check=False,
+        )
+        text = p.stdout
     return {
+        **({"text": text} if text is not None else {}),
         "decisions": rows,
         "log_bytes": (home / "daemon-bench.db").stat().st_size,
         "write_log_s": round(logged, 2),
@@ -259,6 +270,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000, help="transactions in the Parquet file (0: skip)")
     ap.add_argument("--history", type=int, default=100_000, help="logged decisions to replay (0: skip)")
+    ap.add_argument("--old", type=Path, help="O_old (default: the bundled example)")
+    ap.add_argument("--new", type=Path, help="O_new (default: the example with the wire threshold raised)")
+    ap.add_argument("--report", type=Path, help="history: also write the HTML report (and print the text)")
     ap.add_argument("--dir", help="where the data is written (default: the temporary directory)")
     ap.add_argument("--repeat", type=int, default=3, help="in-process timings: the best of N runs")
     ap.add_argument("--json", action="store_true")
@@ -267,10 +281,11 @@ def main() -> None:
     out: dict[str, Any] = {"machine": c.machine()}
     try:
         old, new = policies(root)
+        old, new = args.old or old, args.new or new
         if args.rows:
             out["file"] = file_run(root, args.rows, old, new, args.repeat)
         if args.history:
-            out["history"] = history_run(root, args.history, old, new)
+            out["history"] = history_run(root, args.history, old, new, args.report)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
@@ -280,7 +295,10 @@ def main() -> None:
         if section in out:
             print(f"[{section}]")
             for k, v in out[section].items():
-                print(f"  {k:42} {v}")
+                if k != "text":
+                    print(f"  {k:42} {v}")
+            if "text" in out[section]:
+                print(out[section]["text"])
 
 
 if __name__ == "__main__":

@@ -194,11 +194,13 @@ def human(doc: dict[str, Any], args: argparse.Namespace) -> list[str]:
             lines.append(
                 f"  {regions['changed_rows_outside_every_region']} changed row(s) lie in no impact region"
             )
+    if doc["examples"]:
+        lines.append("examples (`--json` or `--report` for all, with the transactions):")
     for ex in doc["examples"][:SHOWN_EXAMPLES]:
-        lines.append(
-            f"  e.g. row {ex['row']} ({ex['group']}): {ex['old']['decision']} → {ex['new']['decision']}; "
-            + "; ".join(f.get("reason", f["rule"]) for f in ex["new"]["fired"][:2])
-        )
+        lines.append(f"  row {ex['row']} ({ex['group']}): {ex['old']['decision']} → {ex['new']['decision']}")
+        for side in ("old", "new"):
+            for f in ex[side]["fired"][:2]:
+                lines.append(f"    {side}: {f.get('reason') or f['rule']}")
     checked = doc["checked_by"]
     lines.append(
         f"kernel checked against the enforcers on {_count(checked['rows_rechecked'])} rows "
