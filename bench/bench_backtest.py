@@ -109,15 +109,22 @@ def write_parquet(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) 
             writer.close()
 
 
+LAST_CPU: list[float] = [0.0]
+
+
 def child(args: list[str], home: Path) -> tuple[float, float, int, dict[str, Any]]:
-    """(wall seconds, peak RSS in MB, exit code, JSON) of one `mu` child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(wall seconds, peak RSS in MB, exit code, JSON) of one `mu` child process; its CPU
+    seconds (its own and its worker processes') in LAST_CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     p = subprocess.run(
         [*c.mu_command(), *args, "--json"], capture_output=True, text=True, env=c.child_env(home), check=False
     )
     took = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = usage.ru_maxrss
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime - cpu_before
     if p.returncode not in (0, 1):
         raise SystemExit(f"mu {' '.join(args)} exited {p.returncode}: {p.stderr[-1500:]}")
     if peak <= before:
@@ -204,6 +211,7 @@ def file_run(root: Path, rows: int, old: Path, new: Path, repeat: int = 3) -> di
         "write_parquet_s": round(written, 2),
         "backtest_wall_s": round(took, 2),
         "backtest_peak_rss_mb": round(rss, 1),
+        "backtest_cpu_s": round(LAST_CPU[0], 2),
         "backtest_exit": code,
         "rows_per_s": round(rows / took),
         "flips": doc["flips"],
@@ -257,6 +265,8 @@ def history_run(root: Path, rows: int, old: Path, new: Path, report: Path | None
         "write_log_s": round(logged, 2),
         "backtest_wall_s": round(took, 2),
         "backtest_peak_rss_mb": round(rss, 1),
+        "backtest_cpu_s": round(LAST_CPU[0], 2),
+        "processes": doc.get("processes"),
         "backtest_exit": code,
         "reproducible": doc["reproducible"],
         "replayed": doc["fidelity"]["replayed"],
@@ -279,6 +289,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-backtest-", dir=args.dir))
     out: dict[str, Any] = {"machine": c.machine()}
+    print(f"load average at start: {out['machine']['load_average_1_5_15']}", file=sys.stderr)
     try:
         old, new = policies(root)
         old, new = args.old or old, args.new or new
