@@ -248,3 +248,27 @@ def test_generators_pinned_per_side(mu: Any, tmp_path: Path) -> None:
     )
     assert doc["old"]["language"] == "1.0" and doc["new"]["language"] == generators.get().language
     assert doc["flips"][AR] >= 1
+
+
+def test_enforcers_as_sides_take_their_policy_from_the_store(mu: Any, tmp_path: Path) -> None:
+    old, new = copy_example(tmp_path, "O"), changed_example(tmp_path, "O2")
+    assert mu("generate", f"--input={new}", f"--output={tmp_path / 'A2'}")[0] == 0
+    path = _write_jsonl(tmp_path / "tx.jsonl", _txs(500), {})
+    by_o = mu.json("backtest", f"--old={old}", f"--new={new}", f"--transactions={path}", "--no-receipt")
+    by_a = mu.json(
+        "backtest", f"--old={old}", f"--new={tmp_path / 'A2'}", f"--transactions={path}", "--no-receipt"
+    )
+    assert by_a["new"]["given_as"] == "enforcer" and by_o["new"]["given_as"] == "ontology"
+    assert by_a["new"]["enforcer_hash"] == by_o["new"]["enforcer_hash"]
+    assert by_a["flips"] == by_o["flips"] and by_a["by_rule"] == by_o["by_rule"]
+    # an A whose O the store does not hold
+    other = tmp_path / "other-store"
+    code, _, err = mu(
+        "backtest",
+        f"--old={old}",
+        f"--new={tmp_path / 'A2'}",
+        f"--transactions={path}",
+        f"--home={other}",
+        "--no-receipt",
+    )
+    assert code == 2 and "there is no store" in err
