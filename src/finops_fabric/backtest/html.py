@@ -99,7 +99,8 @@ def rule_bars(by_rule: Mapping[str, Mapping[str, int]]) -> str:
         y = i * row_h + 4
         g, lo = by_rule[r]["gained"], by_rule[r]["lost"]
         wg, wl = (half - 60) * g / peak, (half - 60) * lo / peak
-        short = r.rsplit("#", 1)[-1].rsplit("/", 1)[-1] if len(r) > 50 else r
+        short = r.rsplit("#", 1)[-1] if "#" in r else r  # the rule's name; the full IRI on hover
+        short = short if len(short) <= 56 else short[:53] + "…"
         parts.append(
             f'<g class="rule"><title>{e(r)}: fires {g:,} more, {lo:,} fewer</title>'
             f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="12">{e(short)}</text>'
