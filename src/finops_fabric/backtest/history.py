@@ -17,6 +17,7 @@ needs one more reader and nothing else.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -139,7 +140,7 @@ class SqliteLog:
         sql = f"SELECT {columns} FROM decisions{where} ORDER BY id"  # noqa: S608 - fixed text; values are bound
         cur = self.conn.execute(sql, params)
         while chunk := cur.fetchmany(batch):
-            yield [LoggedRow(*r) for r in chunk]
+            yield [LoggedRow._make(r) for r in chunk]
 
     def close(self) -> None:
         self.conn.close()
@@ -223,7 +224,9 @@ class Enforcers:
     rows: dict[str, int] = field(default_factory=dict)
 
     def get(self, h: str) -> Any:
-        self.rows[h] = self.rows.get(h, 0) + 1
+        """The A with hash ``h`` (None when the store cannot give it; why is in ``missing``)."""
+        if h not in self.rows:
+            self.rows[h] = 0
         if h in self.loaded:
             return self.loaded[h]
         if h in self.missing:
@@ -310,6 +313,10 @@ def replay_part(
             part.last_id = rows[-1].id
             txs: list[dict[str, Any]] = []
             logged: list[dict[str, Any]] = []
+            for h, count in Counter(r.enforcer_hash for r in rows).items():
+                enforcers.get(h)
+                enforcers.rows[h] += count
+            loaded = enforcers.loaded
             for r in rows:
                 try:
                     tx = _TX.decode(r.transaction_json)
@@ -319,7 +326,7 @@ def replay_part(
                     tx, d = {}, {"decision": "REJECT", "fired": [{"rule": "unreadable"}]}
                 txs.append(tx)
                 logged.append(d)
-                enforcer = enforcers.get(r.enforcer_hash)
+                enforcer = loaded.get(r.enforcer_hash)
                 if enforcer is None:
                     continue
                 try:
