@@ -440,6 +440,7 @@ def approve(
     override: str | None = None,
     sources: Sequence[str] = (),
     impact: Mapping[str, Any] | None = None,
+    evidence: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Sign an approval of ``ontology_hash`` (or an override of one invariant for it) with ``key``
     and append it to the ledger. ``key`` must be on the current roster (:class:`CheckFailed`
@@ -467,6 +468,9 @@ def approve(
     if impact is not None:  # the impact document (``mu impact --json``) the approver signed knowing
         body["impact"] = dict(impact)
         body["inputs"]["impact_hash"] = impact["hash"]
+    if evidence:  # backtest receipts (``mu backtest``) the approver signed knowing
+        body["evidence"] = [dict(e) for e in evidence]
+        body["inputs"]["evidence"] = [e["receipt_hash"] for e in evidence]
     return store.append(body, key, cosigners=[store.operator_private_key()])
 
 

@@ -62,9 +62,21 @@ def cmd_approve(args: argparse.Namespace) -> int:
         from finops_fabric.analysis.attest import impact_record
 
         impact = impact_record(Path(args.impact), onto.hash)
+    evidence = None
+    if args.evidence:
+        from finops_fabric.backtest.receipt import evidence_record
+        from finops_fabric.store import Store
+
+        evidence = [evidence_record(Store.open(args.home), ref, onto.hash) for ref in args.evidence]
     _check_writable(output)  # before the ledger records anything: nothing half-written
     doc = approve(
-        home, onto.hash, key, override=args.override, sources=[f.name for f in onto.files], impact=impact
+        home,
+        onto.hash,
+        key,
+        override=args.override,
+        sources=[f.name for f in onto.files],
+        impact=impact,
+        evidence=evidence,
     )
     # read back exactly what was recorded, as any later check will
     approval = verify_approval(doc, load_roster(home), ontology_hash=onto.hash, override=args.override)
@@ -72,12 +84,18 @@ def cmd_approve(args: argparse.Namespace) -> int:
     out = {**approval.to_dict(), "file": str(output), "roster_version": doc["roster_version"]}
     if impact is not None:
         out["impact"] = impact
+    if evidence is not None:
+        out["evidence"] = evidence
     what = f"an override of invariant {args.override!r} for" if args.override else "approval of"
     knowing = (
         [f"knowing its impact {impact['hash']}: {impact['regions']} region(s) of changed outcomes"]
         if impact is not None
         else []
     )
+    knowing += [
+        f"knowing backtest {e['receipt_hash']}: {e['rows']:,} row(s), flips {e['flips']}"
+        for e in evidence or []
+    ]
     Out(args.json).emit(
         out,
         lambda: [
@@ -159,6 +177,13 @@ def register(cmd: Register) -> None:
         "--impact",
         metavar="IMPACT.json",
         help="the impact document of this change (`mu impact --json`); its hash is signed with the approval",
+    )
+    sp.add_argument(
+        "--evidence",
+        action="append",
+        metavar="RECEIPT",
+        help="a backtest receipt of this O (file or sha256:… in the ledger), recorded in the approval "
+        "(repeatable)",
     )
 
     sp = cmd("roster", cmd_roster, "the compliance roster: the public keys whose approvals count")
