@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,13 @@ def _not_a_mapping(tx: object) -> InputError:
     )
 
 
+#: One enforcer is parsed and compiled at a time in a process. CPython 3.11 before 3.11.8 keeps
+#: the AST validator's recursion depth in shared state (python/cpython gh-106905): two threads
+#: compiling at once (Dask workers in one process, the daemon's boot beside a shadow A) fail
+#: with "AST constructor recursion depth mismatch".
+_LOAD_LOCK = threading.Lock()
+
+
 class Enforcer:
     """A verified, loaded enforcer A. ``decide`` is the generated code's own hot path: a
     transaction (a mapping) in, a :class:`Decision` out, no I/O. Anything but a mapping raises
@@ -155,7 +163,8 @@ class Enforcer:
                 code="enforcer.generator_mismatch",
                 hint="install the generator version the receipt pins",
             )
-        self._inner = self.generator.load(files, manifest, enforcer_hash)
+        with _LOAD_LOCK:  # compiling generated source is not thread-safe on CPython < 3.11.8
+            self._inner = self.generator.load(files, manifest, enforcer_hash)
         inner: Callable[[Mapping[str, Any]], Decision] = self._inner.decide
         if getattr(self._inner, "input_error", None) is not None:
             self.decide = inner  # the runtime raises InputError itself, at no cost per call
