@@ -78,16 +78,14 @@ def _listen(host: str, port: int) -> socket.socket:
 def cmd_daemon(args: argparse.Namespace) -> int:
     if args.action == "token":
         return _token(args)
-    import uvicorn
-
-    from finops_fabric.daemon import auth, client
-    from finops_fabric.daemon.app import create_app
-    from finops_fabric.daemon.runtime import Runtime
+    from finops_fabric.daemon import client
     from finops_fabric.store import Store
 
     env = check_env(args.env)
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port={args.port} is not a port number (0-65535)", code="cli.usage")
+    if not 1 <= args.processes <= 64:
+        raise InputError(f"--processes={args.processes} is not from 1 to 64", code="cli.usage")
     if args.dev and not is_loopback(args.host):
         raise InputError(
             f"--dev turns off tokens and is only allowed on loopback, not on --host={args.host}",
@@ -101,59 +99,51 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     schedule = epoch_schedule(store, env)  # so is a bad epoch schedule (never a failed deploy later)
     if schedule is not None:
         next_epoch(schedule, now_utc())
+    if args.inherit_fd is not None:  # one HTTP process of `mu daemon --processes=N`
+        sock = socket.socket(fileno=args.inherit_fd)
+        return _serve(args, store, env, sock, max_body, child=True)
     running = client.read_discovery(store, env)
-    if running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
+    if not args.join and running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
         raise InputError(
             f"a {env} daemon already runs for this store (pid {running.pid} at {running.url})",
             code="daemon.running",
-            hint="stop it first, or use another --env",
+            hint="stop it first, use another --env, or add --join to serve the environment beside it",
         )
     sock = _listen(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    runtime = Runtime(store, env)
-    _inject_faults(runtime, env)
-    # refuses a store whose ledger, decision log or audit ledger does not verify
-    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
-    restored = runtime.restore()
-    from finops_fabric.daemon import effects
+    if args.processes > 1:
+        return _parent(args, store, env, sock)
+    return _serve(args, store, env, sock, max_body, child=False)
 
-    if args.no_workers:
-        effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
-    else:
-        effects.attach(app, store, env)
-    token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
-    tpath = client.token_path(store, env)
+
+def _local_token(store: Any, env: str) -> tuple[str, Any]:
+    """A token for the local operator (roles operator and deployer), written 0600 beside the
+    discovery file."""
     from finops_fabric.canonical import write_bytes_atomic
+    from finops_fabric.daemon import auth, client
     from finops_fabric.files import PRIVATE_FILE, private_dir
 
+    token = auth.create_token(store.home, ["operator", "deployer"], local_env=env, label="local operator")
+    tpath = client.token_path(store, env)
     private_dir(tpath.parent)
     write_bytes_atomic(tpath, token.encode("ascii") + b"\n", mode=PRIVATE_FILE)
+    return token, tpath
+
+
+def _announce(args: argparse.Namespace, store: Any, env: str, host: str, port: int) -> Callable[[], None]:
+    """Write the discovery file and the local token (unless this daemon joins one that already
+    has them); the cleanup that removes them (once)."""
+    from finops_fabric.daemon import auth, client
+
+    if args.join:
+        return lambda: print(f"mu daemon: {env} stopped", file=sys.stderr, flush=True)
+    token, tpath = _local_token(store, env)
     info = client.DaemonInfo(
         env, str(host), int(port), os.getpid(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
-    # proxy_headers off: the daemon is reached directly (loopback by default), never through a
-    # proxy whose X-Forwarded-* headers would matter, and the check costs time on every request.
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", workers=1, proxy_headers=False
-    )
-    server = uvicorn.Server(config)
     dpath = client.write_discovery(store, info, auth.hash_token(token)[:12], args.dev)
-    print(
-        f"mu daemon: serving {env} at {info.url} (pid {info.pid}); "
-        + (
-            f"running {restored}"
-            if restored
-            else str(runtime.last_health.get("detail", "nothing deployed yet"))
-        )
-        + ("; development mode: no tokens" if args.dev else f"; local token in {tpath}"),
-        file=sys.stderr,
-        flush=True,
-    )
     cleaned: list[bool] = []
 
     def cleanup() -> None:
-        """Remove the discovery and token files (once): at the lifespan's shutdown, because
-        uvicorn re-raises SIGTERM after a graceful shutdown, which ends the process."""
         if cleaned:
             return
         cleaned.append(True)
@@ -167,9 +157,151 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             auth.revoke_local(store.home, env)
         print(f"mu daemon: {env} stopped", file=sys.stderr, flush=True)
 
+    return cleanup
+
+
+def _token_note(args: argparse.Namespace, store: Any, env: str) -> str:
+    from finops_fabric.daemon import client
+
+    if args.dev:
+        return "; development mode: no tokens"
+    if args.join:
+        return "; tokens of the store"
+    return f"; local token in {client.token_path(store, env)}"
+
+
+def _serve(
+    args: argparse.Namespace, store: Any, env: str, sock: socket.socket, max_body: int, *, child: bool
+) -> int:
+    """Run one HTTP process of the daemon on ``sock`` (its own, or the parent's for ``child``)."""
+    import uvicorn
+
+    from finops_fabric.daemon import effects, fleet
+    from finops_fabric.daemon.app import create_app
+    from finops_fabric.daemon.runtime import Runtime
+
+    host, port = sock.getsockname()[:2]
+    runtime = Runtime(store, env)
+    _inject_faults(runtime, env)
+    # refuses a store whose ledger, decision log or audit ledger does not verify
+    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
+    restored = runtime.restore()
+    # Workers: in the single process, or in HTTP process 0 of a group (the SQLite outbox has
+    # one worker per kind); a daemon that joins another leaves delivery to that one.
+    workers = not args.no_workers and not args.join and (not child or args.process_index == 0)
+    if workers:
+        effects.attach(app, store, env)
+    else:
+        effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
+    url = f"http://{f'[{host}]' if ':' in str(host) else host}:{port}"
+    member = fleet.FleetMember(fleet.FleetState(store.home, env), runtime, url)
+    app.state.fleet = member
+    app.state.on_startup.append(member.start)
+    app.state.on_shutdown.insert(0, member.stop)
+    if child:
+        cleanup: Callable[[], None] = lambda: None  # noqa: E731 - the parent owns the files
+        ready_fd = args.ready_fd
+
+        def ready() -> None:
+            if ready_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(ready_fd, b"ready\n")
+                    os.close(ready_fd)
+
+        app.state.on_startup.append(ready)
+        _exit_with_parent()
+    else:
+        cleanup = _announce(args, store, env, str(host), int(port))
+        print(
+            f"mu daemon: serving {env} at {url} (pid {os.getpid()}); "
+            + (
+                f"running {restored}"
+                if restored
+                else str(runtime.last_health.get("detail", "nothing deployed yet"))
+            )
+            + _token_note(args, store, env),
+            file=sys.stderr,
+            flush=True,
+        )
+    # proxy_headers off: the daemon is reached directly (loopback by default), never through a
+    # proxy whose X-Forwarded-* headers would matter, and the check costs time on every request.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", workers=1, proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    # Remove the discovery and token files at the lifespan's shutdown, because uvicorn
+    # re-raises SIGTERM after a graceful shutdown, which ends the process.
     app.state.on_shutdown.append(cleanup)
     try:
         server.run(sockets=[sock])
+    finally:
+        cleanup()
+        sock.close()
+    return 0
+
+
+def _exit_with_parent() -> None:
+    """An HTTP process of a group stops (SIGTERM to itself: a graceful shutdown) when its parent
+    is gone, so a killed parent leaves no process behind on the port."""
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _parent(args: argparse.Namespace, store: Any, env: str, sock: socket.socket) -> int:
+    """``--processes=N``: bind once, run N HTTP processes on the socket, supervise them."""
+    from finops_fabric.daemon.prefork import ProcessGroup, StartFailed
+
+    host, port = sock.getsockname()[:2]
+    passthrough = [f"--env={env}", f"--home={store.home}", f"--host={host}", f"--port={port}"]
+    if args.dev:
+        passthrough.append("--dev")
+    if args.max_body_bytes is not None:
+        passthrough.append(f"--max-body-bytes={args.max_body_bytes}")
+    if args.no_workers:
+        passthrough.append("--no-workers")
+    if args.join:
+        passthrough.append("--join")
+
+    def argv_of(index: int, fd: int, ready_fd: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "finops_fabric.cli",
+            "daemon",
+            *passthrough,
+            f"--inherit-fd={fd}",
+            f"--process-index={index}",
+            f"--ready-fd={ready_fd}",
+        ]
+
+    group = ProcessGroup(argv_of, sock, args.processes)
+    try:
+        group.start()
+    except StartFailed as exc:
+        sock.close()
+        raise InputError(
+            f"the {env} daemon did not start: {exc}", code="daemon.start_failed", hint="its error is above"
+        ) from exc
+    cleanup = _announce(args, store, env, str(host), int(port))
+    url = f"http://{f'[{host}]' if ':' in str(host) else host}:{port}"
+    print(
+        f"mu daemon: serving {env} at {url} (pid {os.getpid()}) with {args.processes} HTTP processes "
+        f"(pids {', '.join(str(p) for p in group.pids())})" + _token_note(args, store, env),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        group.run()
     finally:
         cleanup()
         sock.close()
@@ -276,6 +408,23 @@ def register(cmd: Register) -> None:
         "--port", type=int, default=0, help="port (default 0: a free port, recorded in the store)"
     )
     sp.add_argument("--dev", action="store_true", help="development mode: no tokens (loopback only)")
+    sp.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N HTTP processes on the one port, sharing the database (default 1); the parent "
+        "restarts one that exits",
+    )
+    sp.add_argument(
+        "--join",
+        action="store_true",
+        help="serve ENV beside a daemon that already runs for it (another port or host of the same "
+        "database); the first daemon keeps the discovery file, the local token and the workers",
+    )
+    sp.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)
+    sp.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
+    sp.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     sp.add_argument(
         "--max-body-bytes",
         type=int,

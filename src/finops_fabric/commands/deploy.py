@@ -45,13 +45,48 @@ def deployment_lines(doc: dict[str, Any], env: str, verb: str = "deployed") -> l
     ]
 
 
+def fleet_lines(doc: dict[str, Any]) -> list[str]:
+    fleet = doc.get("fleet")
+    if not isinstance(fleet, dict):
+        return []
+    lagging = fleet.get("lagging") or []
+    if not lagging:
+        return [f"every live daemon process serves it ({len(fleet.get('processes') or [])})"]
+    return [
+        f"NOT every live daemon process serves it: {len(lagging)} of "
+        f"{len(fleet.get('processes') or [])} do not",
+        *[f"  {line}" for line in lagging],
+    ]
+
+
+def _wait_for_fleet(args: argparse.Namespace, doc: dict[str, Any]) -> bool:
+    """After a successful switch: wait until every live process of the environment serves the
+    new A (``doc["fleet"]`` says which do and which do not); True when all do."""
+    from finops_fabric.daemon import fleet
+    from finops_fabric.store import Store
+
+    state = fleet.FleetState(Store.open(args.home).home, args.target)
+    try:
+        live, lagging = fleet.wait_for(state, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
+    finally:
+        state.close()
+    doc["fleet"] = {
+        "processes": [{k: p[k] for k in ("process", "url", "serving", "ready")} for p in live],
+        "lagging": [lag.describe() for lag in lagging],
+    }
+    return not lagging
+
+
 def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str = "deployed") -> int:
     if args.receipt:
         from finops_fabric.receipts import write_json_atomic
 
         write_json_atomic(Path(args.receipt), doc["receipt"])
-    Out(args.json).emit(doc, lambda: deployment_lines(doc, args.target, verb))
-    return 0 if status == 200 and doc.get("status") == "deployed" else 1
+    ok = status == 200 and doc.get("status") == "deployed"
+    if ok:
+        ok = _wait_for_fleet(args, doc)
+    Out(args.json).emit(doc, lambda: [*deployment_lines(doc, args.target, verb), *fleet_lines(doc)])
+    return 0 if ok else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
