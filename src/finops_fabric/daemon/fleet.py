@@ -211,7 +211,7 @@ class FleetMember:
         self.seq = 0
         self.problem: str | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         runtime.on_deployed.append(self._deployed)
 
@@ -283,25 +283,33 @@ class FleetMember:
                 self.problem = f"cannot serve deployment {newest['receipt_hash']}: {problem}"
         self.seq = latest.seq if latest is not None else 0
         self.report()
-        self._thread = threading.Thread(target=self._run, name="fleet-member", daemon=True)
-        self._thread.start()
+        # two threads: booting a new A (seconds, maybe) never delays the heartbeat
+        self._threads = [
+            threading.Thread(target=self._follow, name="fleet-follow", daemon=True),
+            threading.Thread(target=self._beat, name="fleet-heartbeat", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        last_beat = 0.0
+    def _follow(self) -> None:
         while not self._stop.wait(POLL_S):
             try:
-                changed = self.sync()
-                now = time.monotonic()
-                if changed or now - last_beat >= HEARTBEAT_S:
+                if self.sync():
                     self.report()
-                    last_beat = now
             except Exception as exc:  # the database is busy or gone: try again at the next poll
+                print(f"mu daemon: cannot follow deployments: {exc}", file=sys.stderr, flush=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.report()
+            except Exception as exc:  # the database is busy or gone: try again at the next beat
                 print(f"mu daemon: fleet heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         with contextlib.suppress(Exception):
             self.state.leave(self.process)
         self.state.close()
