@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -335,7 +336,22 @@ def create_app(
                 400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}"
             )
         writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
-        row_id = await writer.write(entry, writers)
+        try:
+            row_id = await writer.write(entry, writers)
+        except (FabricError, OSError, sqlite3.OperationalError) as exc:  # database gone, locked, fsync failed
+            # Fail closed: a decision that is not durably logged is never given.
+            code = (
+                exc.code
+                if isinstance(exc, FabricError)
+                else "decisions.not_durable"
+                if isinstance(exc, OSError)
+                else "storage.unavailable"
+            )
+            message = exc.message if isinstance(exc, FabricError) else str(exc)
+            status, body, headers = _error_reply(
+                503, code, f"the decision could not be logged, so none is given; retry: {message}"
+            )
+            return status, body, [*headers, (b"retry-after", b"1")]
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
         if counter is None:
@@ -634,7 +650,11 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "415": _err("the Content-Type is not JSON (tx.unsupported_media_type)"),
                         "422": _err("the transaction id is not a string (tx.id_not_string)"),
-                        "503": _err("nothing is deployed yet"),
+                        "503": _err(
+                            "nothing is deployed yet (daemon.not_deployed), or the decision could not "
+                            "be logged, so none is given (storage.unavailable when the database cannot "
+                            "be reached; retry after Retry-After seconds)"
+                        ),
                     },
                 }
             },
