@@ -25,6 +25,7 @@ each decision's SQLite transaction with the decision row id), ``app.state.health
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import sqlite3
@@ -61,6 +62,8 @@ from finops_fabric.store import Store
 
 __all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
 
+#: A decision whose write the log has not confirmed by then is refused (503), never answered.
+WRITE_TIMEOUT_S = 5.0
 _RANK = {"ok": 0, "degraded": 1, "failed": 2}
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -240,10 +243,13 @@ def create_app(
     runtime: Runtime | None = None,
     writer: decision_log.DecisionWriter | None = None,
     max_body_bytes: int | None = None,
+    write_timeout: float = WRITE_TIMEOUT_S,
 ) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only).
     ``max_body_bytes``: the largest request body (default: ``daemon.max_body_bytes`` of the
-    store's config.json, else 64 KiB)."""
+    store's config.json, else 64 KiB). ``write_timeout``: how long a decision waits for the log
+    to confirm its write before it is refused (503 ``storage.timeout``; the decision may still
+    be logged, but it was not given)."""
     limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
     assert limits.max_bytes is not None
     tx_body = _BodyReader(limits.max_bytes, "tx")
@@ -337,7 +343,16 @@ def create_app(
             )
         writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
         try:
-            row_id = await writer.write(entry, writers)
+            async with asyncio.timeout(write_timeout):  # one timer handle, no task of its own
+                row_id = await writer.write(entry, writers)
+        except TimeoutError:  # the database does not answer (a partition, a server that hangs)
+            status, body, headers = _error_reply(
+                503,
+                "storage.timeout",
+                f"the decision log did not confirm the write within {write_timeout:g} s, so no decision "
+                "is given; retry",
+            )
+            return status, body, [*headers, (b"retry-after", b"1")]
         except (FabricError, OSError, sqlite3.OperationalError) as exc:  # database gone, locked, fsync failed
             # Fail closed: a decision that is not durably logged is never given.
             code = (

@@ -405,3 +405,28 @@ def test_a_decision_the_log_cannot_take_is_a_503_never_an_answer(
             failures.pop(0)
     conn = decision_log.connect(decision_log.db_path(store.home, "fast503"), readonly=True)
     assert decision_log.query(conn) == []  # nothing logged
+
+
+def test_a_log_that_does_not_confirm_in_time_is_a_503_then_the_daemon_goes_on(
+    deployed: tuple[Store, Path, dict[str, Any]],
+) -> None:
+    """Another connection holds the log's write lock past the write timeout (as a database that
+    hangs would): 503 storage.timeout, not an answer; once it lets go, decisions go on."""
+    store, a, receipt = deployed
+    app = create_app(store, "fastslow", dev=True, write_timeout=0.3)
+    with TestClient(app) as c:
+        body = {"enforcer": str(a), "generation_receipt_hash": receipt["receipt_hash"]}
+        assert c.post("/v1/deployments", json=body).is_success
+        assert c.post("/v1/decisions", json=TX).status_code == 200
+        blocker = sqlite3.connect(decision_log.db_path(store.home, "fastslow"), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            r = c.post("/v1/decisions", json={**TX, "id": "held"})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "storage.timeout"
+            assert r.headers["retry-after"] == "1"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        r = c.post("/v1/decisions", json={**TX, "id": "after"})
+        assert r.status_code == 200, r.text
