@@ -8,7 +8,7 @@ Two tables beside the decision log (``<store>/daemon-<env>.db``):
     store's ledger, the enforcer hash, the generation receipt hash. The process that deployed
     writes it right after the receipt, before it answers the deployment request.
 ``fleet_processes``
-    one row per live daemon process: its id (``host/pid``), URL, the enforcer hash it serves,
+    one row per live daemon process: its id (``host:pid``), URL, the enforcer hash it serves,
     the deployment it reached (``deployment_seq``), whether it is ready, why not (``problem``),
     and a heartbeat (Unix time, renewed every :data:`HEARTBEAT_S`). A process whose heartbeat is
     older than :data:`PROCESS_TTL_S` is dead and is not waited for; a clean shutdown removes its
@@ -77,10 +77,10 @@ CREATE TABLE IF NOT EXISTS fleet_processes (
 
 
 def process_id(pid: int | None = None) -> str:
-    """``host/pid``: unique among the live processes of a fleet (a restarted process is new)."""
+    """``host:pid``: unique among the live processes of a fleet (a restarted process is new)."""
     import os
 
-    return f"{socket.gethostname()}/{pid if pid is not None else os.getpid()}"
+    return f"{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,7 @@ def test_deploy_names_a_live_process_that_did_not_switch_and_skips_dead_ones(
             doc = json.loads(dep.stdout)
             assert doc["status"] == "deployed"  # the deploying process switched ...
             assert len(doc["fleet"]["lagging"]) == 1  # ... the second did not, and is named
-            assert f"/{second.pid} " in doc["fleet"]["lagging"][0]
+            assert f":{second.pid} " in doc["fleet"]["lagging"][0]
             os.kill(second.pid, signal.SIGKILL)
             second.wait(timeout=10)
         # its heartbeat expires: a dead process is not waited for
