@@ -194,7 +194,7 @@ def _serve(
     else:
         effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
     url = f"http://{f'[{host}]' if ':' in str(host) else host}:{port}"
-    member = fleet.FleetMember(fleet.FleetState(store.home, env), runtime, url)
+    member = fleet.FleetMember(fleet.FleetState.open(store.home, env), runtime, url)
     app.state.fleet = member
     app.state.on_startup.append(member.start)
     app.state.on_shutdown.insert(0, member.stop)

@@ -65,7 +65,7 @@ def _wait_for_fleet(args: argparse.Namespace, doc: dict[str, Any]) -> bool:
     from finops_fabric.daemon import fleet
     from finops_fabric.store import Store
 
-    state = fleet.FleetState(Store.open(args.home).home, args.target)
+    state = fleet.FleetState.open(Store.open(args.home).home, args.target)
     try:
         live, lagging = fleet.wait_for(state, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
     finally:

@@ -1,12 +1,14 @@
 """Many daemon processes serving one environment: who is alive, what each serves, and deploys
 that reach every one of them.
 
-Two tables beside the decision log (``<store>/daemon-<env>.db``):
+Two tables of the environment's database (SQLite ``<store>/daemon-<env>.db`` or PostgreSQL,
+:mod:`finops_fabric.storage`):
 
-``fleet_deployments``
+``deployments``
     one row per successful deployment or rollback, in order (``seq``): the receipt hash in the
-    store's ledger, the enforcer hash, the generation receipt hash. The process that deployed
-    writes it right after the receipt, before it answers the deployment request.
+    store's ledger, the enforcer hash, the generation receipt hash, the process that made it. The
+    process that deployed writes it right after the receipt, before it answers the deployment
+    request (PostgreSQL: with a NOTIFY).
 ``fleet_processes``
     one row per live daemon process: its id (``host:pid``), URL, the enforcer hash it serves,
     the deployment it reached (``deployment_seq``), whether it is ready, why not (``problem``),
@@ -14,11 +16,11 @@ Two tables beside the decision log (``<store>/daemon-<env>.db``):
     older than :data:`PROCESS_TTL_S` is dead and is not waited for; a clean shutdown removes its
     row.
 
-Every process runs a :class:`FleetMember` thread: it polls for a newer deployment every
-:data:`POLL_S` (the fallback the issue allows; a PostgreSQL backend can wake it with
-LISTEN/NOTIFY instead), boots and health-checks that A (:meth:`Runtime.follow`) and switches, and
-reports it. Each decision is still made by exactly one A (the request reads ``runtime.active``
-once) and logged with that A's hash, so no decision is ever partial across a switch.
+Every process runs a :class:`FleetMember`: a thread that waits for a newer deployment (LISTEN on
+PostgreSQL, polling as the fallback and on SQLite), boots and health-checks that A
+(:meth:`Runtime.follow`) and switches, and reports it. Each decision is still made by exactly
+one A (the request reads ``runtime.active`` once) and logged with that A's hash, so no decision
+is ever partial across a switch.
 :func:`wait_for` is what ``mu deploy`` and ``mu rollback`` wait on: every live process serving the
 new hash, or the list of those that do not (and why).
 """
@@ -27,16 +29,18 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finops_fabric.daemon import decision_log
+
+if TYPE_CHECKING:
+    from finops_fabric.storage import Storage
 
 __all__ = [
     "HEARTBEAT_S",
@@ -51,29 +55,9 @@ __all__ = [
 
 HEARTBEAT_S = 0.5
 POLL_S = 0.25
+#: How long one wait for a new deployment blocks (it returns at once when one is recorded).
+WAIT_S = 2.0
 PROCESS_TTL_S = 3.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fleet_deployments (
-    seq                     INTEGER PRIMARY KEY AUTOINCREMENT,
-    receipt_hash            TEXT NOT NULL UNIQUE,
-    enforcer_hash           TEXT NOT NULL,
-    generation_receipt_hash TEXT NOT NULL,
-    kind                    TEXT NOT NULL,
-    recorded_at             REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fleet_processes (
-    process        TEXT PRIMARY KEY,
-    pid            INTEGER NOT NULL,
-    url            TEXT NOT NULL,
-    serving        TEXT,
-    deployment_seq INTEGER NOT NULL DEFAULT 0,
-    ready          INTEGER NOT NULL DEFAULT 0,
-    problem        TEXT,
-    heartbeat      REAL NOT NULL,
-    started_at     REAL NOT NULL
-);
-"""
 
 
 def process_id(pid: int | None = None) -> str:
@@ -92,54 +76,112 @@ class Deployment:
     kind: str
 
 
+_PROCESS_COLUMNS = "process, pid, url, serving, deployment_seq, ready, problem, heartbeat, started_at"
+_UPSERT = (
+    f"INSERT INTO fleet_processes ({_PROCESS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, {{now}}, {{now}})"  # noqa: S608
+    " ON CONFLICT (process) DO UPDATE SET url = excluded.url, serving = excluded.serving,"
+    " deployment_seq = excluded.deployment_seq, ready = excluded.ready, problem = excluded.problem,"
+    " heartbeat = excluded.heartbeat"
+)
+
+
 class FleetState:
-    """The fleet tables of one environment's database (SQLite)."""
+    """The fleet's rows in an environment's database, whichever backend it is: deployments
+    through the :class:`~finops_fabric.storage.Storage` (PostgreSQL wakes waiters with
+    LISTEN/NOTIFY; SQLite polls), process rows in ``fleet_processes``. On PostgreSQL heartbeats
+    are stamped with the database's clock, so hosts whose clocks differ still agree on who is
+    alive."""
 
-    def __init__(self, home: Path, env: str, *, timeout: float = 30.0) -> None:
-        self.path = decision_log.db_path(home, env)
-        self.timeout = timeout
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, storage: Storage, *, owned: bool = False) -> None:
+        self.storage = storage
+        self._owned = owned
         self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pg = storage.backend == "postgresql"
+        self._now = "extract(epoch from clock_timestamp())" if self._pg else "?"
+        self._upsert = _UPSERT.format(now=self._now)
+        if self._pg:
+            self._upsert = self._upsert.replace("?", "%s")
 
-    def _db(self) -> sqlite3.Connection:
+    @classmethod
+    def open(cls, home: Path, env: str, database_url: str | None = None) -> FleetState:
+        """The fleet state of ``env`` in the database it uses (``--database`` or config.json)."""
+        from finops_fabric.storage import open_storage
+
+        return cls(open_storage(Path(home), env, database_url), owned=True)
+
+    def _db(self) -> Any:
         if self._conn is None:
-            conn = decision_log.connect(self.path)  # the decision log's schema and file mode
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
-            self._conn = conn
+            if self._pg:
+                import psycopg
+
+                self._conn = psycopg.connect(
+                    self.storage.url,  # type: ignore[attr-defined]
+                    autocommit=True,
+                    connect_timeout=5,
+                )
+            else:
+                conn = decision_log.connect(Path(self.storage.where))
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn = conn
         return self._conn
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement (autocommit) on the process table's connection; a connection that
+        broke is dropped, so the next call reconnects."""
+        with self._lock:
+            try:
+                cur = self._db().execute(sql.replace("?", "%s") if self._pg else sql, params)
+                return list(cur.fetchall()) if cur.description is not None else []
+            except Exception:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                raise
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                with contextlib.suppress(Exception):
+                    self._conn.close()
                 self._conn = None
+        if self._owned:
+            self.storage.close()
 
-    def record(self, receipt_hash: str, enforcer_hash: str, generation_receipt_hash: str, kind: str) -> int:
+    # --- deployments -------------------------------------------------------------------------
+
+    def record(
+        self, receipt_hash: str, enforcer_hash: str, generation_receipt_hash: str, kind: str, process: str
+    ) -> int:
         """Record a successful deployment (after its receipt is in the ledger); its ``seq``."""
-        with self._lock:
-            db = self._db()
-            db.execute(
-                "INSERT OR IGNORE INTO fleet_deployments (receipt_hash, enforcer_hash, "
-                "generation_receipt_hash, kind, recorded_at) VALUES (?, ?, ?, ?, ?)",
-                (receipt_hash, enforcer_hash, generation_receipt_hash, kind, time.time()),
-            )
-            row = db.execute(
-                "SELECT seq FROM fleet_deployments WHERE receipt_hash = ?", (receipt_hash,)
-            ).fetchone()
-            return int(row[0])
+        return self.storage.record_deployment(
+            {
+                "kind": kind,
+                "enforcer_hash": enforcer_hash,
+                "generation_receipt_hash": generation_receipt_hash,
+                "receipt_hash": receipt_hash,
+            },
+            process=process,
+        )
 
     def latest(self) -> Deployment | None:
-        with self._lock:
-            row = (
-                self._db()
-                .execute(
-                    "SELECT seq, receipt_hash, enforcer_hash, generation_receipt_hash, kind "
-                    "FROM fleet_deployments ORDER BY seq DESC LIMIT 1"
-                )
-                .fetchone()
-            )
-        return Deployment(int(row[0]), *map(str, row[1:])) if row is not None else None
+        row = self.storage.current_deployment()
+        if row is None:
+            return None
+        return Deployment(
+            int(row["id"]),
+            str(row.get("receipt_hash")),
+            str(row["enforcer_hash"]),
+            str(row.get("generation_receipt_hash")),
+            str(row["kind"]),
+        )
+
+    def wait(self, after: int, timeout: float) -> int:
+        """Block until a deployment newer than ``after`` is recorded (or ``timeout``); the newest."""
+        return self.storage.wait_for_deployment(after, timeout)
+
+    # --- processes ---------------------------------------------------------------------------
 
     def beat(
         self,
@@ -151,33 +193,31 @@ class FleetState:
         ready: bool,
         problem: str | None,
     ) -> None:
-        now = time.time()
-        with self._lock:
-            self._db().execute(
-                "INSERT INTO fleet_processes (process, pid, url, serving, deployment_seq, ready, problem,"
-                " heartbeat, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (process) DO UPDATE"
-                " SET url = excluded.url, serving = excluded.serving, deployment_seq ="
-                " excluded.deployment_seq, ready = excluded.ready, problem = excluded.problem,"
-                " heartbeat = excluded.heartbeat",
-                (process, pid, url, serving, seq, int(ready), problem, now, now),
-            )
+        params: tuple[Any, ...] = (
+            process,
+            pid,
+            url,
+            serving,
+            seq,
+            ready if self._pg else int(ready),
+            problem,
+        )
+        if not self._pg:
+            now = time.time()
+            params = (*params, now, now)
+        self._execute(self._upsert, params)
 
     def leave(self, process: str) -> None:
-        with self._lock:
-            self._db().execute("DELETE FROM fleet_processes WHERE process = ?", (process,))
+        self._execute("DELETE FROM fleet_processes WHERE process = ?", (process,))
 
     def processes(self, *, ttl: float = PROCESS_TTL_S) -> list[dict[str, Any]]:
         """Every process row, with ``alive`` (heartbeat within ``ttl`` seconds)."""
-        now = time.time()
-        with self._lock:
-            rows = (
-                self._db()
-                .execute(
-                    "SELECT process, pid, url, serving, deployment_seq, ready, problem, heartbeat, started_at"
-                    " FROM fleet_processes ORDER BY process"
-                )
-                .fetchall()
-            )
+        now_sql = self._now if self._pg else "?"
+        params: tuple[Any, ...] = () if self._pg else (time.time(),)
+        rows = self._execute(
+            f"SELECT {_PROCESS_COLUMNS}, {now_sql} - heartbeat FROM fleet_processes ORDER BY process",  # noqa: S608
+            params,
+        )
         return [
             {
                 "process": r[0],
@@ -187,8 +227,8 @@ class FleetState:
                 "deployment_seq": r[4],
                 "ready": bool(r[5]),
                 "problem": r[6],
-                "heartbeat_age_s": round(now - float(r[7]), 3),
-                "alive": now - float(r[7]) <= ttl,
+                "heartbeat_age_s": round(float(r[9]), 3),
+                "alive": float(r[9]) <= ttl,
             }
             for r in rows
         ]
@@ -239,7 +279,9 @@ class FleetMember:
         receipt = result.receipt
         kind = str(receipt.get("kind", "deployment"))
         gen = str((receipt.get("inputs") or {}).get("generation_receipt_hash"))
-        seq = self.state.record(receipt["receipt_hash"], str(result.to_dict()["enforcer_hash"]), gen, kind)
+        seq = self.state.record(
+            receipt["receipt_hash"], str(result.to_dict()["enforcer_hash"]), gen, kind, self.process
+        )
         with self._lock:
             self.seq = max(self.seq, seq)
             self.problem = None
@@ -292,19 +334,29 @@ class FleetMember:
             thread.start()
 
     def _follow(self) -> None:
-        while not self._stop.wait(POLL_S):
+        complained = False
+        while not self._stop.is_set():
             try:
-                if self.sync():
+                # PostgreSQL: woken by NOTIFY at once; SQLite: polled
+                if self.state.wait(self.seq, WAIT_S) > self.seq and not self._stop.is_set() and self.sync():
                     self.report()
-            except Exception as exc:  # the database is busy or gone: try again at the next poll
-                print(f"mu daemon: cannot follow deployments: {exc}", file=sys.stderr, flush=True)
+                complained = False
+            except Exception as exc:  # the database is busy or gone: try again shortly
+                if not complained:
+                    print(f"mu daemon: cannot follow deployments: {exc}", file=sys.stderr, flush=True)
+                    complained = True
+                self._stop.wait(POLL_S)
 
     def _beat(self) -> None:
+        complained = False
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 self.report()
+                complained = False
             except Exception as exc:  # the database is busy or gone: try again at the next beat
-                print(f"mu daemon: fleet heartbeat failed: {exc}", file=sys.stderr, flush=True)
+                if not complained:
+                    print(f"mu daemon: fleet heartbeat failed: {exc}", file=sys.stderr, flush=True)
+                    complained = True
 
     def stop(self) -> None:
         self._stop.set()

@@ -10,7 +10,8 @@ than this code knows is refused (:class:`SchemaTooNew`, ``storage.schema_newer``
 SQLite version 1 is the schema the daemon wrote before migrations were versioned (a store
 written then is adopted as version 1 once its old-format upgrades have run); version 2 adds the
 process that answered each decision, the deployments table and the shadow log. PostgreSQL
-starts at version 2 with everything.
+starts at version 2 with everything. Version 3 (both) adds ``fleet_processes``: one row per live
+daemon process, what it serves and its heartbeat (:mod:`finops_fabric.daemon.fleet`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: The newest schema this code writes (both backends).
-LATEST = 2
+LATEST = 3
 
 
 class SchemaTooNew(FabricError):
@@ -97,6 +98,24 @@ CREATE TRIGGER IF NOT EXISTS shadow_no_delete BEFORE DELETE ON shadow
 """
 
 
+FLEET_SQLITE = """
+CREATE TABLE IF NOT EXISTS fleet_processes (
+    process        TEXT PRIMARY KEY,
+    pid            INTEGER NOT NULL,
+    url            TEXT NOT NULL,
+    serving        TEXT,
+    deployment_seq INTEGER NOT NULL DEFAULT 0,
+    ready          INTEGER NOT NULL DEFAULT 0,
+    problem        TEXT,
+    heartbeat      REAL NOT NULL,
+    started_at     REAL NOT NULL
+)"""
+
+
+def _sqlite_v3(conn: sqlite3.Connection) -> None:
+    conn.execute(FLEET_SQLITE)
+
+
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}  # fixed names
 
@@ -123,6 +142,7 @@ def _sqlite_v2(conn: sqlite3.Connection) -> None:
 SQLITE_MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite3.Connection], None], bool]] = (
     (1, "decision log (and its chain)", _sqlite_baseline, False),
     (2, "decisions.process, deployments, shadow", _sqlite_v2, True),
+    (3, "fleet_processes", _sqlite_v3, True),
 )
 
 
@@ -302,6 +322,21 @@ CREATE TABLE tokens (
 #: (version, description, SQL): PostgreSQL begins at version 2 (nothing older exists there).
 POSTGRES_MIGRATIONS: Sequence[tuple[int, str, str]] = (
     (2, "decision log, outbox, audit ledger, transport state, deployments, shadow, tokens", _PG_V2),
+    (
+        3,
+        "fleet_processes",
+        """CREATE TABLE fleet_processes (
+    process        TEXT PRIMARY KEY,
+    pid            INTEGER NOT NULL,
+    url            TEXT NOT NULL,
+    serving        TEXT,
+    deployment_seq BIGINT NOT NULL DEFAULT 0,
+    ready          BOOLEAN NOT NULL DEFAULT false,
+    problem        TEXT,
+    heartbeat      DOUBLE PRECISION NOT NULL,
+    started_at     DOUBLE PRECISION NOT NULL
+)""",
+    ),
 )
 
 #: pg_advisory_xact_lock keys (per database): migrations, decision log, audit ledger, shadow.

@@ -88,7 +88,7 @@ def _token(home: Path) -> str:
 
 
 def _live(home: Path) -> list[dict[str, object]]:
-    state = fleet.FleetState(home, ENV)
+    state = fleet.FleetState.open(home, ENV)
     try:
         return [p for p in state.processes() if p["alive"]]
     finally:

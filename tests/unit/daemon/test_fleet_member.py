@@ -49,7 +49,9 @@ def _copy(built: tuple[Path, Path, dict[str, Any], Path, dict[str, Any]], tmp_pa
 def _member(store: Store, name: str) -> tuple[Runtime, fleet.FleetMember]:
     runtime = Runtime(store, ENV)
     runtime.restore()
-    member = fleet.FleetMember(fleet.FleetState(store.home, ENV), runtime, f"http://{name}", process=name)
+    member = fleet.FleetMember(
+        fleet.FleetState.open(store.home, ENV), runtime, f"http://{name}", process=name
+    )
     member.start()
     return runtime, member
 
@@ -61,7 +63,7 @@ def test_a_deployment_reaches_every_member_and_a_rollback_too(
     _home, a1, r1, a2, r2 = built
     one, m1 = _member(store, "one")
     two, m2 = _member(store, "two")
-    state = fleet.FleetState(store.home, ENV)
+    state = fleet.FleetState.open(store.home, ENV)
     try:
         first = one.deploy(a1, r1["receipt_hash"])
         assert first.ok
@@ -95,7 +97,7 @@ def test_a_member_that_cannot_boot_the_new_a_keeps_its_own_and_is_named(
     _home, a1, r1, a2, r2 = built
     one, m1 = _member(store, "one")
     two, m2 = _member(store, "two")
-    state = fleet.FleetState(store.home, ENV)
+    state = fleet.FleetState.open(store.home, ENV)
     try:
         h1 = one.deploy(a1, r1["receipt_hash"]).to_dict()["enforcer_hash"]
         assert fleet.wait_for(state, h1, timeout=20)[1] == []
@@ -122,7 +124,7 @@ def test_a_dead_member_is_not_waited_for_and_a_stopped_one_leaves(
 ) -> None:
     store = _copy(built, tmp_path)
     _home, a1, r1, _a2, _r2 = built
-    state = fleet.FleetState(store.home, ENV)
+    state = fleet.FleetState.open(store.home, ENV)
     one, m1 = _member(store, "one")
     try:
         # a process that died without leaving: its row stays, its heartbeat stops
