@@ -1,13 +1,125 @@
-"""A tiny TCP proxy for the partition tests: a daemon reaches its database through it, and the
-test cuts the link (every byte dropped, nothing answered, no reset: a network partition as a
-daemon sees it) and heals it again."""
+"""Helpers of the fleet and fault tests: `mu daemon` and `mu` subprocesses on a store, a load
+generator that records every answer, and a tiny TCP proxy a daemon reaches its database through,
+which the partition test cuts (every byte dropped, nothing answered, no reset: a network
+partition as a daemon sees it) and heals again."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from test_faults_support import wait_until
+
+ENV = "test"
+
+
+def tx(i: int | str) -> dict[str, str]:
+    """A purchase above the approval threshold: a REJECT with a notification to finance."""
+    return {
+        "id": f"f{i}",
+        "type": "purchase",
+        "amount": "105000",
+        "currency": "USD",
+        "actor_id": "u-1",
+        "actor_level": "L2",
+    }
+
+
+@contextlib.contextmanager
+def daemon(home: Path, log: Path, *args: str, **extra_env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A `mu daemon --env=test` subprocess, once it said it serves (its line in ``log``)."""
+    log.touch()
+    start = log.stat().st_size
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finops_fabric.cli", "daemon", f"--env={ENV}", *args],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "FABRIC_HOME": str(home), **extra_env},
+        )
+    try:
+
+        def up() -> bool:
+            return "serving" in log.read_text()[start:] or proc.poll() is not None
+
+        assert wait_until(up, 90), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def mu(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "finops_fabric.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FABRIC_HOME": str(home)},
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Load:
+    """Decisions sent to ``port`` from a thread, one after another, until :meth:`stop`: which
+    were answered (decision id → transaction id), which statuses and error codes came back, and
+    whether any connection failed."""
+
+    def __init__(self, port: int, token: str, name: str) -> None:
+        self.port = port
+        self.token = token
+        self.name = name
+        self.answered: dict[str, str] = {}
+        self.statuses: Counter[int] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.connection_errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Load:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers, timeout=30) as c:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                body = tx(f"{self.name}-{i}")
+                try:
+                    r = c.post("/v1/decisions", json=body)
+                except httpx.HTTPError:
+                    self.connection_errors += 1
+                    time.sleep(0.02)
+                    continue
+                self.statuses[r.status_code] += 1
+                if r.status_code == 200:
+                    self.answered[r.headers["X-Decision-Id"]] = body["id"]
+                else:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        self.codes[r.json()["error"]["code"]] += 1
+                    time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 class TcpProxy:

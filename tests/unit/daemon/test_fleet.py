@@ -10,16 +10,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from fleet_support import daemon
+from fleet_support import mu as _mu
+from fleet_support import tx as _tx
 from test_faults_support import free_port, wait_until
 
 from finops_fabric.cli import main
@@ -28,57 +27,6 @@ from finops_fabric.store import Store
 
 ACME = Path(__file__).resolve().parents[3] / "src" / "finops_fabric" / "examples" / "acme"
 ENV = "test"
-
-
-def _tx(i: int | str) -> dict[str, str]:
-    return {
-        "id": f"f{i}",
-        "type": "purchase",
-        "amount": "105000",
-        "currency": "USD",
-        "actor_id": "u-1",
-        "actor_level": "L2",
-    }
-
-
-@contextmanager
-def daemon(home: Path, log: Path, *args: str, **extra_env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A `mu daemon` subprocess, once it said it serves (its line in ``log``)."""
-    with log.open("ab") as out:
-        start = log.stat().st_size
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "finops_fabric.cli", "daemon", f"--env={ENV}", *args],
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "FABRIC_HOME": str(home), **extra_env},
-        )
-    try:
-
-        def up() -> bool:
-            return "serving" in log.read_text()[start:] or proc.poll() is not None
-
-        assert wait_until(up, 90), log.read_text()
-        assert proc.poll() is None, log.read_text()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def _mu(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "finops_fabric.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "FABRIC_HOME": str(home)},
-        timeout=180,
-        check=False,
-    )
 
 
 def _token(home: Path) -> str:
