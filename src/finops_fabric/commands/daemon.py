@@ -1,4 +1,4 @@
-"""`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev]`: run ENV's enforcement service.
+"""`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev] [--database=URL]`: run ENV's service.
 
     mu daemon token create --role=operator|deployer|auditor [--role=…] [--label=TEXT]
     mu daemon token list
@@ -12,6 +12,10 @@ On start it verifies the store's receipt ledger, ENV's decision log and audit le
 their newest signed tree heads (and does not start when one does not verify), then boots the A
 of the newest successful deployment of ENV in the ledger, if any. It signs tree heads of its
 logs while it runs (:mod:`finops_fabric.daemon.tree_heads`).
+
+``--database=postgresql://…`` (or ``environments.<ENV>.database`` in the store's config.json)
+keeps ENV's decision log, outbox, audit ledger and deployments in that PostgreSQL database
+instead of ``<store>/daemon-<ENV>.db``; it is migrated at start (:mod:`finops_fabric.storage`).
 """
 
 from __future__ import annotations
@@ -108,12 +112,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             code="daemon.running",
             hint="stop it first, or use another --env",
         )
+    from finops_fabric.storage import database_for, open_storage
+
+    url = database_for(store.home, env, args.database)
+    # PostgreSQL: connected and migrated before listening (a newer schema is refused, exit 2)
+    storage = open_storage(store.home, env, url) if url is not None and url.startswith("postgres") else None
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
     # refuses a store whose ledger, decision log or audit ledger does not verify
-    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
+    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body, storage=storage)
     restored = runtime.restore()
     from finops_fabric.daemon import effects
 
@@ -139,7 +148,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     dpath = client.write_discovery(store, info, auth.hash_token(token)[:12], args.dev)
     print(
-        f"mu daemon: serving {env} at {info.url} (pid {info.pid}); "
+        f"mu daemon: serving {env} at {info.url} (pid {info.pid}"
+        + (f", database {storage.where}" if storage is not None else "")
+        + "); "
         + (
             f"running {restored}"
             if restored
@@ -173,6 +184,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     finally:
         cleanup()
         sock.close()
+        if storage is not None:
+            storage.close()
     return 0
 
 
@@ -282,6 +295,12 @@ def register(cmd: Register) -> None:
         metavar="N",
         help="the largest request body in bytes (default: daemon.max_body_bytes of the store's "
         "config.json, else 65536); larger bodies get 413",
+    )
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="the database of ENV's logs: postgresql://USER@HOST[:PORT]/DATABASE (default: "
+        "environments.ENV.database of the store's config.json, else SQLite in the store)",
     )
     sp.add_argument(
         "--no-workers",

@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,6 +57,9 @@ from finops_fabric.errors import FabricError
 from finops_fabric.intake.strict_json import JsonRefused, Limits, loads, too_large
 from finops_fabric.intake.transaction import TransactionRefused, body_limit, parse_transaction, refused
 from finops_fabric.store import Store
+
+if TYPE_CHECKING:
+    from finops_fabric.storage import DecisionLog, Storage
 
 __all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
 
@@ -237,24 +240,34 @@ def create_app(
     *,
     dev: bool = False,
     runtime: Runtime | None = None,
-    writer: decision_log.DecisionWriter | None = None,
+    writer: DecisionLog | None = None,
     max_body_bytes: int | None = None,
+    storage: Storage | None = None,
+    process: str | None = None,
 ) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only).
     ``max_body_bytes``: the largest request body (default: ``daemon.max_body_bytes`` of the
-    store's config.json, else 64 KiB)."""
+    store's config.json, else 64 KiB). ``storage``: the database when it is not the store's
+    SQLite file (PostgreSQL). ``process``: what each decision records as the process that
+    answered it (default ``host:pid``)."""
+    from finops_fabric.storage import StorageUnavailable, default_process
+
+    process = process or default_process()
     limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
     assert limits.max_bytes is not None
     tx_body = _BodyReader(limits.max_bytes, "tx")
     deploy_body = _BodyReader(limits.max_bytes, "deploy")
     runtime = runtime if runtime is not None else Runtime(store, env)
     own_writer = writer is None
-    writer = (
-        writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
-    )
+    if writer is None:
+        writer = (
+            storage.decision_writer()
+            if storage is not None
+            else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
+        )
     # The ledger, the decision log and the audit ledger verified against their newest signed
     # heads (or the daemon does not start); heads signed from here on.
-    keeper = HeadKeeper(store, env, writer)
+    keeper = HeadKeeper(store, env, writer, storage=storage)
     try:
         keeper.boot()
     except BaseException:
@@ -328,14 +341,17 @@ def create_app(
         try:
             decision = enforcer.decide(tx).to_dict()
             entry = decision_log.LoggedDecision.of(
-                env, tx, decision, enforcer.hash, active.generation_receipt_hash
+                env, tx, decision, enforcer.hash, active.generation_receipt_hash, process
             )
         except Exception as exc:
             return _error_reply(
                 400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}"
             )
         writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
-        row_id = await writer.write(entry, writers)
+        try:
+            row_id = await writer.write(entry, writers)
+        except StorageUnavailable as exc:  # not logged, so not decided: the client may retry
+            return _error_reply(503, exc.code, f"the decision was not logged, so not made: {exc.message}")
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
         if counter is None:
@@ -554,6 +570,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.decision_log = writer
+    app.state.storage = storage
+    app.state.process = process
     app.state.tree_heads = keeper
     app.state.decision_writers = decision_writers
     app.state.effect_writers = effect_writers
