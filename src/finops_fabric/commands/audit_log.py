@@ -85,7 +85,19 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
     extra = [(p, read_head(p)) for p in args.head or ()]
     keys = default_trust(store).keys
     reports: dict[str, dict[str, Any]] = {}
-    for env, path in daemon_databases(store.home, args.env).items():
+    from finops_fabric.storage import external_storage
+
+    storage = external_storage(store.home, args.env, args.database) if args.env is not None else None
+    if args.database and args.env is None:
+        raise InputError("--database goes with --env=ENV", code="cli.usage")
+    if storage is not None:  # ENV's ledger is in PostgreSQL
+        env = args.env
+        heads, head_findings = gather_heads(audit_heads(store, env), extra, keys, log="audit", env=env)
+        with storage:
+            report = storage.audit_verify(heads, head_findings)
+            adopted = storage.adoption("audit")
+        reports[env] = {**report.to_dict(), "adopted": adopted}
+    for env, path in daemon_databases(store.home, args.env).items() if storage is None else ():
         heads, head_findings = gather_heads(audit_heads(store, env), extra, keys, log="audit", env=env)
         conn = open_existing(path)
         try:
@@ -140,6 +152,11 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("audit-log", cmd_audit_log, "verify the daemon's hash-chained audit ledger")
     sp.add_argument("action", choices=ACTIONS, help="verify: check every entry and the chain")
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="ENV's database when not the store's (default: environments.ENV.database of config.json)",
+    )
     sp.add_argument(
         "--head",
         action="append",

@@ -1,4 +1,4 @@
-"""`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev]`: run ENV's enforcement service.
+"""`mu daemon --env=ENV [--host=127.0.0.1] [--port=0] [--dev] [--database=URL]`: run ENV's service.
 
     mu daemon token create --role=operator|deployer|auditor [--role=…] [--label=TEXT]
     mu daemon token list
@@ -12,6 +12,10 @@ On start it verifies the store's receipt ledger, ENV's decision log and audit le
 their newest signed tree heads (and does not start when one does not verify), then boots the A
 of the newest successful deployment of ENV in the ledger, if any. It signs tree heads of its
 logs while it runs (:mod:`finops_fabric.daemon.tree_heads`).
+
+``--database=postgresql://…`` (or ``environments.<ENV>.database`` in the store's config.json)
+keeps ENV's decision log, outbox, audit ledger and deployments in that PostgreSQL database
+instead of ``<store>/daemon-<ENV>.db``; it is migrated at start (:mod:`finops_fabric.storage`).
 """
 
 from __future__ import annotations
@@ -100,8 +104,12 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     if schedule is not None:
         next_epoch(schedule, now_utc())
     if args.inherit_fd is not None:  # one HTTP process of `mu daemon --processes=N`
+        from finops_fabric.daemon.worker import DATABASE_ENV
+
+        args.database = args.database or os.environ.get(DATABASE_ENV)  # the parent's --database
+        storage = _open_storage(args, store, env)
         sock = socket.socket(fileno=args.inherit_fd)
-        return _serve(args, store, env, sock, max_body, child=True)
+        return _serve(args, store, env, sock, max_body, child=True, storage=storage)
     running = client.read_discovery(store, env)
     if not args.join and running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
         raise InputError(
@@ -109,10 +117,29 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             code="daemon.running",
             hint="stop it first, use another --env, or add --join to serve the environment beside it",
         )
-    sock = _listen(args.host, args.port)
+    # PostgreSQL: connected and migrated before listening (a newer schema is refused, exit 2)
+    storage = _open_storage(args, store, env)
+    if args.processes > 1 and storage is not None:
+        storage.close()  # migrated once here; each HTTP process opens its own pool
+        storage = None
+    try:
+        sock = _listen(args.host, args.port)
+    except BaseException:
+        if storage is not None:
+            storage.close()
+        raise
     if args.processes > 1:
         return _parent(args, store, env, sock)
-    return _serve(args, store, env, sock, max_body, child=False)
+    return _serve(args, store, env, sock, max_body, child=False, storage=storage)
+
+
+def _open_storage(args: argparse.Namespace, store: Any, env: str) -> Any:
+    """ENV's PostgreSQL storage when ``--database`` (or config.json) names one, else None (the
+    store's SQLite file, opened by the decision log itself)."""
+    from finops_fabric.storage import database_for, open_storage
+
+    url = database_for(store.home, env, args.database)
+    return open_storage(store.home, env, url) if url is not None and url.startswith("postgres") else None
 
 
 def _local_token(store: Any, env: str) -> tuple[str, Any]:
@@ -171,9 +198,17 @@ def _token_note(args: argparse.Namespace, store: Any, env: str) -> str:
 
 
 def _serve(
-    args: argparse.Namespace, store: Any, env: str, sock: socket.socket, max_body: int, *, child: bool
+    args: argparse.Namespace,
+    store: Any,
+    env: str,
+    sock: socket.socket,
+    max_body: int,
+    *,
+    child: bool,
+    storage: Any = None,
 ) -> int:
-    """Run one HTTP process of the daemon on ``sock`` (its own, or the parent's for ``child``)."""
+    """Run one HTTP process of the daemon on ``sock`` (its own, or the parent's for ``child``),
+    on ``storage`` (PostgreSQL) or the store's SQLite file (None)."""
     import uvicorn
 
     from finops_fabric.daemon import effects, fleet
@@ -184,17 +219,26 @@ def _serve(
     runtime = Runtime(store, env)
     _inject_faults(runtime, env)
     # refuses a store whose ledger, decision log or audit ledger does not verify
-    app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body)
+    try:
+        app = create_app(store, env, dev=args.dev, runtime=runtime, max_body_bytes=max_body, storage=storage)
+    except BaseException:
+        if storage is not None:
+            storage.close()
+        raise
     restored = runtime.restore()
-    # Workers: in the single process, or in HTTP process 0 of a group (the SQLite outbox has
-    # one worker per kind); a daemon that joins another leaves delivery to that one.
-    workers = not args.no_workers and not args.join and (not child or args.process_index == 0)
+    # Workers: on PostgreSQL in every process (items are claimed with SKIP LOCKED and leases);
+    # on SQLite in the single process or HTTP process 0 of a group (its outbox has one worker
+    # per kind), and a daemon that joins another leaves delivery to that one.
+    workers = not args.no_workers and (
+        storage is not None or (not args.join and (not child or args.process_index == 0))
+    )
     if workers:
         effects.attach(app, store, env)
     else:
         effects.attach_outbox(app, store, env)  # the entries wait for a daemon with workers
     url = f"http://{f'[{host}]' if ':' in str(host) else host}:{port}"
-    member = fleet.FleetMember(fleet.FleetState.open(store.home, env), runtime, url)
+    state = fleet.FleetState(storage) if storage is not None else fleet.FleetState.open(store.home, env)
+    member = fleet.FleetMember(state, runtime, url)
     app.state.fleet = member
     app.state.on_startup.append(member.start)
     app.state.on_shutdown.insert(0, member.stop)
@@ -213,7 +257,9 @@ def _serve(
     else:
         cleanup = _announce(args, store, env, str(host), int(port))
         print(
-            f"mu daemon: serving {env} at {url} (pid {os.getpid()}); "
+            f"mu daemon: serving {env} at {url} (pid {os.getpid()}"
+            + (f", database {storage.where}" if storage is not None else "")
+            + "); "
             + (
                 f"running {restored}"
                 if restored
@@ -237,6 +283,8 @@ def _serve(
     finally:
         cleanup()
         sock.close()
+        if storage is not None:
+            storage.close()
     return 0
 
 
@@ -271,6 +319,10 @@ def _parent(args: argparse.Namespace, store: Any, env: str, sock: socket.socket)
         passthrough.append("--no-workers")
     if args.join:
         passthrough.append("--join")
+    from finops_fabric.daemon.worker import DATABASE_ENV
+
+    # the database URL reaches the HTTP processes in their environment, never on a command line
+    child_env = {DATABASE_ENV: args.database} if args.database else {}
 
     def argv_of(index: int, fd: int, ready_fd: int) -> list[str]:
         return [
@@ -284,7 +336,7 @@ def _parent(args: argparse.Namespace, store: Any, env: str, sock: socket.socket)
             f"--ready-fd={ready_fd}",
         ]
 
-    group = ProcessGroup(argv_of, sock, args.processes)
+    group = ProcessGroup(argv_of, sock, args.processes, env=child_env)
     try:
         group.start()
     except StartFailed as exc:
@@ -420,7 +472,8 @@ def register(cmd: Register) -> None:
         "--join",
         action="store_true",
         help="serve ENV beside a daemon that already runs for it (another port or host of the same "
-        "database); the first daemon keeps the discovery file, the local token and the workers",
+        "database); the first daemon keeps the discovery file and the local token (and, on SQLite, "
+        "the workers)",
     )
     sp.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)
     sp.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -431,6 +484,12 @@ def register(cmd: Register) -> None:
         metavar="N",
         help="the largest request body in bytes (default: daemon.max_body_bytes of the store's "
         "config.json, else 65536); larger bodies get 413",
+    )
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="the database of ENV's logs: postgresql://USER@HOST[:PORT]/DATABASE (default: "
+        "environments.ENV.database of the store's config.json, else SQLite in the store)",
     )
     sp.add_argument(
         "--no-workers",

@@ -50,6 +50,8 @@ def fleet_lines(doc: dict[str, Any]) -> list[str]:
     if not isinstance(fleet, dict):
         return []
     lagging = fleet.get("lagging") or []
+    if not fleet.get("processes"):
+        return ["no live daemon process is recorded in the database named (give --database=URL)"]
     if not lagging:
         return [f"every live daemon process serves it ({len(fleet.get('processes') or [])})"]
     return [
@@ -65,7 +67,7 @@ def _wait_for_fleet(args: argparse.Namespace, doc: dict[str, Any]) -> bool:
     from finops_fabric.daemon import fleet
     from finops_fabric.store import Store
 
-    state = fleet.FleetState.open(Store.open(args.home).home, args.target)
+    state = fleet.FleetState.open(Store.open(args.home).home, args.target, args.database)
     try:
         live, lagging = fleet.wait_for(state, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
     finally:
@@ -123,6 +125,12 @@ def add_deploy_options(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument("--now", action="store_true", help="do not wait for the epoch window (deployer)")
     sp.add_argument("--receipt", metavar="FILE", help="also write the deployment receipt here")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="ENV's database, to wait until every daemon process serves the new A (default: "
+        "environments.ENV.database of the store's config.json, else SQLite in the store)",
+    )
 
 
 def register(cmd: Register) -> None:

@@ -29,7 +29,20 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     store = Store.locate(args.home).require()
     envs: dict[str, Any] = {}
     requeued = 0
-    for env, path in daemon_databases(store.home, args.env).items():
+    from finops_fabric.storage import external_storage
+
+    if args.database and args.env is None:
+        raise InputError("--database goes with --env=ENV", code="cli.usage")
+    storage = external_storage(store.home, args.env, args.database) if args.env is not None else None
+    if storage is not None:  # ENV's outbox is in PostgreSQL
+        with storage:
+            if args.action == "retry-dead":
+                requeued += storage.requeue_dead(args.kind)
+            envs[args.env] = storage.depth()
+            running = _daemon_running(store, args.env)
+            for kind, d in envs[args.env].items():
+                d["why"] = delivery.why_waiting_storage(store.home, storage, kind, d, workers_running=running)
+    for env, path in daemon_databases(store.home, args.env).items() if storage is None else ():
         conn = open_existing(path)
         try:
             outbox.ensure_schema(conn)
@@ -87,4 +100,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
         help="status: items pending, delivered and dead; retry-dead: give dead items a fresh start",
     )
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="ENV's database when not the store's (default: environments.ENV.database of config.json)",
+    )
     sp.add_argument("--kind", metavar="KIND", help="retry-dead: only notification or audit items")

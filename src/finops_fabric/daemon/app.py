@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +59,9 @@ from finops_fabric.errors import FabricError
 from finops_fabric.intake.strict_json import JsonRefused, Limits, loads, too_large
 from finops_fabric.intake.transaction import TransactionRefused, body_limit, parse_transaction, refused
 from finops_fabric.store import Store
+
+if TYPE_CHECKING:
+    from finops_fabric.storage import DecisionLog, Storage
 
 __all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
 
@@ -241,27 +244,37 @@ def create_app(
     *,
     dev: bool = False,
     runtime: Runtime | None = None,
-    writer: decision_log.DecisionWriter | None = None,
+    writer: DecisionLog | None = None,
     max_body_bytes: int | None = None,
     write_timeout: float = WRITE_TIMEOUT_S,
+    storage: Storage | None = None,
+    process: str | None = None,
 ) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only).
     ``max_body_bytes``: the largest request body (default: ``daemon.max_body_bytes`` of the
     store's config.json, else 64 KiB). ``write_timeout``: how long a decision waits for the log
     to confirm its write before it is refused (503 ``storage.timeout``; the decision may still
-    be logged, but it was not given)."""
+    be logged, but it was not given). ``storage``: the database when it is not the store's
+    SQLite file (PostgreSQL). ``process``: what each decision records as the process that
+    answered it (default ``host:pid``)."""
+    from finops_fabric.storage import default_process
+
+    process = process or default_process()
     limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
     assert limits.max_bytes is not None
     tx_body = _BodyReader(limits.max_bytes, "tx")
     deploy_body = _BodyReader(limits.max_bytes, "deploy")
     runtime = runtime if runtime is not None else Runtime(store, env)
     own_writer = writer is None
-    writer = (
-        writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
-    )
+    if writer is None:
+        writer = (
+            storage.decision_writer()
+            if storage is not None
+            else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
+        )
     # The ledger, the decision log and the audit ledger verified against their newest signed
     # heads (or the daemon does not start); heads signed from here on.
-    keeper = HeadKeeper(store, env, writer)
+    keeper = HeadKeeper(store, env, writer, storage=storage)
     try:
         keeper.boot()
     except BaseException:
@@ -335,7 +348,7 @@ def create_app(
         try:
             decision = enforcer.decide(tx).to_dict()
             entry = decision_log.LoggedDecision.of(
-                env, tx, decision, enforcer.hash, active.generation_receipt_hash
+                env, tx, decision, enforcer.hash, active.generation_receipt_hash, process
             )
         except Exception as exc:
             return _error_reply(
@@ -585,6 +598,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.decision_log = writer
+    app.state.storage = storage
+    app.state.process = process
     app.state.tree_heads = keeper
     app.state.decision_writers = decision_writers
     app.state.effect_writers = effect_writers

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from finops_fabric.daemon import delivery, outbox
 from finops_fabric.daemon.app import Metrics
 from finops_fabric.daemon.supervisor import Supervisor
+from finops_fabric.daemon.worker import DATABASE_ENV
 from finops_fabric.store import Store
 
 KINDS = ("notification", "audit")
@@ -37,9 +38,11 @@ def attach_outbox(app: Starlette, store: Store, env: str) -> dict[str, Any]:
     refreshed once a second, which /v1/health serves with no I/O of its own); nothing delivers
     them here (the workers of :func:`attach` do, or those of the next daemon started with
     workers)."""
-    outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
+    storage = getattr(app.state, "storage", None)
+    if storage is None:
+        outbox.open_db(outbox.db_path(store.home, env)).close()  # the outbox tables exist before any decision
     metrics: Metrics = app.state.metrics
-    app.state.effect_writers.append(enqueue_writer)
+    app.state.effect_writers.append(enqueue_writer if storage is None else storage.effects_writer)
     running: list[threading.Event] = []
     mail: dict[str, Any] = {"status": "ok", "detail": "not checked yet"}
 
@@ -52,7 +55,22 @@ def attach_outbox(app: Starlette, store: Store, env: str) -> dict[str, Any]:
         except Exception as exc:  # a health check that cannot run is itself a finding
             mail.update(status="degraded", detail=f"cannot check the notification path: {exc}", reasons=[])
 
+    def refresh_storage() -> None:
+        assert storage is not None
+        with contextlib.suppress(Exception):
+            for kind, states in storage.depth().items():
+                metrics.queue_depth.labels(queue=kind).set(states["pending"] + states["delivering"])
+        try:
+            mail.update(delivery.assess_storage(store.home, storage))
+        except Exception as exc:
+            mail.update(status="degraded", detail=f"cannot check the notification path: {exc}", reasons=[])
+
     def watch_depth(stop: threading.Event) -> None:  # the gauge and the mail health, every second
+        if storage is not None:
+            refresh_storage()
+            while not stop.wait(1.0):
+                refresh_storage()
+            return
         conn = outbox.open_db(outbox.db_path(store.home, env), synchronous="NORMAL")
         try:
             refresh(conn)
@@ -82,10 +100,13 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
     and stop with it."""
     mail = attach_outbox(app, store, env)
     metrics: Metrics = app.state.metrics
+    storage = getattr(app.state, "storage", None)
     supervisor = Supervisor(
         store.home,
         env,
         kinds=KINDS,
+        # the workers' database; in their environment, never on a command line `ps` shows
+        extra_env={DATABASE_ENV: storage.url} if storage is not None and hasattr(storage, "url") else None,
         on_event=lambda e: (
             metrics.restarts.labels(process=str(e.get("process"))).inc()
             if e.get("event") == "restart"

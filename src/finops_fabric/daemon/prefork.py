@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -70,6 +70,7 @@ class ProcessGroup:
         backoff_cap: float = 5.0,
         stable_seconds: float = 10.0,
         log: Callable[[str], None] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.argv_of = argv_of
         self.sock = sock
@@ -80,6 +81,7 @@ class ProcessGroup:
         self.stable_seconds = stable_seconds
         self.log = log if log is not None else (lambda m: print(m, file=sys.stderr, flush=True))
         self._stopping = False
+        self.env = {**os.environ, **(env or {})}
 
     # --- start -----------------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class ProcessGroup:
                 list(self.argv_of(child.index, fd, w)),
                 stdin=subprocess.DEVNULL,
                 pass_fds=(fd, w),
+                env=self.env,
                 start_new_session=True,  # a Ctrl-C reaches the parent, which forwards it
             )
         finally:

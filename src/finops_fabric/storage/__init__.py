@@ -12,6 +12,7 @@ from finops_fabric.storage.base import (
     Storage,
     StorageUnavailable,
     default_process,
+    external_storage,
     open_storage,
 )
 from finops_fabric.storage.config import database_for, redact, scheme_of
@@ -26,6 +27,7 @@ __all__ = [
     "StorageUnavailable",
     "database_for",
     "default_process",
+    "external_storage",
     "open_storage",
     "redact",
     "scheme_of",

@@ -154,6 +154,50 @@ class Storage(ABC):
     def enqueue(self, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
         """Queue a decision's side effects in a transaction of their own (tests, tools)."""
 
+    @abstractmethod
+    def ack_keys(self, delivered: Sequence[tuple[str, float]]) -> None:
+        """Acknowledge items by idempotency key (what a dead worker's ack journal names)."""
+
+    @abstractmethod
+    def mark_sent(self, key: str, kind: str, at: float) -> None:
+        """Record ``key`` as delivered without an item (the mail part of a notification whose
+        webhook comes next)."""
+
+    @abstractmethod
+    def requeue_backed_off(self, kind: str, now: float) -> None:
+        """Make every pending item of ``kind`` due now (its transport is back)."""
+
+    @abstractmethod
+    def requeue_dead(self, kind: str | None = None) -> int: ...
+
+    @abstractmethod
+    def backlog(self, kind: str) -> tuple[int, float | None]:
+        """(how many items of ``kind`` wait, when the first of them was queued)."""
+
+    @abstractmethod
+    def record_transport(self, kind: str, reason: str | None, now: float | None = None) -> None:
+        """The worker's transport is down for ``reason`` (``None``: up again)."""
+
+    @abstractmethod
+    def read_transport(self, kind: str) -> dict[str, Any] | None: ...
+
+    # --- what the tree-head keeper reads -------------------------------------------------------
+
+    @abstractmethod
+    def log_size(self, log: str) -> int:
+        """How many rows the chained ``log`` (``decisions`` or ``audit``) holds."""
+
+    @abstractmethod
+    def log_chain_at(self, log: str, n: int) -> bytes | None:
+        """The chain hash after row ``n`` of ``log`` as stored (``None``: no such row)."""
+
+    @abstractmethod
+    def heads_began(self, log: str) -> str | None:
+        """When signed tree heads of ``log`` began (recorded in the database), if they did."""
+
+    @abstractmethod
+    def mark_heads_began(self, log: str, at: str) -> None: ...
+
     # --- audit ledger --------------------------------------------------------------------------
 
     @abstractmethod
@@ -232,6 +276,17 @@ class Storage(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def external_storage(home: Path, env: str, database_url: str | None = None) -> Storage | None:
+    """``env``'s database opened read-only when it is not the store's SQLite file (PostgreSQL
+    from ``database_url`` or config.json), else ``None``: the readers' own SQLite path."""
+    from finops_fabric.storage.config import database_for, scheme_of
+
+    url = database_for(home, env, database_url)
+    if url is None or scheme_of(url) != "postgresql":
+        return None
+    return open_storage(home, env, url, readonly=True)
 
 
 def open_storage(

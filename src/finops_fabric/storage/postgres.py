@@ -62,6 +62,7 @@ from finops_fabric.storage.migrations import (
 from finops_fabric.storage.sqlite import (
     _DEPLOY_SELECT,
     _SHADOW_SELECT,
+    _TABLES,
     _deployment_values,
     _tail_of,
     deployment_row,
@@ -100,6 +101,10 @@ SET state = 'delivering', attempts = o.attempts + 1, next_attempt_at = %s, lease
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.decision_id, o.idempotency_key, o.payload, o.attempts, o.created_at
 """
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(t)))
 
 
 def _unavailable(exc: BaseException, where: str, url: str) -> StorageUnavailable:
@@ -320,6 +325,132 @@ class PostgresStorage(Storage):
     def enqueue(self, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
         with self._db() as conn, conn.transaction():
             return _enqueue(conn, decision_id, decision, tx)
+
+    def ack_keys(self, delivered: Sequence[tuple[str, float]]) -> None:
+        if not delivered:
+            return
+        with self._db() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE outbox SET state = 'delivered', delivered_at = %s, last_error = NULL"
+                " WHERE idempotency_key = %s AND state != 'delivered'",
+                [(at, key) for key, at in delivered],
+            )
+            cur.executemany(
+                "INSERT INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                " SELECT idempotency_key, kind, %s FROM outbox WHERE idempotency_key = %s"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                [(at, key) for key, at in delivered],
+            )
+
+    def mark_sent(self, key: str, kind: str, at: float) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "INSERT INTO outbox_delivered (idempotency_key, kind, delivered_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (idempotency_key) DO NOTHING",
+                (key, kind, at),
+            )
+
+    def requeue_backed_off(self, kind: str, now: float) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "UPDATE outbox SET next_attempt_at = %s WHERE kind = %s AND state = 'pending'"
+                " AND next_attempt_at > %s",
+                (now, kind, now),
+            )
+
+    def requeue_dead(self, kind: str | None = None) -> int:
+        t = time.time()
+        with self._db() as conn:
+            if kind is None:
+                cur = conn.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %s"
+                    " WHERE state = 'dead'",
+                    (t,),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = %s"
+                    " WHERE state = 'dead' AND kind = %s",
+                    (t, kind),
+                )
+            return int(cur.rowcount)
+
+    def backlog(self, kind: str) -> tuple[int, float | None]:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox"
+                " WHERE kind = %s AND state IN ('pending', 'delivering')",
+                (kind,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+    def record_transport(self, kind: str, reason: str | None, now: float | None = None) -> None:
+        t = time.time() if now is None else now
+        with self._db() as conn:
+            if reason is None:
+                conn.execute(
+                    "INSERT INTO transport_state (kind, state, reason, since, updated_at)"
+                    " VALUES (%s, 'up', NULL, %s, %s)"
+                    " ON CONFLICT (kind) DO UPDATE SET state = 'up', reason = NULL, since = excluded.since,"
+                    " updated_at = excluded.updated_at",
+                    (kind, t, t),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO transport_state (kind, state, reason, since, updated_at)"
+                    " VALUES (%s, 'down', %s, %s, %s)"
+                    " ON CONFLICT (kind) DO UPDATE SET reason = excluded.reason,"
+                    " updated_at = excluded.updated_at,"
+                    " since = CASE WHEN transport_state.state = 'down' THEN transport_state.since"
+                    " ELSE excluded.since END, state = 'down'",
+                    (kind, reason, t, t),
+                )
+
+    def read_transport(self, kind: str) -> dict[str, Any] | None:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT state, reason, since, updated_at FROM transport_state WHERE kind = %s", (kind,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {"state": row[0], "reason": row[1], "since": _iso(row[2]), "updated_at": _iso(row[3])}
+
+    # --- what the tree-head keeper reads -------------------------------------------------------
+
+    def log_size(self, log: str) -> int:
+        table = _TABLES[log][0]
+        with self._db() as conn:
+            row = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608 - fixed names
+        return int(row[0]) if row is not None else 0
+
+    def log_chain_at(self, log: str, n: int) -> bytes | None:
+        if n == 0:
+            return GENESIS
+        table, id_col = _TABLES[log]
+        with self._db() as conn:
+            row = conn.execute(
+                f"SELECT leaf_hash, prev_chain_hash FROM {table} WHERE {id_col} = %s",  # noqa: S608
+                (n,),
+            ).fetchone()
+        if row is None or not isinstance(row[0], bytes) or not isinstance(row[1], bytes):
+            return None
+        return chain_hash(row[1], row[0])
+
+    def heads_began(self, log: str) -> str | None:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT adopted_at FROM log_chain WHERE log = %s", (f"{log}:heads",)
+            ).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def mark_heads_began(self, log: str, at: str) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "INSERT INTO log_chain (log, adopted_rows, adopted_at) VALUES (%s, 0, %s)"
+                " ON CONFLICT (log) DO NOTHING",
+                (f"{log}:heads", at),
+            )
 
     # --- audit ledger --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finops_fabric.daemon import audit_log, decision_log, outbox
+from finops_fabric.daemon import audit_log, decision_log, delivery, outbox
 from finops_fabric.daemon.audit_log import StoredRow, VerifyReport
 from finops_fabric.daemon.decision_log import ExtraWriter
 from finops_fabric.daemon.outbox import Item
@@ -44,6 +44,10 @@ _DEPLOY_SELECT = (
     "SELECT id, env, kind, enforcer_hash, generation_receipt_hash, receipt_hash, process, recorded_at, doc"
     " FROM deployments"
 )
+
+
+#: The chained logs the tree-head keeper signs: (table, id column).
+_TABLES = {"decisions": ("decisions", "id"), "audit": ("audit_ledger", "seq")}
 
 
 def deployment_row(r: Sequence[Any]) -> dict[str, Any]:
@@ -190,6 +194,95 @@ class SqliteStorage(Storage):
     def enqueue(self, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
         with self._lock, outbox.transaction(self._conn):
             return outbox.enqueue_for_decision(self._conn, decision_id, decision, tx)
+
+    def ack_keys(self, delivered: Sequence[tuple[str, float]]) -> None:
+        if not delivered:
+            return
+        with self._lock, outbox.transaction(self._conn):
+            for key, at in delivered:
+                self._conn.execute(
+                    "UPDATE outbox SET state = 'delivered', delivered_at = ?, last_error = NULL"
+                    " WHERE idempotency_key = ? AND state != 'delivered'",
+                    (at, key),
+                )
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                    " SELECT idempotency_key, kind, ? FROM outbox WHERE idempotency_key = ?",
+                    (at, key),
+                )
+
+    def mark_sent(self, key: str, kind: str, at: float) -> None:
+        with self._lock, outbox.transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                " VALUES (?, ?, ?)",
+                (key, kind, at),
+            )
+
+    def requeue_backed_off(self, kind: str, now: float) -> None:
+        with self._lock, outbox.transaction(self._conn):
+            self._conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND state = 'pending'"
+                " AND next_attempt_at > ?",
+                (now, kind, now),
+            )
+
+    def requeue_dead(self, kind: str | None = None) -> int:
+        with self._lock:
+            return outbox.requeue_dead(self._conn, kind)
+
+    def backlog(self, kind: str) -> tuple[int, float | None]:
+        with self._lock:
+            return delivery.backlog(self._conn, kind)
+
+    def record_transport(self, kind: str, reason: str | None, now: float | None = None) -> None:
+        with self._lock:
+            if reason is None:
+                delivery.record_up(self._conn, kind, now)
+            else:
+                delivery.record_down(self._conn, kind, reason, now)
+
+    def read_transport(self, kind: str) -> dict[str, Any] | None:
+        with self._lock:
+            return delivery.read_transport(self._conn, kind)
+
+    # --- what the tree-head keeper reads -------------------------------------------------------
+
+    def log_size(self, log: str) -> int:
+        table = _TABLES[log][0]
+        with self._lock:
+            (count,) = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608
+        return int(count)
+
+    def log_chain_at(self, log: str, n: int) -> bytes | None:
+        if n == 0:
+            return GENESIS
+        table, id_col = _TABLES[log]
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT leaf_hash, prev_chain_hash FROM {table} WHERE {id_col} = ?",  # noqa: S608
+                (n,),
+            ).fetchone()
+        if row is None or not isinstance(row[0], bytes) or not isinstance(row[1], bytes):
+            return None
+        return chain_hash(row[1], row[0])
+
+    def heads_began(self, log: str) -> str | None:
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT adopted_at FROM log_chain WHERE log = ?", (f"{log}:heads",)
+                ).fetchone()
+            except sqlite3.Error:
+                return None
+        return str(row[0]) if row is not None else None
+
+    def mark_heads_began(self, log: str, at: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO log_chain (log, adopted_rows, adopted_at) VALUES (?, 0, ?)",
+                (f"{log}:heads", at),
+            )
 
     # --- audit ledger --------------------------------------------------------------------------
 
