@@ -10,6 +10,7 @@ once a second beside the queue-depth gauge; it is ``degraded`` with the reason w
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,8 @@ from starlette.applications import Starlette
 from finops_fabric.daemon import delivery, outbox
 from finops_fabric.daemon.app import Metrics
 from finops_fabric.daemon.supervisor import Supervisor
-from finops_fabric.daemon.worker import DATABASE_ENV
+from finops_fabric.daemon.worker import DATABASE_ENV, LEASE_S
+from finops_fabric.errors import InputError, Location
 from finops_fabric.store import Store
 
 KINDS = ("notification", "audit")
@@ -107,6 +109,7 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
         kinds=KINDS,
         # the workers' database; in their environment, never on a command line `ps` shows
         extra_env={DATABASE_ENV: storage.url} if storage is not None and hasattr(storage, "url") else None,
+        worker_args=[f"--lease={lease_seconds(store)}"],
         on_event=lambda e: (
             metrics.restarts.labels(process=str(e.get("process"))).inc()
             if e.get("event") == "restart"
@@ -120,6 +123,25 @@ def attach(app: Starlette, store: Store, env: str) -> Supervisor:
     app.state.on_startup.append(supervisor.start)
     app.state.on_shutdown.insert(0, supervisor.stop)
     return supervisor
+
+
+def lease_seconds(store: Store) -> float:
+    """``outbox.lease_seconds`` of ``<store>/config.json`` (default 30): how long a worker holds
+    the items it claimed; the items of a worker that died are due again once it runs out."""
+    path = store.home / "config.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", code="config.unreadable") from exc
+    section = doc.get("outbox", {}) if isinstance(doc, dict) else {}
+    value = section.get("lease_seconds", LEASE_S) if isinstance(section, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3600:
+        raise InputError(
+            f"{path}: outbox.lease_seconds must be a number of seconds from 1 to 3600",
+            code="config.outbox",
+            location=Location(file=str(path)),
+        )
+    return float(value)
 
 
 def _health_of(
