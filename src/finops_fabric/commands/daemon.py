@@ -475,9 +475,25 @@ def register(cmd: Register) -> None:
         "database); the first daemon keeps the discovery file and the local token (and, on SQLite, "
         "the workers)",
     )
-    sp.add_argument("--inherit-fd", type=int, help=argparse.SUPPRESS)
-    sp.add_argument("--process-index", type=int, default=0, help=argparse.SUPPRESS)
-    sp.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    sp.add_argument(
+        "--inherit-fd",
+        type=int,
+        metavar="FD",
+        help="(set by the parent of --processes=N) serve on this inherited listening socket",
+    )
+    sp.add_argument(
+        "--process-index",
+        type=int,
+        default=0,
+        metavar="I",
+        help="(set by the parent of --processes=N) which HTTP process this is (0: the one with the workers)",
+    )
+    sp.add_argument(
+        "--ready-fd",
+        type=int,
+        metavar="FD",
+        help="(set by the parent of --processes=N) write a line here once serving",
+    )
     sp.add_argument(
         "--max-body-bytes",
         type=int,

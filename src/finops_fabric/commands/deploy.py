@@ -51,7 +51,7 @@ def fleet_lines(doc: dict[str, Any]) -> list[str]:
         return []
     lagging = fleet.get("lagging") or []
     if not fleet.get("processes"):
-        return ["no live daemon process is recorded in the database named (give --database=URL)"]
+        return ["no live daemon process is recorded in the environment's database"]
     if not lagging:
         return [f"every live daemon process serves it ({len(fleet.get('processes') or [])})"]
     return [
@@ -64,14 +64,18 @@ def fleet_lines(doc: dict[str, Any]) -> list[str]:
 def _wait_for_fleet(args: argparse.Namespace, doc: dict[str, Any]) -> bool:
     """After a successful switch: wait until every live process of the environment serves the
     new A (``doc["fleet"]`` says which do and which do not); True when all do."""
-    from finops_fabric.daemon import fleet
+    from finops_fabric.daemon import client, fleet
     from finops_fabric.store import Store
 
-    state = fleet.FleetState.open(Store.open(args.home).home, args.target, args.database)
-    try:
-        live, lagging = fleet.wait_for(state, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
-    finally:
-        state.close()
+    # through the daemon (GET /v1/fleet): it reads the fleet's rows from ENV's database
+    with client.connect(Store.open(args.home), args.target, wait=max(args.wait, 1.0)) as daemon:
+
+        def processes() -> list[dict[str, Any]]:
+            _status, body = daemon.request("GET", "/v1/fleet")
+            rows = body.get("processes") if isinstance(body, dict) else None
+            return [p for p in rows if isinstance(p, dict)] if isinstance(rows, list) else []
+
+        live, lagging = fleet.wait_for(processes, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
     doc["fleet"] = {
         "processes": [{k: p[k] for k in ("process", "url", "serving", "ready")} for p in live],
         "lagging": [lag.describe() for lag in lagging],
@@ -125,12 +129,6 @@ def add_deploy_options(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument("--now", action="store_true", help="do not wait for the epoch window (deployer)")
     sp.add_argument("--receipt", metavar="FILE", help="also write the deployment receipt here")
-    sp.add_argument(
-        "--database",
-        metavar="URL",
-        help="ENV's database, to wait until every daemon process serves the new A (default: "
-        "environments.ENV.database of the store's config.json, else SQLite in the store)",
-    )
 
 
 def register(cmd: Register) -> None:

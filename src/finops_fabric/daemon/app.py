@@ -4,6 +4,7 @@
     GET  /v1/health       overall and per process: ok | degraded | failed
     GET  /metrics         Prometheus text format
     GET  /v1/deployment   what runs now: enforcer hash, receipts, per-rule artifact hashes
+    GET  /v1/fleet        every process of this environment's daemons: what each serves
     POST /v1/deployments  deploy a receipted A (verify, boot, health-check, switch)
     GET  /openapi.json    the OpenAPI 3.1 description of the above
 
@@ -503,6 +504,20 @@ def create_app(
             return _error(404, "daemon.not_deployed", f"nothing is deployed to {env} yet", env=env)
         return _json({"deployed": True, **active.describe()})
 
+    async def fleet_endpoint(request: Request) -> Response:
+        """Every daemon process of this environment recorded in its database: what each serves,
+        whether it is ready and alive (heartbeat within the TTL)."""
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        member = getattr(request.app.state, "fleet", None)
+        if member is None:
+            return _json({"env": env, "processes": []})
+        try:
+            rows = await run_in_threadpool(member.state.processes)
+        except Exception as exc:  # the database cannot be read now
+            return _error(503, "storage.unavailable", f"the fleet's rows cannot be read: {exc}")
+        return _json({"env": env, "process": member.process, "processes": rows})
+
     async def deploy(request: Request) -> Response:
         if (denied := deny(request, "deploy")) is not None:
             return denied
@@ -587,6 +602,7 @@ def create_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/v1/deployment", deployment, methods=["GET"]),
             Route("/v1/deployments", deploy, methods=["POST"]),
+            Route("/v1/fleet", fleet_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
@@ -751,6 +767,16 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/fleet": {
+                "get": {
+                    "summary": "Every process of this environment's daemons: what each serves (role any)",
+                    "responses": {
+                        "200": {"description": "the processes", **_content(_ref("Fleet"))},
+                        **_AUTH_ERRORS,
+                        "503": _err("the database cannot be read now (storage.unavailable)"),
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document (role any)",
@@ -854,6 +880,31 @@ def openapi_document() -> dict[str, Any]:
                             "additionalProperties": {
                                 "type": "object",
                                 "properties": {"artifact": {"type": "string"}, "sha256": hash_},
+                            },
+                        },
+                    },
+                },
+                "Fleet": {
+                    "type": "object",
+                    "required": ["env", "processes"],
+                    "properties": {
+                        "env": {"type": "string"},
+                        "process": {"type": "string", "description": "the process that answered"},
+                        "processes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "process": {"type": "string", "description": "host:pid"},
+                                    "pid": {"type": "integer"},
+                                    "url": {"type": "string"},
+                                    "serving": {"oneOf": [hash_, {"type": "null"}]},
+                                    "deployment_seq": {"type": "integer"},
+                                    "ready": {"type": "boolean"},
+                                    "problem": {"type": ["string", "null"]},
+                                    "heartbeat_age_s": {"type": "number"},
+                                    "alive": {"type": "boolean"},
+                                },
                             },
                         },
                     },

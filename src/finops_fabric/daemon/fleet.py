@@ -380,19 +380,21 @@ class Lagging:
 
 
 def wait_for(
-    state: FleetState,
+    processes: Callable[[], list[dict[str, Any]]],
     enforcer_hash: str,
     *,
     timeout: float = 60.0,
     interval: float = 0.1,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[dict[str, Any]], list[Lagging]]:
-    """Wait until every live process serves ``enforcer_hash`` and is ready: (the live processes,
-    those that do not by ``timeout``, empty on success). Dead processes are not waited for; a
-    process that reports a problem with this deployment is not waited for either."""
+    """Wait until every live process (``processes()``: the rows of :meth:`FleetState.processes`,
+    read directly or through a daemon's ``GET /v1/fleet``) serves ``enforcer_hash`` and is
+    ready: (the live processes, those that do not by ``timeout``, empty on success). Dead
+    processes are not waited for; a process that reports a problem with this deployment is not
+    waited for either."""
     deadline = clock() + timeout
     while True:
-        live = [p for p in state.processes() if p["alive"]]
+        live = [p for p in processes() if p["alive"]]
         lagging = [
             Lagging(p["process"], p["url"], p["serving"], p["problem"])
             for p in live

@@ -178,7 +178,7 @@ class TcpProxy:
                     if not data:
                         return
                     peers[s].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed by heal() or close() meanwhile
             return
         finally:
             if not self.partitioned.is_set():

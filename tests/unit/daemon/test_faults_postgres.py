@@ -104,7 +104,7 @@ def test_kill_one_of_two_daemons_on_postgres_under_load(
         home, url = _setup(cluster, a1, tmp_path, smtp.port)
         p1, p2 = free_port(), free_port()
         with daemon(home, tmp_path / "one.log", f"--port={p1}", f"--database={url}"):
-            dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}", f"--database={url}")
+            dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}")
             assert dep.returncode == 0, dep.stdout + dep.stderr
             with daemon(home, tmp_path / "two.log", f"--port={p2}", f"--database={url}", "--join") as second:
                 state = fleet.FleetState.open(home, ENV, url)
@@ -160,7 +160,7 @@ def test_restart_postgres_under_load(cluster: Cluster, a1: tuple[Path, Path], tm
     home, url = _setup(cluster, a1, tmp_path)
     port = free_port()
     with daemon(home, tmp_path / "d.log", f"--port={port}", f"--database={url}", "--no-workers"):
-        dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}", f"--database={url}")
+        dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}")
         assert dep.returncode == 0, dep.stdout + dep.stderr
         load = Load(port, _token(home), "r").start()
         try:
@@ -195,7 +195,7 @@ def test_partition_of_one_daemon_from_postgres(
     port = free_port()
     try:
         with daemon(home, tmp_path / "d.log", f"--port={port}", f"--database={via_proxy}", "--no-workers"):
-            dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}", f"--database={url}")
+            dep = mu(home, "deploy", f"--target={ENV}", f"--enforcer={a1[1]}")
             assert dep.returncode == 0, dep.stdout + dep.stderr
             load = Load(port, _token(home), "p").start()
             try:

@@ -68,7 +68,7 @@ def test_a_deployment_reaches_every_member_and_a_rollback_too(
         first = one.deploy(a1, r1["receipt_hash"])
         assert first.ok
         h1 = first.to_dict()["enforcer_hash"]
-        live, lagging = fleet.wait_for(state, h1, timeout=20)
+        live, lagging = fleet.wait_for(state.processes, h1, timeout=20)
         assert lagging == []
         assert {p["process"] for p in live} == {"one", "two"}
         assert two.active is not None and two.active.hash == h1
@@ -76,12 +76,12 @@ def test_a_deployment_reaches_every_member_and_a_rollback_too(
 
         second = two.deploy(a2, r2["receipt_hash"])  # any member may deploy
         h2 = second.to_dict()["enforcer_hash"]
-        assert fleet.wait_for(state, h2, timeout=20)[1] == []
+        assert fleet.wait_for(state.processes, h2, timeout=20)[1] == []
         assert one.active is not None and one.active.hash == h2
 
         back = one.deploy(a1, r1["receipt_hash"], kind="rollback")
         assert back.ok
-        assert fleet.wait_for(state, h1, timeout=20)[1] == []
+        assert fleet.wait_for(state.processes, h1, timeout=20)[1] == []
         assert two.active is not None and two.active.hash == h1
         assert len(store.receipts("deployment")) == 2  # followers append no receipt of their own
     finally:
@@ -100,14 +100,14 @@ def test_a_member_that_cannot_boot_the_new_a_keeps_its_own_and_is_named(
     state = fleet.FleetState.open(store.home, ENV)
     try:
         h1 = one.deploy(a1, r1["receipt_hash"]).to_dict()["enforcer_hash"]
-        assert fleet.wait_for(state, h1, timeout=20)[1] == []
+        assert fleet.wait_for(state.processes, h1, timeout=20)[1] == []
 
         def refuse(enforcer: Any) -> None:
             raise RuntimeError("no memory for another A")
 
         two.boot_hook = refuse
         h2 = one.deploy(a2, r2["receipt_hash"]).to_dict()["enforcer_hash"]
-        _live, lagging = fleet.wait_for(state, h2, timeout=20)
+        _live, lagging = fleet.wait_for(state.processes, h2, timeout=20)
         assert [lag.process for lag in lagging] == ["two"]
         assert lagging[0].serving == h1  # it kept the A it had
         assert "no memory for another A" in (lagging[0].problem or "")
@@ -131,11 +131,11 @@ def test_a_dead_member_is_not_waited_for_and_a_stopped_one_leaves(
         state.beat("ghost", 999999, "http://ghost", None, 0, False, None)
         assert {p["process"] for p in state.processes() if p["alive"]} == {"one", "ghost"}
         h1 = one.deploy(a1, r1["receipt_hash"]).to_dict()["enforcer_hash"]
-        _live, lagging = fleet.wait_for(state, h1, timeout=0.2)
+        _live, lagging = fleet.wait_for(state.processes, h1, timeout=0.2)
         assert [lag.process for lag in lagging] == ["ghost"]  # alive (for now) and not serving it
         time.sleep(0.2)
         live, lagging = fleet.wait_for(
-            state, h1, timeout=fleet.PROCESS_TTL_S + 2, interval=0.2
+            state.processes, h1, timeout=fleet.PROCESS_TTL_S + 2, interval=0.2
         )  # its heartbeat expires meanwhile
         assert lagging == []
         assert [p["process"] for p in live] == ["one"]
