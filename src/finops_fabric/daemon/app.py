@@ -250,7 +250,7 @@ def create_app(
     store's config.json, else 64 KiB). ``storage``: the database when it is not the store's
     SQLite file (PostgreSQL). ``process``: what each decision records as the process that
     answered it (default ``host:pid``)."""
-    from finops_fabric.storage import StorageUnavailable, default_process
+    from finops_fabric.storage import SchemaTooNew, StorageUnavailable, default_process
 
     process = process or default_process()
     limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
@@ -350,7 +350,7 @@ def create_app(
         writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
         try:
             row_id = await writer.write(entry, writers)
-        except StorageUnavailable as exc:  # not logged, so not decided: the client may retry
+        except (StorageUnavailable, SchemaTooNew) as exc:  # not logged, so not decided
             return _error_reply(503, exc.code, f"the decision was not logged, so not made: {exc.message}")
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
