@@ -13,8 +13,8 @@ Two tables of the environment's database (SQLite ``<store>/daemon-<env>.db`` or 
     one row per live daemon process: its id (``host:pid``), URL, the enforcer hash it serves,
     the deployment it reached (``deployment_seq``), whether it is ready, why not (``problem``),
     and a heartbeat (Unix time, renewed every :data:`HEARTBEAT_S`). A process whose heartbeat is
-    older than :data:`PROCESS_TTL_S` is dead and is not waited for; a clean shutdown removes its
-    row.
+    older than :data:`PROCESS_TTL_S` is dead and is not waited for; a clean shutdown marks its
+    row so at once.
 
 Every process runs a :class:`FleetMember`: a thread that waits for a newer deployment (LISTEN on
 PostgreSQL, polling as the fallback and on SQLite), boots and health-checks that A
@@ -58,6 +58,8 @@ POLL_S = 0.25
 #: How long one wait for a new deployment blocks (it returns at once when one is recorded).
 WAIT_S = 2.0
 PROCESS_TTL_S = 3.0
+#: Rows of processes that stopped or died longer ago than this are no longer listed.
+RECENT_S = 600.0
 
 
 def process_id(pid: int | None = None) -> str:
@@ -208,14 +210,21 @@ class FleetState:
         self._execute(self._upsert, params)
 
     def leave(self, process: str) -> None:
-        self._execute("DELETE FROM fleet_processes WHERE process = ?", (process,))
+        """A clean stop: the row says so and is dead at once (no DELETE: the daemon's role
+        needs only SELECT, INSERT and UPDATE)."""
+        self._execute(
+            "UPDATE fleet_processes SET heartbeat = 0, ready = ?, problem = 'stopped' WHERE process = ?",
+            (False if self._pg else 0, process),
+        )
 
-    def processes(self, *, ttl: float = PROCESS_TTL_S) -> list[dict[str, Any]]:
-        """Every process row, with ``alive`` (heartbeat within ``ttl`` seconds)."""
+    def processes(self, *, ttl: float = PROCESS_TTL_S, recent: float = RECENT_S) -> list[dict[str, Any]]:
+        """The process rows that beat within ``recent`` seconds (stopped or dead ones for a while
+        after), with ``alive`` (heartbeat within ``ttl`` seconds)."""
         now_sql = self._now if self._pg else "?"
-        params: tuple[Any, ...] = () if self._pg else (time.time(),)
+        params: tuple[Any, ...] = (recent,) if self._pg else (time.time(), time.time(), recent)
         rows = self._execute(
-            f"SELECT {_PROCESS_COLUMNS}, {now_sql} - heartbeat FROM fleet_processes ORDER BY process",  # noqa: S608
+            f"SELECT {_PROCESS_COLUMNS}, {now_sql} - heartbeat FROM fleet_processes"  # noqa: S608
+            f" WHERE {now_sql} - heartbeat <= ? ORDER BY process",
             params,
         )
         return [

@@ -4,8 +4,10 @@ Every database records the migrations applied to it in ``schema_version`` (one r
 with when it was applied and what it did). At start the daemon applies the ones missing, in
 order, each in one transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: under an advisory
 lock, so several daemons starting together migrate once). A database whose version is newer
-than this code knows is refused (:class:`SchemaTooNew`, ``storage.schema_newer``, exit 2 / HTTP
-503): an older daemon never writes rows a newer schema would not expect.
+than this code knows is refused (:class:`SchemaTooNew`, ``storage.schema_newer``): at start
+(exit 2), and by a running PostgreSQL daemon whose database a newer one migrated (each decision
+then gets HTTP 503 with that code): an older daemon never writes rows a newer schema would not
+expect.
 
 SQLite version 1 is the schema the daemon wrote before migrations were versioned (a store
 written then is adopted as version 1 once its old-format upgrades have run); version 2 adds the
@@ -42,7 +44,6 @@ class SchemaTooNew(FabricError):
     """The database was migrated by a newer version of the daemon."""
 
     exit_code = 2
-    http_status = 503
 
 
 def _too_new(found: int, where: str) -> SchemaTooNew:

@@ -56,6 +56,7 @@ from finops_fabric.storage.migrations import (
     LOCK_AUDIT,
     LOCK_DECISIONS,
     LOCK_SHADOW,
+    SchemaTooNew,
     check_postgres,
     migrate_postgres,
 )
@@ -671,9 +672,11 @@ class PgDecisionWriter:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(self.storage.url, autocommit=True, connect_timeout=10)
+                conn = psycopg.connect(self.storage.url, autocommit=True, connect_timeout=10)
+                check_postgres(conn, self.storage.where)  # migrated by a newer daemon meanwhile?
             except psycopg.OperationalError as exc:
                 raise _unavailable(exc, self.storage.where, self.storage.url) from None
+            self._conn = conn
         return self._conn
 
     def submit(self, entry: LoggedDecision, writers: Sequence[ExtraWriter], done: Any) -> None:
@@ -729,14 +732,19 @@ class PgDecisionWriter:
     def _commit(self, batch: list[_Job]) -> list[tuple[int | None, BaseException | None]]:
         try:
             return self._commit_group(batch)
-        except (psycopg.OperationalError, StorageUnavailable) as exc:
+        except (psycopg.OperationalError, StorageUnavailable, SchemaTooNew) as exc:
             if self._conn is not None:
                 self._conn.close()
-            err = (
-                exc if isinstance(exc, StorageUnavailable) else _unavailable(exc, self.path, self.storage.url)
-            )
+            err = exc if isinstance(exc, FabricError) else _unavailable(exc, self.path, self.storage.url)
             return [(None, err)] * len(batch)
         except Exception as exc:
+            try:  # a schema a newer daemon migrated to refuses this one's rows: say so
+                if self._conn is not None:
+                    check_postgres(self._conn, self.path)
+            except SchemaTooNew as newer:
+                return [(None, newer)] * len(batch)
+            except psycopg.Error:
+                pass
             if len(batch) == 1:
                 return [(None, exc)]
         out: list[tuple[int | None, BaseException | None]] = []

@@ -141,5 +141,6 @@ def test_a_dead_member_is_not_waited_for_and_a_stopped_one_leaves(
         assert [p["process"] for p in live] == ["one"]
     finally:
         m1.stop()
-    assert [p["process"] for p in state.processes()] == ["ghost"]  # "one" left on a clean stop
+    left = {p["process"]: p for p in state.processes()}
+    assert not left["one"]["alive"] and left["one"]["problem"] == "stopped"  # it said so on a clean stop
     state.close()

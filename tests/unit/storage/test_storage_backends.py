@@ -469,3 +469,48 @@ def test_an_unreachable_database_is_a_clear_refusal(home: Path) -> None:
     assert info.value.code == "storage.unavailable"
     assert "s3cret" not in info.value.message
     assert "***" in info.value.message
+
+
+def test_the_postgresql_writer_reconnects_and_refuses_a_newer_schema(pg_url: str, home: Path) -> None:
+    """A lost connection fails the decisions in flight (``storage.unavailable``: not logged, so
+    not answered) and the next group reconnects; a database a newer daemon migrated meanwhile
+    is refused (``storage.schema_newer``)."""
+    import psycopg
+
+    from finops_fabric.storage import StorageUnavailable
+
+    s = open_storage(home, ENV, pg_url)
+    writer = s.decision_writer()
+
+    def cut() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    try:
+        assert writer.write_sync(entry(0)) == 1
+        cut()
+        with pytest.raises(StorageUnavailable) as lost:
+            writer.write_sync(entry(1))
+        assert lost.value.code == "storage.unavailable"
+        assert writer.write_sync(entry(1)) == 2  # reconnected by itself
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("INSERT INTO schema_version VALUES (99, 'later', 'from the future')")
+        cut()
+        with pytest.raises(StorageUnavailable):
+            writer.write_sync(entry(2))
+        with pytest.raises(SchemaTooNew):
+            writer.write_sync(entry(2))
+    finally:
+        writer.close()
+        s.close()
+    assert [r["id"] for r in open_storage_rows(home, pg_url)] == [1, 2]
+
+
+def open_storage_rows(home: Path, url: str) -> list[dict[str, Any]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return [{"id": r[0]} for r in conn.execute("SELECT id FROM decisions ORDER BY id")]
