@@ -213,8 +213,9 @@ class FleetState:
         """A clean stop: the row says so and is dead at once (no DELETE: the daemon's role
         needs only SELECT, INSERT and UPDATE)."""
         self._execute(
-            "UPDATE fleet_processes SET heartbeat = 0, ready = ?, problem = 'stopped' WHERE process = ?",
-            (False if self._pg else 0, process),
+            "UPDATE fleet_processes SET heartbeat = heartbeat - ?, ready = ?, problem = 'stopped'"
+            " WHERE process = ?",
+            (PROCESS_TTL_S + 1, False if self._pg else 0, process),
         )
 
     def processes(self, *, ttl: float = PROCESS_TTL_S, recent: float = RECENT_S) -> list[dict[str, Any]]:
