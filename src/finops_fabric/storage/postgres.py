@@ -237,10 +237,7 @@ class PostgresStorage(Storage):
         return {"rows": int(row[0]), "at": str(row[1])} if row is not None else None
 
     def effects_writer(self, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> ExtraWriter:
-        def write(conn: Any, decision_id: int) -> None:
-            _enqueue(conn, decision_id, decision, tx)
-
-        return write
+        return _OutboxWriter(decision, tx)
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -585,6 +582,27 @@ class PostgresStorage(Storage):
 # --- statements shared by the storage and its decision writer ---------------------------------------
 
 
+class _OutboxWriter:
+    """A decision's outbox items: called alone it inserts them (one statement); the decision
+    writer instead takes :meth:`rows` of every decision of a group and inserts them all with the
+    group's decisions, in one round trip to the server."""
+
+    __slots__ = ("decision", "tx")
+
+    def __init__(self, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> None:
+        self.decision = decision
+        self.tx = tx
+
+    def rows(self, decision_id: int, now: float) -> list[tuple[Any, ...]]:
+        items = outbox.items_for_decision(decision_id, self.decision, self.tx)
+        return [
+            (decision_id, kind, key, outbox.canonical_text(payload), now, now) for kind, key, payload in items
+        ]
+
+    def __call__(self, conn: Any, decision_id: int) -> None:
+        _enqueue(conn, decision_id, self.decision, self.tx)
+
+
 def _enqueue(conn: Any, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
     items = outbox.items_for_decision(decision_id, decision, tx)
     if not items:
@@ -759,7 +777,10 @@ class PgDecisionWriter:
         conn = self._connection()
         leaves: list[bytes] = []
         ids: list[int] = []
-        with conn.transaction(), conn.cursor() as cur:
+        # Pipeline mode: BEGIN, the lock and the read of the log's last row go in one round trip,
+        # the rows and COMMIT in another, so the log's lock is held about one round trip and the
+        # commit's flush (the fewer round trips under it, the more several processes write).
+        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_DECISIONS,))
             tail = self._follow(conn)
             last_id, chain = tail.last_id, tail.chain
@@ -771,10 +792,21 @@ class PgDecisionWriter:
                 leaves.append(leaf)
                 ids.append(row_id)
                 last_id, chain = row_id, chain_hash(chain, leaf)
-            cur.executemany(_INSERT, rows)
+            # the decisions and their outbox items in one pipeline: one round trip for the group
+            now = time.time()
+            effects: list[tuple[Any, ...]] = []
+            others: list[tuple[ExtraWriter, int]] = []
             for job, row_id in zip(batch, ids, strict=True):
                 for writer in job.writers:
-                    writer(conn, row_id)
+                    if isinstance(writer, _OutboxWriter):
+                        effects += writer.rows(row_id, now)
+                    else:
+                        others.append((writer, row_id))
+            cur.executemany(_INSERT, rows)
+            if effects:
+                cur.executemany(_ENQUEUE, effects)
+            for writer, row_id in others:
+                writer(conn, row_id)
         with self._tail_lock:
             tail.last_id, tail.chain = last_id, chain
             if tail.tree is not None:
