@@ -275,7 +275,7 @@ def create_app(
             writer.close()
         raise
     metrics = Metrics()
-    tokens = TokenBook(store.home)
+    tokens = TokenBook(store.home, storage)
     decision_writers: list[decision_log.ExtraWriter] = []
     # Per decision: factories (decision, transaction) -> writer, e.g. the outbox's entries.
     effect_writers: list[Callable[[dict[str, Any], dict[str, Any]], decision_log.ExtraWriter]] = []
