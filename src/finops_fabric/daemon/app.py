@@ -652,7 +652,10 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "415": _err("the Content-Type is not JSON (tx.unsupported_media_type)"),
                         "422": _err("the transaction id is not a string (tx.id_not_string)"),
-                        "503": _err("nothing is deployed yet"),
+                        "503": _err(
+                            "nothing is deployed yet (daemon.not_deployed), or the decision could not be "
+                            "logged, so was not made (storage.unavailable, storage.schema_newer)"
+                        ),
                     },
                 }
             },
