@@ -404,17 +404,36 @@ def _token(args: argparse.Namespace) -> int:
     if not roles:
         raise InputError(f"give --role ({', '.join(auth.ROLES)})", code="cli.usage")
     store = Store.open(args.home)
-    token = auth.create_token(store.home, roles, label=args.label or "")
+    storage = _token_storage(args, store)
+    try:
+        token = auth.create_token(store.home, roles, label=args.label or "", storage=storage)
+        where = storage.where if storage is not None else str(auth.tokens_path(store.home))
+    finally:
+        if storage is not None:
+            storage.close()
     doc: dict[str, Any] = {"token": token, "roles": sorted(set(roles)), "sha256": auth.hash_token(token)}
     Out(args.json).emit(
         doc,
         lambda: [
             token,
-            f"(roles {', '.join(sorted(set(roles)))}; shown once: only its SHA-256 is kept in "
-            f"{auth.tokens_path(store.home)})",
+            f"(roles {', '.join(sorted(set(roles)))}; shown once: only its SHA-256 is kept in {where})",
         ],
     )
     return 0
+
+
+def _token_storage(args: argparse.Namespace, store: Any) -> Any:
+    """The database that keeps the tokens of ``--env`` when that environment's logs are in
+    PostgreSQL (every daemon of it accepts them), else ``None`` (the store's tokens.json)."""
+    from finops_fabric.storage import external_storage
+
+    env = getattr(args, "token_env", None)
+    database = getattr(args, "token_database", None)
+    if env is None:
+        if database:
+            raise InputError("--database goes with --env=ENV", code="cli.usage")
+        return None
+    return external_storage(store.home, check_env(env), database)
 
 
 def _token_list(args: argparse.Namespace) -> int:
@@ -422,11 +441,17 @@ def _token_list(args: argparse.Namespace) -> int:
     from finops_fabric.store import Store
 
     store = Store.open(args.home)
-    rows = auth.list_tokens(store.home)
+    storage = _token_storage(args, store)
+    try:
+        rows = auth.list_tokens(store.home, storage)
+        where = storage.where if storage is not None else str(auth.tokens_path(store.home))
+    finally:
+        if storage is not None:
+            storage.close()
 
     def human() -> list[str]:
         if not rows:
-            return [f"no tokens in {auth.tokens_path(store.home)}"]
+            return [f"no tokens in {where}"]
         return [
             f"{r['id']}  {','.join(r['roles']):<18} {r['created']:<21} {r['label']}"
             + (f" (daemon {r['local_env']})" if "local_env" in r else "")
@@ -444,7 +469,12 @@ def _token_revoke(args: argparse.Namespace) -> int:
     if not args.id:
         raise InputError("give --id=ID (from `mu daemon token list`)", code="cli.usage")
     store = Store.open(args.home)
-    row = auth.revoke(store.home, args.id)
+    storage = _token_storage(args, store)
+    try:
+        row = auth.revoke(store.home, args.id, storage)
+    finally:
+        if storage is not None:
+            storage.close()
     Out(args.json).emit(
         {"revoked": row},
         lambda: [f"revoked token {row['id']} ({', '.join(row['roles'])}) {row['label']}".rstrip()],
@@ -526,4 +556,13 @@ def register(cmd: Register) -> None:
         "--role", action="append", metavar="ROLE", help="operator, deployer or auditor (repeatable)"
     )
     tk.add_argument("--label", help="a note kept with the token's hash")
+    tk.add_argument(
+        "--env",
+        dest="token_env",
+        metavar="ENV",
+        help="the tokens of ENV's database when its logs are in PostgreSQL (shared by its daemons)",
+    )
+    tk.add_argument(
+        "--database", dest="token_database", metavar="URL", help="with --env: that database's URL"
+    )
     action_options(tk)

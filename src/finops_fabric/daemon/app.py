@@ -283,7 +283,7 @@ def create_app(
             writer.close()
         raise
     metrics = Metrics()
-    tokens = TokenBook(store.home)
+    tokens = TokenBook(store.home, storage)
     decision_writers: list[decision_log.ExtraWriter] = []
     # Per decision: factories (decision, transaction) -> writer, e.g. the outbox's entries.
     effect_writers: list[Callable[[dict[str, Any], dict[str, Any]], decision_log.ExtraWriter]] = []
@@ -699,7 +699,8 @@ def openapi_document() -> dict[str, Any]:
                         "503": _err(
                             "nothing is deployed yet (daemon.not_deployed), or the decision could not "
                             "be logged, so none is given (storage.unavailable when the database cannot "
-                            "be reached; retry after Retry-After seconds)"
+                            "be reached, storage.timeout when it does not confirm in time, "
+                            "storage.schema_newer; retry after Retry-After seconds)"
                         ),
                     },
                 }

@@ -263,6 +263,20 @@ class Storage(ABC):
     @abstractmethod
     def shadow_log_rows(self, after: int = 0) -> Iterator[LogRow]: ...
 
+    # --- tokens ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def token_entries(self) -> list[dict[str, Any]]:
+        """The token hashes kept here (as in tokens.json: ``sha256``, ``roles``, ``label``,
+        ``created``, ``local_env``), never a token."""
+
+    @abstractmethod
+    def put_token(self, entry: Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def delete_token(self, sha256: str) -> bool:
+        """Remove the token with this hash; whether there was one."""
+
     # --- the database --------------------------------------------------------------------------
 
     @abstractmethod

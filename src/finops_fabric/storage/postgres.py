@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import queue
 import random
 import threading
@@ -568,6 +569,47 @@ class PostgresStorage(Storage):
             rows = conn.execute(_SHADOW_SELECT + " WHERE id > %s ORDER BY id", (after,)).fetchall()
         for r in rows:
             yield shadow_log_row(r)
+
+    # --- tokens: shared by every daemon of the environment ------------------------------------------
+
+    def token_entries(self) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT token_hash, roles, label, local_env, created_at FROM tokens"
+                " ORDER BY created_at, token_hash"
+            ).fetchall()
+        out = []
+        for digest, roles, label, local_env, created in rows:
+            entry: dict[str, Any] = {
+                "sha256": digest,
+                "roles": json.loads(roles),
+                "label": label,
+                "created": created,
+            }
+            if local_env is not None:
+                entry["local_env"] = local_env
+            out.append(entry)
+        return out
+
+    def put_token(self, entry: Mapping[str, Any]) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "INSERT INTO tokens (token_hash, roles, label, local_env, created_at)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (token_hash) DO UPDATE SET roles = excluded.roles, label = excluded.label",
+                (
+                    str(entry["sha256"]),
+                    json.dumps(sorted(str(r) for r in entry.get("roles", []))),
+                    str(entry.get("label", "")),
+                    entry.get("local_env"),
+                    str(entry.get("created", "")),
+                ),
+            )
+
+    def delete_token(self, sha256: str) -> bool:
+        with self._db() as conn:
+            cur = conn.execute("DELETE FROM tokens WHERE token_hash = %s", (sha256,))
+            return bool(cur.rowcount)
 
     # --- the database --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from finops_fabric.daemon import audit_log, decision_log, delivery, outbox
+from finops_fabric.daemon import audit_log, auth, decision_log, delivery, outbox
 from finops_fabric.daemon.audit_log import StoredRow, VerifyReport
 from finops_fabric.daemon.decision_log import ExtraWriter
 from finops_fabric.daemon.outbox import Item
@@ -378,6 +378,17 @@ class SqliteStorage(Storage):
             rows = self._conn.execute(_SHADOW_SELECT + " WHERE id > ? ORDER BY id", (after,)).fetchall()
         for r in rows:
             yield shadow_log_row(r)
+
+    # --- tokens: the store's tokens.json, as before ------------------------------------------------
+
+    def token_entries(self) -> list[dict[str, Any]]:
+        return auth.read_tokens(self.path.parent)
+
+    def put_token(self, entry: Mapping[str, Any]) -> None:
+        auth.add_token_entry(self.path.parent, dict(entry))
+
+    def delete_token(self, sha256: str) -> bool:
+        return auth.remove_token_entry(self.path.parent, sha256)
 
     # --- the database --------------------------------------------------------------------------
 

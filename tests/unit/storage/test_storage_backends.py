@@ -514,3 +514,25 @@ def open_storage_rows(home: Path, url: str) -> list[dict[str, Any]]:
 
     with psycopg.connect(url) as conn:
         return [{"id": r[0]} for r in conn.execute("SELECT id FROM decisions ORDER BY id")]
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def test_tokens_kept_by_the_storage_let_its_daemons_in(storage: Storage, home: Path) -> None:
+    """SQLite keeps the store's tokens.json; PostgreSQL keeps the hashes in the database, so a
+    token made once is accepted by every daemon of the environment, and revoked for all."""
+    from finops_fabric.daemon import auth
+
+    token = auth.create_token(home, ["auditor"], label="fleet", storage=storage)
+    rows = auth.list_tokens(home, storage)
+    assert [(r["roles"], r["label"]) for r in rows] == [(["auditor"], "fleet")]
+    assert token not in json.dumps(storage.token_entries())  # only its hash is kept
+    book = auth.TokenBook(home, storage if storage.backend == "postgresql" else None)
+    assert book.roles(token) == frozenset({"auditor"})
+    assert book.roles("mu_not-a-token") is None
+    auth.revoke(home, rows[0]["id"], storage)
+    assert auth.list_tokens(home, storage) == []
+    book._shared_at = -1e9  # the next refresh is due (at most SHARED_REFRESH_S later)
+    assert book.roles(token) is None
+    assert (home / "tokens.json").exists() is (storage.backend == "sqlite")

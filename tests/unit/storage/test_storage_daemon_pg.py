@@ -1,8 +1,9 @@
 """End to end on PostgreSQL: a real `mu daemon --database=postgresql://…` subprocess deploys,
 decides, delivers its notifications and audit entries through workers that share the database,
 signs tree heads of logs that live there; restarted, it resumes them; `mu decisions verify`,
-`mu audit-log verify` and `mu outbox status` read the same database (by flag or config.json);
-its password is never printed and no SQLite log is written to the store."""
+`mu audit-log verify`, `mu outbox status` and `mu diagnose --decision-id` read the same
+database (by flag or config.json); its password is never printed and no SQLite log is written
+to the store."""
 
 from __future__ import annotations
 
@@ -137,6 +138,10 @@ def test_daemon_on_postgresql_end_to_end(tmp_path: Path, pg_url: str) -> None:
     config["environments"] = {"test": {"database": url}}
     (home / "config.json").write_text(json.dumps(config))
     assert mu(home, "decisions", "verify", "--env=test").returncode == 0
+    diag = mu(home, "diagnose", "--decision-id=2", "--env=test", "--json")  # read from PostgreSQL
+    assert diag.returncode == 0, diag.stdout + diag.stderr
+    out = json.loads(diag.stdout)
+    assert out["logged"]["decision_id"] == 2 and out["observed"] == "APPROVE"
     audit = mu(home, "audit-log", "verify", "--env=test", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert json.loads(audit.stdout)["entries"] == 2
