@@ -306,6 +306,21 @@ def _rows_of_run(db: Path | str, id_pattern: str, after_id: int) -> int:
         conn.close()
 
 
+def _by_process(db: Path | str, after_id: int) -> dict[str, int]:
+    """How many of the run's decisions each daemon process answered (the log's process column)."""
+    conn = _connect_ro(db)
+    try:
+        rows = conn.execute(
+            "SELECT COALESCE(process, '?'), COUNT(*) FROM decisions WHERE id > ? GROUP BY 1 ORDER BY 1",
+            (after_id,),
+        ).fetchall()
+    except Exception:  # a log without the column
+        return {}
+    finally:
+        conn.close()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 def _notifications(db: Path | str, first_id: int, last_id: int, drain_timeout: float) -> dict[str, Any]:
     """Wait (up to ``drain_timeout``) until the run's notifications are delivered, then their
     decision-to-sent latencies."""
@@ -492,10 +507,12 @@ def _run(
         cpu1 = _cpu_snapshot(daemon_pid, sink_pid)
         rate = answered / wall
         logged = notifications = None
+        by_process: dict[str, int] = {}
         if setup is not None:
             time.sleep(0.5)  # the requests still in flight when wrk stopped are logged too
             last_id = _max_decision_id(setup.db)
             logged = _rows_of_run(setup.db, "run-%" if wrk is not None else "b%", first_id)
+            by_process = _by_process(setup.db, first_id)
             if not args.no_workers and not args.no_smtp:
                 notifications = _notifications(setup.db, first_id, last_id, args.drain_timeout)
         cpu = {k: cpu1[k] - cpu0[k] for k in cpu1} | {"client": client_cpu}
@@ -525,6 +542,7 @@ def _run(
             "max_ms": round(pmax, 3),
             "decision_log_rows": logged,
             "decision_log_matches": log_ok,
+            "decisions_by_process": by_process,
             "cpu_seconds_per_1000_decisions": per_k,
             "cpu_utilisation": {k: round(v / wall, 2) for k, v in cpu.items()},
             "decision_to_notification_sent": notifications,
@@ -563,6 +581,10 @@ def _print(doc: dict[str, Any]) -> None:
            f"{doc['max_ms']:.2f}", doc["errors"]]  # fmt: skip
     header = ["run", "requests", "in flight", "decisions/s", "p50 ms", "p99 ms", "max ms", "errors"]
     print(c.table([row], header))
+    if len(doc.get("decisions_by_process") or {}) > 1:
+        print(
+            "decisions by process: " + ", ".join(f"{p} {n}" for p, n in doc["decisions_by_process"].items())
+        )
     print(
         "CPU s per 1,000 decisions: "
         + ", ".join(f"{k} {v:.3f} ({doc['cpu_utilisation'][k]:.2f} cores)" for k, v in per_k.items())

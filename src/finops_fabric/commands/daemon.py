@@ -58,16 +58,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _listen(host: str, port: int) -> socket.socket:
+#: Several HTTP processes each listen on the port (the kernel spreads connections over them).
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def _listen(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to (host, port), listening unless ``listen`` is false (then it only
+    holds the port for the HTTP processes that listen on it with SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say they are
     # TCP; without it every small response waits ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
         sock.set_inheritable(True)
     except OSError as exc:
         sock.close()
@@ -108,7 +117,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
         args.database = args.database or os.environ.get(DATABASE_ENV)  # the parent's --database
         storage = _open_storage(args, store, env)
-        sock = socket.socket(fileno=args.inherit_fd)
+        if args.inherit_fd >= 0:  # the parent's listening socket, shared
+            sock = socket.socket(fileno=args.inherit_fd)
+        else:  # a listening socket of its own on the parent's port (SO_REUSEPORT)
+            sock = _listen(args.host, args.port, reuse_port=True)
         return _serve(args, store, env, sock, max_body, child=True, storage=storage)
     running = client.read_discovery(store, env)
     if not args.join and running is not None and running.pid != os.getpid() and _pid_alive(running.pid):
@@ -123,7 +135,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         storage.close()  # migrated once here; each HTTP process opens its own pool
         storage = None
     try:
-        sock = _listen(args.host, args.port)
+        group = args.processes > 1
+        # --processes=N: the parent only holds the port; each HTTP process listens on it
+        sock = _listen(
+            args.host, args.port, reuse_port=group and REUSE_PORT, listen=not (group and REUSE_PORT)
+        )
     except BaseException:
         if storage is not None:
             storage.close()
@@ -336,7 +352,7 @@ def _parent(args: argparse.Namespace, store: Any, env: str, sock: socket.socket)
             f"--ready-fd={ready_fd}",
         ]
 
-    group = ProcessGroup(argv_of, sock, args.processes, env=child_env)
+    group = ProcessGroup(argv_of, None if REUSE_PORT else sock, args.processes, env=child_env)
     try:
         group.start()
     except StartFailed as exc:
@@ -509,7 +525,8 @@ def register(cmd: Register) -> None:
         "--inherit-fd",
         type=int,
         metavar="FD",
-        help="(set by the parent of --processes=N) serve on this inherited listening socket",
+        help="(set by the parent of --processes=N) serve on this inherited listening socket "
+        "(-1: listen on --port with SO_REUSEPORT)",
     )
     sp.add_argument(
         "--process-index",

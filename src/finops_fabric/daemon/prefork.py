@@ -1,6 +1,7 @@
-"""A pre-fork parent: N HTTP processes of one daemon on one listening socket.
+"""A pre-fork parent: N HTTP processes of one daemon on one port.
 
     group = ProcessGroup(argv_of, sock, n=2)   # argv_of(index, fd, ready_fd) -> child argv
+                                               # (sock None, fd -1: each child listens itself)
     group.start()          # child 0 first (it creates what is missing), then the others; each
                            # says it is ready on a pipe; a child that dies before it is ready
                            # fails the start (ProcessGroup.StartFailed)
@@ -8,9 +9,11 @@
                            # after a back-off (0.1 s doubling to 5 s; reset once it stays up 10 s)
     group.stop()           # SIGTERM to every child, wait, SIGKILL what is left
 
-The parent binds the socket once; every child inherits it and accepts on it (the kernel hands
-each connection to one of them), so a child that dies loses no connection still waiting in the
-queue, and the others go on answering. The parent runs no event loop and holds no database
+Where the system has SO_REUSEPORT the parent only holds the port (bound, not listening) and each
+child listens on it with a socket of its own: the kernel spreads new connections evenly over
+them (a child that dies loses the connections waiting in its own queue; new ones go to the
+others). Without it the parent listens once and every child accepts on that socket (the first
+awake takes what waits, so the load may be uneven). The parent runs no event loop and holds no database
 connection; it forwards SIGTERM and SIGINT to the children, which finish their requests, commit
 their decisions and exit.
 """
@@ -62,7 +65,7 @@ class ProcessGroup:
     def __init__(
         self,
         argv_of: ArgvOf,
-        sock: socket.socket,
+        sock: socket.socket | None,
         n: int,
         *,
         start_timeout: float = 120.0,
@@ -88,12 +91,12 @@ class ProcessGroup:
     def _spawn(self, child: _Child) -> int:
         """Start one child; the read end of its ready pipe."""
         r, w = os.pipe()
-        fd = self.sock.fileno()
+        fd = self.sock.fileno() if self.sock is not None else -1
         try:
             child.proc = subprocess.Popen(
                 list(self.argv_of(child.index, fd, w)),
                 stdin=subprocess.DEVNULL,
-                pass_fds=(fd, w),
+                pass_fds=(fd, w) if fd >= 0 else (w,),
                 env=self.env,
                 start_new_session=True,  # a Ctrl-C reaches the parent, which forwards it
             )
