@@ -311,7 +311,7 @@ def _by_process(db: Path | str, after_id: int) -> dict[str, int]:
     conn = _connect_ro(db)
     try:
         rows = conn.execute(
-            "SELECT COALESCE(process, '?'), COUNT(*) FROM decisions WHERE id > ? GROUP BY 1 ORDER BY 1",
+            "SELECT COALESCE(process, '-'), COUNT(*) FROM decisions WHERE id > ? GROUP BY 1 ORDER BY 1",
             (after_id,),
         ).fetchall()
     except Exception:  # a log without the column

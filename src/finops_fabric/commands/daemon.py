@@ -242,11 +242,14 @@ def _serve(
             storage.close()
         raise
     restored = runtime.restore()
-    # Workers: on PostgreSQL in every process (items are claimed with SKIP LOCKED and leases);
-    # on SQLite in the single process or HTTP process 0 of a group (its outbox has one worker
-    # per kind), and a daemon that joins another leaves delivery to that one.
-    workers = not args.no_workers and (
-        storage is not None or (not args.join and (not child or args.process_index == 0))
+    # Workers: one set per daemon, beside its single process or HTTP process 0 of a group. On
+    # PostgreSQL every daemon (a joined one too: another host) runs its set, as items are
+    # claimed with SKIP LOCKED and leases; on SQLite (one worker per kind for the outbox) a
+    # daemon that joins another leaves delivery to that one.
+    workers = (
+        not args.no_workers
+        and (not child or args.process_index == 0)
+        and (storage is not None or not args.join)
     )
     if workers:
         effects.attach(app, store, env)

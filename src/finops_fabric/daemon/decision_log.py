@@ -53,6 +53,7 @@ __all__ = [
     "connect",
     "db_path",
     "dumps_exact",
+    "follow_links",
     "log_rows",
     "query",
     "record",
@@ -341,6 +342,24 @@ class LoggedDecision:
         return h.digest()  # type: ignore[no-any-return]
 
 
+def follow_links(tail: _Tail, rows: Sequence[Sequence[Any]], where: str) -> None:
+    """Move ``tail`` (and its tree) over rows ``(id, leaf_hash, prev_chain_hash)`` other writers
+    appended after it, checking that each follows the one before (its id and its link); a row
+    that does not is refused (``decisions.chain_broken``): nothing is chained onto it."""
+    for rid, leaf, prev in rows:
+        leaf_b = bytes(leaf) if leaf is not None else b""
+        if rid != tail.last_id + 1 or len(leaf_b) != 32 or prev is None or bytes(prev) != tail.chain:
+            raise CheckFailed(
+                f"decision {rid} of the decision log {where} does not follow decision {tail.last_id} "
+                "(its id, leaf hash or link is not what the chain needs): nothing more is logged after it",
+                code="decisions.chain_broken",
+                hint="`mu decisions verify` names what changed",
+            )
+        tail.last_id, tail.chain = int(rid), chain_hash(tail.chain, leaf_b)
+        if tail.tree is not None:
+            tail.tree.append(leaf_b)
+
+
 class _Tail:
     """The chain head: the last row's id and chain hash (and the Merkle tree's right edge, when
     a tree-head keeper follows the log)."""
@@ -610,12 +629,14 @@ class DecisionWriter:
                 f"decision {tail.last_id}: rows were deleted while the daemon ran",
                 code="decisions.truncated",
             )
+        # Inside the write transaction: the other writers' rows by their stored leaf hashes and
+        # links (not re-hashed from their records: verification does that, at boot and in `mu
+        # decisions verify`), so following them costs little of the time the lock is held.
+        rows = conn.execute(
+            "SELECT id, leaf_hash, prev_chain_hash FROM decisions WHERE id > ? ORDER BY id", (tail.last_id,)
+        ).fetchall()
         with self._tail_lock:
-            for stored in log_rows(conn, after=tail.last_id):
-                leaf = _leaf_of(stored)
-                tail.last_id, tail.chain = stored.id, chain_hash(tail.chain, leaf)
-                if tail.tree is not None:
-                    tail.tree.append(leaf)
+            follow_links(tail, rows, str(self.path))
         return tail
 
     def follow_tree(self, tree: CompactRange) -> None:

@@ -703,7 +703,10 @@ class PgDecisionWriter:
     :class:`~finops_fabric.daemon.decision_log.DecisionWriter` does into SQLite). Each group is
     one transaction: the decision log's advisory lock, the log's last row read (rows other
     writers appended are followed), the rows chained to it, the extra writers' rows (the
-    outbox), COMMIT. A caller is told only after the COMMIT returned (durable). When a group
+    outbox), COMMIT without waiting for the flush (the lock is released at once), then a
+    synchronous commit of its own that returns once the WAL is flushed past the group. A caller
+    is told only after that (durable, as with ``synchronous_commit=on``; other connections may
+    read the group a moment before it is flushed, as with the SQLite writer). When a group
     fails for one decision's sake, each of its decisions is retried alone; a lost connection
     fails the group with ``storage.unavailable`` and the next group reconnects."""
 
@@ -820,9 +823,12 @@ class PgDecisionWriter:
         leaves: list[bytes] = []
         ids: list[int] = []
         # Pipeline mode: BEGIN, the lock and the read of the log's last row go in one round trip,
-        # the rows and COMMIT in another, so the log's lock is held about one round trip and the
-        # commit's flush (the fewer round trips under it, the more several processes write).
+        # the rows and COMMIT in another. The COMMIT does not wait for the WAL flush (the lock is
+        # released as soon as the rows are in: the log's lock is never held through a flush, so
+        # several processes' groups interleave); the flush is awaited right after, outside the
+        # lock, by a commit that does wait (below). Nobody is told before that.
         with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_DECISIONS,))
             tail = self._follow(conn)
             last_id, chain = tail.last_id, tail.chain
@@ -849,6 +855,13 @@ class PgDecisionWriter:
                 cur.executemany(_ENQUEUE, effects)
             for writer, row_id in others:
                 writer(conn, row_id)
+        # The durability barrier: a transaction with an id commits synchronously, so it returns
+        # only once the WAL is flushed up to its commit record, which comes after the group's:
+        # every row of the group (and every row before it, whoever wrote it) is on disk. Only
+        # then does the chain head (and the tree a head keeper signs) move on, and are the
+        # callers told. A server that crashes in between loses the group with everything after
+        # it in the WAL, so the log loses a suffix, never a row in the middle of the chain.
+        conn.execute("SELECT txid_current()")
         with self._tail_lock:
             tail.last_id, tail.chain = last_id, chain
             if tail.tree is not None:
@@ -869,19 +882,14 @@ class PgDecisionWriter:
                 f"decision {tail.last_id}: rows were deleted while the daemon ran",
                 code="decisions.truncated",
             )
+        # Under the log's lock: the other writers' rows by their stored leaf hashes and links (not
+        # re-hashed from their records: verification does that, at boot and in `mu decisions
+        # verify`), so following them costs little of the time the lock is held.
+        rows = conn.execute(
+            "SELECT id, leaf_hash, prev_chain_hash FROM decisions WHERE id > %s ORDER BY id", (tail.last_id,)
+        ).fetchall()
         with self._tail_lock:
-            after = tail.last_id
-            while True:
-                batch = conn.execute(_SELECT + " WHERE id > %s ORDER BY id LIMIT 10000", (after,)).fetchall()
-                if not batch:
-                    break
-                for r in batch:
-                    stored = decision_log._log_row(r)
-                    leaf = decision_log._leaf_of(stored)
-                    tail.last_id, tail.chain = stored.id, chain_hash(tail.chain, leaf)
-                    if tail.tree is not None:
-                        tail.tree.append(leaf)
-                after = tail.last_id
+            decision_log.follow_links(tail, rows, self.path)
         return tail
 
     def follow_tree(self, tree: CompactRange) -> None:
