@@ -70,6 +70,11 @@ def _listen(host: str, port: int, *, reuse_port: bool = False, listen: bool = Tr
     # TCP; without it every small response waits ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
+        if reuse_port and not listen and port != 0:
+            # the port must be free: SO_REUSEPORT alone would join another daemon's listeners on it
+            with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

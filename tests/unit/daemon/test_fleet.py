@@ -214,3 +214,20 @@ def test_kill_one_of_two_daemons_under_load_the_other_answers_and_nothing_answer
     assert answered[p1] | answered[p2] <= logged  # every answered decision is in the log
     verify = _mu(home, "decisions", "verify", f"--env={ENV}")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_processes_refuse_a_port_in_use(store: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """SO_REUSEPORT would let the HTTP processes join whatever listens on the port: a port in
+    use is refused before anything starts (exit 2, daemon.listen)."""
+    import socket
+
+    home, _a1, _a2 = _fresh(store, tmp_path)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = _mu(home, "daemon", f"--env={ENV}", f"--port={port}", "--processes=2")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "cannot listen on 127.0.0.1" in r.stderr
+    assert not (home / "daemons" / f"{ENV}.json").exists()
