@@ -238,10 +238,7 @@ class PostgresStorage(Storage):
         return {"rows": int(row[0]), "at": str(row[1])} if row is not None else None
 
     def effects_writer(self, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> ExtraWriter:
-        def write(conn: Any, decision_id: int) -> None:
-            _enqueue(conn, decision_id, decision, tx)
-
-        return write
+        return _Enqueue(decision, tx)
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -627,15 +624,40 @@ class PostgresStorage(Storage):
 # --- statements shared by the storage and its decision writer ---------------------------------------
 
 
-def _enqueue(conn: Any, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
-    items = outbox.items_for_decision(decision_id, decision, tx)
-    if not items:
-        return 0
+def _outbox_rows(
+    decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     t = time.time()
-    rows = [(decision_id, kind, key, outbox.canonical_text(payload), t, t) for kind, key, payload in items]
+    return [
+        (decision_id, kind, key, outbox.canonical_text(payload), t, t)
+        for kind, key, payload in outbox.items_for_decision(decision_id, decision, tx)
+    ]
+
+
+def _enqueue(conn: Any, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
+    rows = _outbox_rows(decision_id, decision, tx)
+    if not rows:
+        return 0
     with conn.cursor() as cur:
         cur.executemany(_ENQUEUE, rows)
         return int(cur.rowcount)
+
+
+class _Enqueue:
+    """The outbox writer of one decision: called like any extra writer, or, in the decision
+    writer's group, asked for its rows so a whole group's items go in one statement batch."""
+
+    __slots__ = ("decision", "tx")
+
+    def __init__(self, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> None:
+        self.decision = decision
+        self.tx = tx
+
+    def __call__(self, conn: Any, decision_id: int) -> None:
+        _enqueue(conn, decision_id, self.decision, self.tx)
+
+    def rows(self, decision_id: int) -> list[tuple[Any, ...]]:
+        return _outbox_rows(decision_id, self.decision, self.tx)
 
 
 def _mark_delivered(cur: Any, delivered: Sequence[tuple[Item, float]]) -> None:
@@ -814,9 +836,15 @@ class PgDecisionWriter:
                 ids.append(row_id)
                 last_id, chain = row_id, chain_hash(chain, leaf)
             cur.executemany(_INSERT, rows)
+            queued: list[tuple[Any, ...]] = []
             for job, row_id in zip(batch, ids, strict=True):
                 for writer in job.writers:
-                    writer(conn, row_id)
+                    if isinstance(writer, _Enqueue):  # the group's outbox rows in one batch
+                        queued.extend(writer.rows(row_id))
+                    else:
+                        writer(conn, row_id)
+            if queued:
+                cur.executemany(_ENQUEUE, queued)
         with self._tail_lock:
             tail.last_id, tail.chain = last_id, chain
             if tail.tree is not None:
