@@ -536,3 +536,28 @@ def test_tokens_kept_by_the_storage_let_its_daemons_in(storage: Storage, home: P
     book._shared_at = -1e9  # the next refresh is due (at most SHARED_REFRESH_S later)
     assert book.roles(token) is None
     assert (home / "tokens.json").exists() is (storage.backend == "sqlite")
+
+
+def test_the_storage_benchmark_runs_on_both_backends(pg_url: str, home: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[3] / "bench" / "bench_storage.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--decisions=300", "--writers=1,2", f"--database={pg_url}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout)["results"]
+    assert sorted((r["backend"], r["writers"]) for r in results) == [
+        ("postgresql", 1),
+        ("postgresql", 2),
+        ("sqlite", 1),
+        ("sqlite", 2),
+    ]
+    with open_storage(home, "bench", pg_url) as s:  # every decision of both runs, one chain
+        assert len(s.decisions()) == 600
+        assert problems(s.decision_rows()) == NO_HEAD
