@@ -45,7 +45,12 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
     env = args.env
     if env is None:
-        found = sorted(p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db"))
+        from finops_fabric.storage.config import configured_environments
+
+        found = sorted(
+            {p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db")}
+            | set(configured_environments(store.home))
+        )
         if len(found) != 1:
             raise InputError(
                 "give --env=ENV" + (f" (this store has logs for: {', '.join(found)})" if found else ""),

@@ -20,7 +20,7 @@ ACTIONS = ("status", "retry-dead")
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from finops_fabric.cli import Out
-    from finops_fabric.commands.audit_log import daemon_databases, open_existing
+    from finops_fabric.commands.audit_log import external_databases, open_existing, sqlite_databases
     from finops_fabric.daemon import delivery, outbox
     from finops_fabric.store import Store
 
@@ -29,20 +29,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     store = Store.locate(args.home).require()
     envs: dict[str, Any] = {}
     requeued = 0
-    from finops_fabric.storage import external_storage
-
-    if args.database and args.env is None:
-        raise InputError("--database goes with --env=ENV", code="cli.usage")
-    storage = external_storage(store.home, args.env, args.database) if args.env is not None else None
-    if storage is not None:  # ENV's outbox is in PostgreSQL
+    external = external_databases(store.home, args.env, args.database)
+    for env, storage in external.items():  # outboxes in PostgreSQL
         with storage:
             if args.action == "retry-dead":
                 requeued += storage.requeue_dead(args.kind)
-            envs[args.env] = storage.depth()
-            running = _daemon_running(store, args.env)
-            for kind, d in envs[args.env].items():
+            envs[env] = storage.depth()
+            running = _daemon_running(store, env)
+            for kind, d in envs[env].items():
                 d["why"] = delivery.why_waiting_storage(store.home, storage, kind, d, workers_running=running)
-    for env, path in daemon_databases(store.home, args.env).items() if storage is None else ():
+    for env, path in sqlite_databases(store.home, args.env, external).items():
         conn = open_existing(path)
         try:
             outbox.ensure_schema(conn)

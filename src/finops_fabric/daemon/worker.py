@@ -499,10 +499,30 @@ class StorageWorker(Worker):
 
     def __init__(self, home: str | Path, env: str, kind: str, storage: Storage, **options: Any) -> None:
         self.storage = storage
+        self._db_down = False
         super().__init__(home, env, kind, **options)
 
     def _connect(self) -> dict[str, Any] | None:
         return self.storage.read_transport(self.kind)
+
+    def run_once(self) -> int:
+        """:meth:`Worker.run_once`; while the database is unreachable the worker waits and tries
+        again (the pool reconnects by itself): what it had claimed stays leased to it until the
+        lease runs out, then any worker delivers it."""
+        from finops_fabric.storage import StorageUnavailable
+
+        try:
+            done = super().run_once()
+        except StorageUnavailable as exc:
+            if not self._db_down:
+                print(f"worker {self.kind}: {exc.message}; trying again", file=sys.stderr, flush=True)
+            self._db_down = True
+            self.stopping.wait(min(1.0, 10 * self.poll_interval))
+            return 0
+        if self._db_down:
+            print(f"worker {self.kind}: the database is back", file=sys.stderr, flush=True)
+            self._db_down = False
+        return done
 
     def _close_db(self) -> None:
         self.storage.close()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from finops_fabric.errors import InputError, Location
 
-__all__ = ["database_for", "redact", "scheme_of"]
+__all__ = ["configured_environments", "database_for", "redact", "scheme_of"]
 
 _SCHEMES = ("postgresql", "postgres", "sqlite")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)
@@ -48,6 +48,19 @@ def scheme_of(url: str) -> str:
             code="storage.url",
         )
     return "sqlite" if scheme == "sqlite" else "postgresql"
+
+
+def configured_environments(home: Path) -> list[str]:
+    """The environments whose database config.json names (sorted); none when it names none."""
+    path = Path(home) / "config.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    envs = doc.get("environments") if isinstance(doc, dict) else None
+    if not isinstance(envs, dict):
+        return []
+    return sorted(str(e) for e, v in envs.items() if isinstance(v, dict) and v.get("database"))
 
 
 def database_for(home: Path, env: str, override: str | None = None) -> str | None:

@@ -238,7 +238,7 @@ class PostgresStorage(Storage):
         return {"rows": int(row[0]), "at": str(row[1])} if row is not None else None
 
     def effects_writer(self, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> ExtraWriter:
-        return _OutboxWriter(decision, tx)
+        return _Enqueue(decision, tx)
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -624,10 +624,28 @@ class PostgresStorage(Storage):
 # --- statements shared by the storage and its decision writer ---------------------------------------
 
 
-class _OutboxWriter:
-    """A decision's outbox items: called alone it inserts them (one statement); the decision
-    writer instead takes :meth:`rows` of every decision of a group and inserts them all with the
-    group's decisions, in one round trip to the server."""
+def _outbox_rows(
+    decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    t = time.time()
+    return [
+        (decision_id, kind, key, outbox.canonical_text(payload), t, t)
+        for kind, key, payload in outbox.items_for_decision(decision_id, decision, tx)
+    ]
+
+
+def _enqueue(conn: Any, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
+    rows = _outbox_rows(decision_id, decision, tx)
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(_ENQUEUE, rows)
+        return int(cur.rowcount)
+
+
+class _Enqueue:
+    """The outbox writer of one decision: called like any extra writer, or, in the decision
+    writer's group, asked for its rows so a whole group's items go in one statement batch."""
 
     __slots__ = ("decision", "tx")
 
@@ -635,25 +653,11 @@ class _OutboxWriter:
         self.decision = decision
         self.tx = tx
 
-    def rows(self, decision_id: int, now: float) -> list[tuple[Any, ...]]:
-        items = outbox.items_for_decision(decision_id, self.decision, self.tx)
-        return [
-            (decision_id, kind, key, outbox.canonical_text(payload), now, now) for kind, key, payload in items
-        ]
-
     def __call__(self, conn: Any, decision_id: int) -> None:
         _enqueue(conn, decision_id, self.decision, self.tx)
 
-
-def _enqueue(conn: Any, decision_id: int, decision: Mapping[str, Any], tx: Mapping[str, Any]) -> int:
-    items = outbox.items_for_decision(decision_id, decision, tx)
-    if not items:
-        return 0
-    t = time.time()
-    rows = [(decision_id, kind, key, outbox.canonical_text(payload), t, t) for kind, key, payload in items]
-    with conn.cursor() as cur:
-        cur.executemany(_ENQUEUE, rows)
-        return int(cur.rowcount)
+    def rows(self, decision_id: int) -> list[tuple[Any, ...]]:
+        return _outbox_rows(decision_id, self.decision, self.tx)
 
 
 def _mark_delivered(cur: Any, delivered: Sequence[tuple[Item, float]]) -> None:
@@ -840,21 +844,16 @@ class PgDecisionWriter:
                 leaves.append(leaf)
                 ids.append(row_id)
                 last_id, chain = row_id, chain_hash(chain, leaf)
-            # the decisions and their outbox items in one pipeline: one round trip for the group
-            now = time.time()
-            effects: list[tuple[Any, ...]] = []
-            others: list[tuple[ExtraWriter, int]] = []
+            cur.executemany(_INSERT, rows)
+            queued: list[tuple[Any, ...]] = []
             for job, row_id in zip(batch, ids, strict=True):
                 for writer in job.writers:
-                    if isinstance(writer, _OutboxWriter):
-                        effects += writer.rows(row_id, now)
+                    if isinstance(writer, _Enqueue):  # the group's outbox rows in one batch
+                        queued.extend(writer.rows(row_id))
                     else:
-                        others.append((writer, row_id))
-            cur.executemany(_INSERT, rows)
-            if effects:
-                cur.executemany(_ENQUEUE, effects)
-            for writer, row_id in others:
-                writer(conn, row_id)
+                        writer(conn, row_id)
+            if queued:
+                cur.executemany(_ENQUEUE, queued)
         # The durability barrier: a transaction with an id commits synchronously, so it returns
         # only once the WAL is flushed up to its commit record, which comes after the group's:
         # every row of the group (and every row before it, whoever wrote it) is on disk. Only

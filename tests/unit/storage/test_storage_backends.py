@@ -536,3 +536,64 @@ def test_tokens_kept_by_the_storage_let_its_daemons_in(storage: Storage, home: P
     book._shared_at = -1e9  # the next refresh is due (at most SHARED_REFRESH_S later)
     assert book.roles(token) is None
     assert (home / "tokens.json").exists() is (storage.backend == "sqlite")
+
+
+def test_the_storage_benchmark_runs_on_both_backends(pg_url: str, home: Path) -> None:
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[3] / "bench" / "bench_storage.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--decisions=300", "--writers=1,2", f"--database={pg_url}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout)["results"]
+    assert sorted((r["backend"], r["writers"]) for r in results) == [
+        ("postgresql", 1),
+        ("postgresql", 2),
+        ("sqlite", 1),
+        ("sqlite", 2),
+    ]
+    with open_storage(home, "bench", pg_url) as s:  # every decision of both runs, one chain
+        assert len(s.decisions()) == 600
+        assert problems(s.decision_rows()) == NO_HEAD
+
+
+def test_a_worker_over_postgresql_waits_out_a_lost_database(
+    pg_url: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    from finops_fabric.daemon.worker import StorageWorker
+
+    with open_storage(home, ENV, pg_url) as s:
+        enqueue(s, 3)
+    worker = StorageWorker(
+        home, ENV, "audit", open_storage(home, ENV, pg_url, process="w1"), poll_interval=0.01
+    )
+    try:
+        assert worker.run_once() == 3
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        assert worker.run_once() == 0  # the lost connection: it waits, it does not die
+        assert "trying again" in capsys.readouterr().err
+        with open_storage(home, ENV, pg_url) as s:
+            for i in range(3, 6):
+                e = entry(2 * i + 1)
+                s.enqueue(i + 1, json.loads(e.decision_json), json.loads(e.transaction_json))
+        deadline = time.monotonic() + 10
+        while worker.run_once() == 0 and time.monotonic() < deadline:
+            pass
+        with open_storage(home, ENV, pg_url) as s:
+            report = s.audit_verify()
+        assert report.entries == 6 and report.problems == []
+        assert "the database is back" in capsys.readouterr().err
+    finally:
+        worker.storage.close()

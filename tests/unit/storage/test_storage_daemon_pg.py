@@ -145,6 +145,12 @@ def test_daemon_on_postgresql_end_to_end(tmp_path: Path, pg_url: str) -> None:
     audit = mu(home, "audit-log", "verify", "--env=test", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert json.loads(audit.stdout)["entries"] == 2
+    every = mu(home, "audit-log", "verify", "--json")  # every environment: config.json names test's
+    assert every.returncode == 0, every.stdout + every.stderr
+    assert list(json.loads(every.stdout)["environments"]) == ["test"]
+    status = mu(home, "outbox", "status", "--json")
+    assert json.loads(status.stdout)["environments"]["test"]["audit"]["delivered"] == 2
+    assert json.loads(mu(home, "decisions", "--json").stdout)["count"] == 3  # the one environment
     assert not (home / "daemon-test.db").exists()  # nothing went to SQLite
     assert "s3cret" not in log.read_text()
     assert "fabric:***@" in log.read_text()
