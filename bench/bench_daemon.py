@@ -5,6 +5,14 @@ notification sent, and what each process costs in CPU.
                                   [--requests=N] [--dev] [--no-workers] [--no-smtp] [--quick] [--json]
     python3 bench/bench_daemon.py --rate=R [--duration=S] [--concurrency=C] ...   # a fixed rate
     python3 bench/bench_daemon.py --url=URL [--token=T]      # an already running daemon
+    python3 bench/bench_daemon.py --processes=1,2 [--database=URL | --postgres] ...
+
+``--processes=N[,M...]`` runs the daemon as ``mu daemon --processes=N`` (N HTTP processes on one
+port, each writing the shared log), one fresh store and daemon per figure, one after the other in
+the same run, and reports each and the ratio of the others to the first. ``--database=URL`` runs
+the daemon on that PostgreSQL database (``mu daemon --database=URL``; every commit durable:
+``synchronous_commit=on``); ``--postgres`` starts a throwaway cluster for the run (Debian's
+``initdb``/``pg_ctl``, as tests/unit/services.py does) and removes it afterwards.
 
 Without ``--url`` it builds everything itself in a temporary store (FABRIC_HOME): ``mu init``,
 ``mu generate`` of the bundled example ``acme``, an SMTP sink (``bench/_smtp_sink.py``, a cheap
@@ -222,11 +230,31 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"finops_fabric.daemon.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _cpu_snapshot(daemon: int | None, sink: int | None) -> dict[str, float]:
+    """CPU seconds so far: the daemon (its HTTP processes: the parent of ``--processes=N`` and its
+    children), its workers, the SMTP sink."""
     snap: dict[str, float] = {}
     if daemon is not None:
-        snap["daemon"] = _cpu_of(daemon)
-        snap["workers"] = sum(_cpu_of(c) for c in _children(daemon))
+        tree = _descendants(daemon)
+        snap["daemon"] = _cpu_of(daemon) + sum(_cpu_of(p) for p in tree if not _is_worker(p))
+        snap["workers"] = sum(_cpu_of(p) for p in tree if _is_worker(p))
     if sink is not None:
         snap["smtp_sink"] = _cpu_of(sink)
     return snap
@@ -235,16 +263,38 @@ def _cpu_snapshot(daemon: int | None, sink: int | None) -> dict[str, float]:
 # --- the outbox after the run ---------------------------------------------------------------------
 
 
-def _max_decision_id(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+class _PgRo:
+    """A PostgreSQL connection that takes the ``?`` placeholders of the SQLite queries here."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect_ro(db: Path | str) -> Any:
+    """Read the daemon's database: a SQLite file (read-only) or a PostgreSQL URL."""
+    if isinstance(db, str):
+        return _PgRo(db)
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+
+
+def _max_decision_id(db: Path | str) -> int:
+    conn = _connect_ro(db)
     try:
         return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0])
     finally:
         conn.close()
 
 
-def _rows_of_run(db: Path, id_pattern: str, after_id: int) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+def _rows_of_run(db: Path | str, id_pattern: str, after_id: int) -> int:
+    conn = _connect_ro(db)
     try:
         return int(
             conn.execute(
@@ -256,10 +306,25 @@ def _rows_of_run(db: Path, id_pattern: str, after_id: int) -> int:
         conn.close()
 
 
-def _notifications(db: Path, first_id: int, last_id: int, drain_timeout: float) -> dict[str, Any]:
+def _by_process(db: Path | str, after_id: int) -> dict[str, int]:
+    """How many of the run's decisions each daemon process answered (the log's process column)."""
+    conn = _connect_ro(db)
+    try:
+        rows = conn.execute(
+            "SELECT COALESCE(process, '-'), COUNT(*) FROM decisions WHERE id > ? GROUP BY 1 ORDER BY 1",
+            (after_id,),
+        ).fetchall()
+    except Exception:  # a log without the column
+        return {}
+    finally:
+        conn.close()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _notifications(db: Path | str, first_id: int, last_id: int, drain_timeout: float) -> dict[str, Any]:
     """Wait (up to ``drain_timeout``) until the run's notifications are delivered, then their
     decision-to-sent latencies."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn = _connect_ro(db)
     window = "kind = 'notification' AND decision_id > ? AND decision_id <= ?"
     try:
         t0 = time.perf_counter()
@@ -291,8 +356,8 @@ def _notifications(db: Path, first_id: int, last_id: int, drain_timeout: float) 
     }
 
 
-def _delivered_notifications(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+def _delivered_notifications(db: Path | str | str) -> int:
+    conn = _connect_ro(db)
     try:
         return int(
             conn.execute(
@@ -309,7 +374,16 @@ def _delivered_notifications(db: Path) -> int:
 class _Setup:
     """A store with A deployed to a running ``mu daemon --env=bench`` (and an SMTP sink)."""
 
-    def __init__(self, tmp: Path, *, dev: bool, workers: bool, smtp: bool) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        dev: bool,
+        workers: bool,
+        smtp: bool,
+        processes: int = 1,
+        database: str | None = None,
+    ) -> None:
         self.tmp = tmp
         self.home = tmp / "store"
         self.daemon: subprocess.Popen[bytes] | None = None
@@ -335,6 +409,8 @@ class _Setup:
         argv = [sys.executable, "-m", "finops_fabric.cli", "daemon", "--env=bench", "--port=0"]
         argv += ["--dev"] if dev else []
         argv += [] if workers else ["--no-workers"]
+        argv += [f"--processes={processes}"] if processes != 1 else []
+        argv += [f"--database={database}"] if database else []
         self.log = (tmp / "daemon.log").open("w")
         self.daemon = subprocess.Popen(
             argv, stdout=self.log, stderr=self.log, env={**os.environ, "FABRIC_HOME": str(self.home)}
@@ -343,7 +419,7 @@ class _Setup:
         info = json.loads((self.home / "daemons" / "bench.json").read_text())
         self.url: str = info["url"]
         self.token: str | None = None if dev else (self.home / "daemons" / "bench.token").read_text().strip()
-        self.db = self.home / "daemon-bench.db"
+        self.db: Path | str = database if database else self.home / "daemon-bench.db"
 
     def close(self) -> int | None:
         """Stop everything; the number of mails the sink received (None without a sink)."""
@@ -365,45 +441,46 @@ class _Setup:
         return mails
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--client", choices=["auto", "wrk", "async"], default="auto", help="load generator")
-    ap.add_argument("--concurrency", type=int, default=16, help="requests in flight (connections)")
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds of the timed run (wrk)")
-    ap.add_argument("--requests", type=int, default=20000, help="decisions in the timed run (async client)")
-    ap.add_argument(
-        "--rate", type=float, help="offer a fixed load: decisions per second for --duration (async client)"
-    )
-    ap.add_argument("--quick", action="store_true", help="a smoke run (3 s, or 2,000 requests)")
-    ap.add_argument("--dev", action="store_true", help="daemon in development mode (no tokens)")
-    ap.add_argument("--no-workers", action="store_true", help="daemon without notification/audit workers")
-    ap.add_argument("--no-smtp", action="store_true", help="no SMTP sink (notifications stay queued)")
-    ap.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for notifications")
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--url", help="an already running daemon (else one is started)")
-    ap.add_argument("--token", help="bearer token for --url")
-    args = ap.parse_args()
+def _postgres(tmp: Path) -> tuple[Any, str]:
+    """A throwaway PostgreSQL cluster (tests/unit/services.py's :class:`Cluster`) and the URL of a
+    fresh database in it; durable commits (``synchronous_commit=on``, PostgreSQL's default)."""
+    sys.path.insert(0, str(c.REPO / "tests" / "unit"))
+    import services  # type: ignore[import-not-found]
+
+    bindir = services.postgres_bindir()
+    if bindir is None:
+        raise SystemExit(f"--postgres: PostgreSQL is not installed ({services.INSTALL_POSTGRESQL})")
+    cluster = services.Cluster(bindir).init()
+    cluster.start()
+    return cluster, cluster.create_database("bench")
+
+
+def _fresh_database(cluster: Any, n: int) -> str:
+    return str(cluster.create_database(f"bench{n}"))
+
+
+def _run(
+    args: argparse.Namespace, wrk: str | None, client: str, processes: int, database: str | None
+) -> dict[str, Any]:
+    """One figure: a fresh store and daemon (unless --url), warm-up, the timed run, the checks."""
     seconds = 3.0 if args.quick else args.duration
     n = 2000 if args.quick else args.requests
     if args.rate is not None:
-        if args.client == "wrk":
-            raise SystemExit("--rate needs the asyncio client (wrk offers no fixed rate)")
         n = max(1, round(args.rate * seconds))
-    wrk = wrk_works() if args.client in ("auto", "wrk") and args.rate is None else None
-    if args.client == "wrk" and wrk is None:
-        raise SystemExit("--client=wrk: wrk is not installed or does not run (apt-get install wrk)")
-    client = (
-        "wrk" if wrk is not None else "async" if args.rate is None else f"async, fixed rate {args.rate:g}/s"
-    )
-
     tmp = tempfile.TemporaryDirectory(prefix="bench-daemon-")
     setup: _Setup | None = None
-    mails: int | None = None
     try:
         if args.url:
             url, token = args.url, args.token
         else:
-            setup = _Setup(Path(tmp.name), dev=args.dev, workers=not args.no_workers, smtp=not args.no_smtp)
+            setup = _Setup(
+                Path(tmp.name),
+                dev=args.dev,
+                workers=not args.no_workers,
+                smtp=not args.no_smtp,
+                processes=processes,
+                database=database,
+            )
             url, token = setup.url, setup.token
         daemon_pid = setup.daemon.pid if setup is not None and setup.daemon is not None else None
         sink_pid = setup.sink.pid if setup is not None and setup.sink is not None else None
@@ -430,10 +507,12 @@ def main() -> int:
         cpu1 = _cpu_snapshot(daemon_pid, sink_pid)
         rate = answered / wall
         logged = notifications = None
+        by_process: dict[str, int] = {}
         if setup is not None:
             time.sleep(0.5)  # the requests still in flight when wrk stopped are logged too
             last_id = _max_decision_id(setup.db)
             logged = _rows_of_run(setup.db, "run-%" if wrk is not None else "b%", first_id)
+            by_process = _by_process(setup.db, first_id)
             if not args.no_workers and not args.no_smtp:
                 notifications = _notifications(setup.db, first_id, last_id, args.drain_timeout)
         cpu = {k: cpu1[k] - cpu0[k] for k in cpu1} | {"client": client_cpu}
@@ -448,7 +527,11 @@ def main() -> int:
             if setup is None
             else ("--dev" if args.dev else "tokens")
             + ("" if not args.no_workers else ", --no-workers")
-            + (", no SMTP" if args.no_smtp else ""),
+            + (", no SMTP" if args.no_smtp else "")
+            + (f", --processes={processes}" if processes != 1 else "")
+            + (", PostgreSQL" if database else ", SQLite"),
+            "processes": processes,
+            "database": "postgresql" if database else "sqlite",
             "offered_rate": args.rate,
             "requests": answered,
             "errors": errors,
@@ -459,11 +542,16 @@ def main() -> int:
             "max_ms": round(pmax, 3),
             "decision_log_rows": logged,
             "decision_log_matches": log_ok,
+            "decisions_by_process": by_process,
             "cpu_seconds_per_1000_decisions": per_k,
             "cpu_utilisation": {k: round(v / wall, 2) for k, v in cpu.items()},
             "decision_to_notification_sent": notifications,
-            "durable_log": "SQLite WAL; each commit group's WAL fsynced (by the writer, after COMMIT) before"
-            " any of its responses",
+            "durable_log": (
+                "PostgreSQL, synchronous_commit=on: each commit flushed to its WAL before its responses"
+                if database
+                else "SQLite WAL; each commit group's WAL fsynced (by the writer, after COMMIT) before"
+                " any of its responses"
+            ),
             "targets": {"decisions_per_second": TARGET_RATE, "p99_ms": TARGET_P99_MS},
             "meets_targets": meets,
             "machine": c.machine(),
@@ -479,44 +567,138 @@ def main() -> int:
                 delivered = _delivered_notifications(db)
                 doc["outbox_notifications_delivered"] = delivered
                 doc["mails_sent_twice"] = mails - delivered
-        if args.json:
-            c.emit_json(doc)
-        else:
-            row = [f"{client}, {doc['daemon']}", answered, args.concurrency, c.fmt_rate(rate),
-                   f"{p50:.2f}", f"{p99:.2f}", f"{pmax:.2f}", errors]  # fmt: skip
-            header = ["run", "requests", "in flight", "decisions/s", "p50 ms", "p99 ms", "max ms", "errors"]
-            print(c.table([row], header))
-            print(
-                "CPU s per 1,000 decisions: "
-                + ", ".join(f"{k} {v:.3f} ({doc['cpu_utilisation'][k]:.2f} cores)" for k, v in per_k.items())
-            )
-            if doc.get("smtp_sink_mails") is not None:
-                print(
-                    f"SMTP sink: {doc['smtp_sink_mails']} mails for {doc['outbox_notifications_delivered']}"
-                    f" delivered notifications ({doc['mails_sent_twice']} sent twice)"
-                )
-            if notifications is not None:
-                print(
-                    f"decision to notification sent: p50 {notifications['p50_ms']} ms, p99 "
-                    f"{notifications['p99_ms']} ms, max {notifications['max_ms']} ms "
-                    f"({notifications['delivered']}/{notifications['queued']} delivered, outbox drained "
-                    f"{notifications['drain_seconds_after_run']} s after the run)"
-                )
-            print(
-                f"targets: >= {TARGET_RATE:,.0f}/s and p99 < {TARGET_P99_MS:g} ms: "
-                + ("met" if meets else "NOT met")
-                + (
-                    f"; decision log rows: {logged}" + ("" if log_ok else " (MISMATCH)")
-                    if logged is not None
-                    else ""
-                )
-                + f"; {c.machine_line()}"
-            )
-        return 0 if errors == 0 and log_ok else 1
+        return doc
     finally:
         if setup is not None:
             setup.close()
         tmp.cleanup()
+
+
+def _print(doc: dict[str, Any]) -> None:
+    per_k = doc["cpu_seconds_per_1000_decisions"]
+    row = [f"{doc['client']}, {doc['daemon']}", doc["requests"], doc["concurrency"],
+           c.fmt_rate(doc["decisions_per_second"]), f"{doc['p50_ms']:.2f}", f"{doc['p99_ms']:.2f}",
+           f"{doc['max_ms']:.2f}", doc["errors"]]  # fmt: skip
+    header = ["run", "requests", "in flight", "decisions/s", "p50 ms", "p99 ms", "max ms", "errors"]
+    print(c.table([row], header))
+    if len(doc.get("decisions_by_process") or {}) > 1:
+        print(
+            "decisions by process: " + ", ".join(f"{p} {n}" for p, n in doc["decisions_by_process"].items())
+        )
+    print(
+        "CPU s per 1,000 decisions: "
+        + ", ".join(f"{k} {v:.3f} ({doc['cpu_utilisation'][k]:.2f} cores)" for k, v in per_k.items())
+    )
+    if doc.get("smtp_sink_mails") is not None:
+        print(
+            f"SMTP sink: {doc['smtp_sink_mails']} mails for {doc.get('outbox_notifications_delivered')}"
+            f" delivered notifications ({doc.get('mails_sent_twice')} sent twice)"
+        )
+    notifications = doc["decision_to_notification_sent"]
+    if notifications is not None:
+        print(
+            f"decision to notification sent: p50 {notifications['p50_ms']} ms, p99 "
+            f"{notifications['p99_ms']} ms, max {notifications['max_ms']} ms "
+            f"({notifications['delivered']}/{notifications['queued']} delivered, outbox drained "
+            f"{notifications['drain_seconds_after_run']} s after the run)"
+        )
+    logged = doc["decision_log_rows"]
+    print(
+        f"targets: >= {TARGET_RATE:,.0f}/s and p99 < {TARGET_P99_MS:g} ms: "
+        + ("met" if doc["meets_targets"] else "NOT met")
+        + (
+            f"; decision log rows: {logged}" + ("" if doc["decision_log_matches"] else " (MISMATCH)")
+            if logged is not None
+            else ""
+        )
+        + f"; {c.machine_line()}"
+    )
+
+
+def _processes(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 1 <= v <= 64 for v in values):
+        raise SystemExit(f"--processes={text}: give N or N,M,... (each 1-64)")
+    return values
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--client", choices=["auto", "wrk", "async"], default="auto", help="load generator")
+    ap.add_argument("--concurrency", type=int, default=16, help="requests in flight (connections)")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of the timed run (wrk)")
+    ap.add_argument("--requests", type=int, default=20000, help="decisions in the timed run (async client)")
+    ap.add_argument(
+        "--rate", type=float, help="offer a fixed load: decisions per second for --duration (async client)"
+    )
+    ap.add_argument("--quick", action="store_true", help="a smoke run (3 s, or 2,000 requests)")
+    ap.add_argument("--dev", action="store_true", help="daemon in development mode (no tokens)")
+    ap.add_argument("--no-workers", action="store_true", help="daemon without notification/audit workers")
+    ap.add_argument("--no-smtp", action="store_true", help="no SMTP sink (notifications stay queued)")
+    ap.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for notifications")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--url", help="an already running daemon (else one is started)")
+    ap.add_argument("--token", help="bearer token for --url")
+    ap.add_argument(
+        "--processes",
+        default="1",
+        metavar="N[,M...]",
+        help="HTTP processes of the daemon; several values: one figure each, and their ratio to the first",
+    )
+    db = ap.add_mutually_exclusive_group()
+    db.add_argument("--database", metavar="URL", help="run the daemon on this PostgreSQL database")
+    db.add_argument(
+        "--postgres", action="store_true", help="start a throwaway PostgreSQL cluster for the run"
+    )
+    args = ap.parse_args()
+    counts = _processes(args.processes)
+    if args.url and (len(counts) > 1 or args.database or args.postgres):
+        raise SystemExit(
+            "--url measures a running daemon: --processes, --database and --postgres do not apply"
+        )
+    if args.rate is not None and args.client == "wrk":
+        raise SystemExit("--rate needs the asyncio client (wrk offers no fixed rate)")
+    wrk = wrk_works() if args.client in ("auto", "wrk") and args.rate is None else None
+    if args.client == "wrk" and wrk is None:
+        raise SystemExit("--client=wrk: wrk is not installed or does not run (apt-get install wrk)")
+    client = (
+        "wrk" if wrk is not None else "async" if args.rate is None else f"async, fixed rate {args.rate:g}/s"
+    )
+    cluster = None
+    pg_tmp = None
+    docs: list[dict[str, Any]] = []
+    try:
+        if args.postgres:
+            pg_tmp = tempfile.TemporaryDirectory(prefix="bench-pg-")
+            cluster, _url = _postgres(Path(pg_tmp.name))
+        for k, processes in enumerate(counts):
+            database = args.database or (_fresh_database(cluster, k) if cluster is not None else None)
+            doc = _run(args, wrk, client, processes, database)
+            docs.append(doc)
+            if not args.json:
+                _print(doc)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        if pg_tmp is not None:
+            pg_tmp.cleanup()
+    base = docs[0]["decisions_per_second"]
+    ratios = {
+        f"{d['processes']}_to_{docs[0]['processes']}": round(d["decisions_per_second"] / base, 2)
+        for d in docs[1:]
+        if base
+    }
+    if args.json:
+        c.emit_json(docs[0] if len(docs) == 1 else {"runs": docs, "throughput_ratio": ratios})
+    elif ratios:
+        print(
+            "throughput ratio (same run): "
+            + ", ".join(f"{k.replace('_to_', ' to ')} processes {v:.2f}x" for k, v in ratios.items())
+        )
+    return 0 if all(d["errors"] == 0 and d["decision_log_matches"] for d in docs) else 1
 
 
 if __name__ == "__main__":

@@ -228,3 +228,39 @@ def mu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     run = Run(capsys)
     assert run("init")[0] == 0
     return run
+
+
+# --- storage backends (one suite, parametrised over SQLite and PostgreSQL) -----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """One throwaway PostgreSQL cluster for the session (skipped locally without the server
+    binaries, a failure under CI); each test makes a database of its own in it."""
+    from services import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh, empty database in the session's cluster."""
+    return str(pg_cluster.create_database(f"fabric_test_{next(_databases)}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The ``--database`` URL of the backend under test (``None``: SQLite, the default)."""
+    if backend == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from finops_fabric.pipeline import load_ontology, validate
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -84,3 +86,32 @@ def test_the_bare_decide_of_bench_decide_has_generator_3s_semantics() -> None:
     for _, tx in [*((None, t) for t in bench.BARE_MIX), *compared]:
         d = enforcer.decide(tx)
         assert sorted(f["rule"] for f in d.to_dict()["fired"]) == sorted(bench.bare_decide(tx)), tx
+
+
+@pytest.mark.slow  # about a minute: two daemons on a throwaway PostgreSQL under load
+def test_bench_daemon_measures_one_and_two_processes_on_postgresql() -> None:
+    """bench_daemon.py --postgres --processes=1,2: a figure for each from one run, their ratio,
+    no errors, a log row for every answer, and both HTTP processes answering in the second."""
+    import json
+    import subprocess
+
+    from services import INSTALL_POSTGRESQL, missing, postgres_bindir
+
+    if postgres_bindir() is None:
+        missing("PostgreSQL's server (initdb, pg_ctl)", INSTALL_POSTGRESQL)
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "bench_daemon.py"), "--postgres", "--processes=1,2", "--quick",
+         "--client=async", "--concurrency=8", "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    doc = json.loads(p.stdout)
+    one, two = doc["runs"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["database"] == two["database"] == "postgresql"
+    for run in (one, two):
+        assert run["errors"] == 0 and run["decision_log_matches"] is True
+    assert len(two["decisions_by_process"]) == 2  # the kernel handed connections to both
+    assert doc["throughput_ratio"]["2_to_1"] == pytest.approx(
+        two["decisions_per_second"] / one["decisions_per_second"], abs=0.01
+    )

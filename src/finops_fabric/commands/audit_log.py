@@ -50,6 +50,36 @@ def daemon_databases(home: Path, env: str | None) -> dict[str, Path]:
     return found
 
 
+def external_databases(home: Path, env: str | None, database: str | None) -> dict[str, Any]:
+    """``{env: Storage}`` of the environments whose logs are in PostgreSQL: ``env`` (with
+    ``--database`` or its config.json entry), or every one config.json names."""
+    from finops_fabric.storage import external_storage
+    from finops_fabric.storage.config import configured_environments
+
+    if database and env is None:
+        raise InputError("--database goes with --env=ENV", code="cli.usage")
+    out: dict[str, Any] = {}
+    for name in [env] if env is not None else configured_environments(home):
+        storage = external_storage(home, name, database)
+        if storage is not None:
+            out[name] = storage
+    return out
+
+
+def sqlite_databases(home: Path, env: str | None, external: dict[str, Any]) -> dict[str, Path]:
+    """:func:`daemon_databases` without the environments of ``external`` (none needed when
+    those are all there is)."""
+    if env is not None and env in external:
+        return {}
+    try:
+        found = daemon_databases(home, env)
+    except InputError:
+        if external:
+            return {}
+        raise
+    return {e: p for e, p in found.items() if e not in external}
+
+
 def open_existing(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
@@ -85,7 +115,14 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
     extra = [(p, read_head(p)) for p in args.head or ()]
     keys = default_trust(store).keys
     reports: dict[str, dict[str, Any]] = {}
-    for env, path in daemon_databases(store.home, args.env).items():
+    external = external_databases(store.home, args.env, args.database)
+    for env, storage in external.items():  # ledgers in PostgreSQL
+        heads, head_findings = gather_heads(audit_heads(store, env), extra, keys, log="audit", env=env)
+        with storage:
+            report = storage.audit_verify(heads, head_findings)
+            adopted = storage.adoption("audit")
+        reports[env] = {**report.to_dict(), "adopted": adopted}
+    for env, path in sqlite_databases(store.home, args.env, external).items():
         heads, head_findings = gather_heads(audit_heads(store, env), extra, keys, log="audit", env=env)
         conn = open_existing(path)
         try:
@@ -140,6 +177,11 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd("audit-log", cmd_audit_log, "verify the daemon's hash-chained audit ledger")
     sp.add_argument("action", choices=ACTIONS, help="verify: check every entry and the chain")
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="ENV's database when not the store's (default: environments.ENV.database of config.json)",
+    )
     sp.add_argument(
         "--head",
         action="append",

@@ -1,5 +1,6 @@
 """`mu decisions [--env=ENV] [--id=TX] [--since=T] [--until=T] [--outcome=APPROVE|REJECT] [--limit=N]`:
-query ENV's decision log (``<store>/daemon-<ENV>.db``), read-only; no daemon needed.
+query ENV's decision log (``<store>/daemon-<ENV>.db``, or the PostgreSQL database of
+``--database`` or ``environments.<ENV>.database`` in config.json), read-only; no daemon needed.
 
 `mu decisions verify --env=ENV [--head=HEAD.json]`: recompute every decision's leaf hash, the
 hash chain and the Merkle tree, and check them against the newest signed tree head in
@@ -44,7 +45,12 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
     env = args.env
     if env is None:
-        found = sorted(p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db"))
+        from finops_fabric.storage.config import configured_environments
+
+        found = sorted(
+            {p.name[len("daemon-") : -3] for p in store.home.glob("daemon-*.db")}
+            | set(configured_environments(store.home))
+        )
         if len(found) != 1:
             raise InputError(
                 "give --env=ENV" + (f" (this store has logs for: {', '.join(found)})" if found else ""),
@@ -60,18 +66,25 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         raise InputError("--outcome is APPROVE or REJECT", code="cli.usage")
     if args.limit is not None and args.limit < 1:
         raise InputError("--limit must be at least 1", code="cli.usage")
-    conn = decision_log.connect(decision_log.db_path(store.home, env), readonly=True)
-    try:
-        rows = decision_log.query(
-            conn,
-            transaction_id=args.id,
-            since=_time(args.since, "--since"),
-            until=_time(args.until, "--until"),
-            outcome=args.outcome,
-            limit=args.limit,
-        )
-    finally:
-        conn.close()
+    filters: dict[str, Any] = {
+        "transaction_id": args.id,
+        "since": _time(args.since, "--since"),
+        "until": _time(args.until, "--until"),
+        "outcome": args.outcome,
+        "limit": args.limit,
+    }
+    from finops_fabric.storage import external_storage
+
+    storage = external_storage(store.home, env, args.database)
+    if storage is not None:
+        with storage:
+            rows = storage.decisions(**filters)
+    else:
+        conn = decision_log.connect(decision_log.db_path(store.home, env), readonly=True)
+        try:
+            rows = decision_log.query(conn, **filters)
+        finally:
+            conn.close()
     doc: dict[str, Any] = {"env": env, "count": len(rows), "decisions": rows}
 
     def human() -> list[str]:
@@ -103,14 +116,26 @@ def _verify(args: argparse.Namespace, store: Any, env: str) -> int:
     path = decision_log.db_path(store.home, env)
     directory = decision_heads(store, env)
     heads, head_findings = gather_heads(directory, extra, default_trust(store).keys, log="decisions", env=env)
-    conn = decision_log.connect(path, readonly=True)
-    try:
-        report = verify_log(decision_log.log_rows(conn), heads, noun="decision")
-        adopted = decision_log.adoption(conn)
-    except sqlite3.Error as exc:
-        raise InputError(f"cannot read the decision log {path}: {exc}", code="decisions.unreadable") from exc
-    finally:
-        conn.close()
+    from finops_fabric.storage import external_storage
+
+    storage = external_storage(store.home, env, args.database)
+    if storage is not None:
+        with storage:
+            report = verify_log(storage.decision_rows(), heads, noun="decision")
+            adopted = storage.adoption()
+        where = storage.where
+    else:
+        where = str(path)
+        conn = decision_log.connect(path, readonly=True)
+        try:
+            report = verify_log(decision_log.log_rows(conn), heads, noun="decision")
+            adopted = decision_log.adoption(conn)
+        except sqlite3.Error as exc:
+            raise InputError(
+                f"cannot read the decision log {path}: {exc}", code="decisions.unreadable"
+            ) from exc
+        finally:
+            conn.close()
     report.findings[:0] = head_findings
     if adopted is not None:
         report.notes.append(
@@ -120,7 +145,7 @@ def _verify(args: argparse.Namespace, store: Any, env: str) -> int:
     doc: dict[str, Any] = {
         "env": env,
         "log": "decisions",
-        "database": str(path),
+        "database": where,
         "heads_directory": str(directory.path),
         **report.to_dict(),
         "adopted": adopted,
@@ -150,6 +175,11 @@ def register(cmd: Register) -> None:
     sp.add_argument("--until", metavar="T", help="decided before T (ISO 8601)")
     sp.add_argument("--outcome", metavar="OUTCOME", help="APPROVE or REJECT")
     sp.add_argument("--limit", type=int, metavar="N", help="the newest N only")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="the log's database when not the store's (default: environments.ENV.database of config.json)",
+    )
     sp.add_argument(
         "--head",
         action="append",

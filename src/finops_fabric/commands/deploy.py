@@ -45,13 +45,54 @@ def deployment_lines(doc: dict[str, Any], env: str, verb: str = "deployed") -> l
     ]
 
 
+def fleet_lines(doc: dict[str, Any]) -> list[str]:
+    fleet = doc.get("fleet")
+    if not isinstance(fleet, dict):
+        return []
+    lagging = fleet.get("lagging") or []
+    if not fleet.get("processes"):
+        return ["no live daemon process is recorded in the environment's database"]
+    if not lagging:
+        return [f"every live daemon process serves it ({len(fleet.get('processes') or [])})"]
+    return [
+        f"NOT every live daemon process serves it: {len(lagging)} of "
+        f"{len(fleet.get('processes') or [])} do not",
+        *[f"  {line}" for line in lagging],
+    ]
+
+
+def _wait_for_fleet(args: argparse.Namespace, doc: dict[str, Any]) -> bool:
+    """After a successful switch: wait until every live process of the environment serves the
+    new A (``doc["fleet"]`` says which do and which do not); True when all do."""
+    from finops_fabric.daemon import client, fleet
+    from finops_fabric.store import Store
+
+    # through the daemon (GET /v1/fleet): it reads the fleet's rows from ENV's database
+    with client.connect(Store.open(args.home), args.target, wait=max(args.wait, 1.0)) as daemon:
+
+        def processes() -> list[dict[str, Any]]:
+            _status, body = daemon.request("GET", "/v1/fleet")
+            rows = body.get("processes") if isinstance(body, dict) else None
+            return [p for p in rows if isinstance(p, dict)] if isinstance(rows, list) else []
+
+        live, lagging = fleet.wait_for(processes, str(doc.get("enforcer_hash")), timeout=max(args.wait, 1.0))
+    doc["fleet"] = {
+        "processes": [{k: p[k] for k in ("process", "url", "serving", "ready")} for p in live],
+        "lagging": [lag.describe() for lag in lagging],
+    }
+    return not lagging
+
+
 def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str = "deployed") -> int:
     if args.receipt:
         from finops_fabric.receipts import write_json_atomic
 
         write_json_atomic(Path(args.receipt), doc["receipt"])
-    Out(args.json).emit(doc, lambda: deployment_lines(doc, args.target, verb))
-    return 0 if status == 200 and doc.get("status") == "deployed" else 1
+    ok = status == 200 and doc.get("status") == "deployed"
+    if ok:
+        ok = _wait_for_fleet(args, doc)
+    Out(args.json).emit(doc, lambda: [*deployment_lines(doc, args.target, verb), *fleet_lines(doc)])
+    return 0 if ok else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ ACTIONS = ("status", "retry-dead")
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from finops_fabric.cli import Out
-    from finops_fabric.commands.audit_log import daemon_databases, open_existing
+    from finops_fabric.commands.audit_log import external_databases, open_existing, sqlite_databases
     from finops_fabric.daemon import delivery, outbox
     from finops_fabric.store import Store
 
@@ -29,7 +29,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     store = Store.locate(args.home).require()
     envs: dict[str, Any] = {}
     requeued = 0
-    for env, path in daemon_databases(store.home, args.env).items():
+    external = external_databases(store.home, args.env, args.database)
+    for env, storage in external.items():  # outboxes in PostgreSQL
+        with storage:
+            if args.action == "retry-dead":
+                requeued += storage.requeue_dead(args.kind)
+            envs[env] = storage.depth()
+            running = _daemon_running(store, env)
+            for kind, d in envs[env].items():
+                d["why"] = delivery.why_waiting_storage(store.home, storage, kind, d, workers_running=running)
+    for env, path in sqlite_databases(store.home, args.env, external).items():
         conn = open_existing(path)
         try:
             outbox.ensure_schema(conn)
@@ -87,4 +96,9 @@ def register(cmd: Callable[..., argparse.ArgumentParser]) -> None:
         help="status: items pending, delivered and dead; retry-dead: give dead items a fresh start",
     )
     sp.add_argument("--env", metavar="ENV", help="one environment (default: every one in the store)")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="ENV's database when not the store's (default: environments.ENV.database of config.json)",
+    )
     sp.add_argument("--kind", metavar="KIND", help="retry-dead: only notification or audit items")

@@ -4,6 +4,7 @@
     GET  /v1/health       overall and per process: ok | degraded | failed
     GET  /metrics         Prometheus text format
     GET  /v1/deployment   what runs now: enforcer hash, receipts, per-rule artifact hashes
+    GET  /v1/fleet        every process of this environment's daemons: what each serves
     POST /v1/deployments  deploy a receipted A (verify, boot, health-check, switch)
     GET  /openapi.json    the OpenAPI 3.1 description of the above
 
@@ -25,13 +26,15 @@ each decision's SQLite transaction with the decision row id), ``app.state.health
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,8 +61,13 @@ from finops_fabric.intake.strict_json import JsonRefused, Limits, loads, too_lar
 from finops_fabric.intake.transaction import TransactionRefused, body_limit, parse_transaction, refused
 from finops_fabric.store import Store
 
+if TYPE_CHECKING:
+    from finops_fabric.storage import DecisionLog, Storage
+
 __all__ = ["DaemonApp", "Metrics", "create_app", "openapi_document"]
 
+#: A decision whose write the log has not confirmed by then is refused (503), never answered.
+WRITE_TIMEOUT_S = 5.0
 _RANK = {"ok": 0, "degraded": 1, "failed": 2}
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -237,24 +245,37 @@ def create_app(
     *,
     dev: bool = False,
     runtime: Runtime | None = None,
-    writer: decision_log.DecisionWriter | None = None,
+    writer: DecisionLog | None = None,
     max_body_bytes: int | None = None,
+    write_timeout: float = WRITE_TIMEOUT_S,
+    storage: Storage | None = None,
+    process: str | None = None,
 ) -> DaemonApp:
     """The ASGI app for ``env``'s daemon over ``store``. ``dev``: no tokens (loopback only).
     ``max_body_bytes``: the largest request body (default: ``daemon.max_body_bytes`` of the
-    store's config.json, else 64 KiB)."""
+    store's config.json, else 64 KiB). ``write_timeout``: how long a decision waits for the log
+    to confirm its write before it is refused (503 ``storage.timeout``; the decision may still
+    be logged, but it was not given). ``storage``: the database when it is not the store's
+    SQLite file (PostgreSQL). ``process``: what each decision records as the process that
+    answered it (default ``host:pid``)."""
+    from finops_fabric.storage import default_process
+
+    process = process or default_process()
     limits = Limits(max_bytes=body_limit(store.home, max_body_bytes))
     assert limits.max_bytes is not None
     tx_body = _BodyReader(limits.max_bytes, "tx")
     deploy_body = _BodyReader(limits.max_bytes, "deploy")
     runtime = runtime if runtime is not None else Runtime(store, env)
     own_writer = writer is None
-    writer = (
-        writer if writer is not None else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
-    )
+    if writer is None:
+        writer = (
+            storage.decision_writer()
+            if storage is not None
+            else decision_log.DecisionWriter(decision_log.db_path(store.home, env))
+        )
     # The ledger, the decision log and the audit ledger verified against their newest signed
     # heads (or the daemon does not start); heads signed from here on.
-    keeper = HeadKeeper(store, env, writer)
+    keeper = HeadKeeper(store, env, writer, storage=storage)
     try:
         keeper.boot()
     except BaseException:
@@ -262,7 +283,7 @@ def create_app(
             writer.close()
         raise
     metrics = Metrics()
-    tokens = TokenBook(store.home)
+    tokens = TokenBook(store.home, storage)
     decision_writers: list[decision_log.ExtraWriter] = []
     # Per decision: factories (decision, transaction) -> writer, e.g. the outbox's entries.
     effect_writers: list[Callable[[dict[str, Any], dict[str, Any]], decision_log.ExtraWriter]] = []
@@ -328,14 +349,38 @@ def create_app(
         try:
             decision = enforcer.decide(tx).to_dict()
             entry = decision_log.LoggedDecision.of(
-                env, tx, decision, enforcer.hash, active.generation_receipt_hash
+                env, tx, decision, enforcer.hash, active.generation_receipt_hash, process
             )
         except Exception as exc:
             return _error_reply(
                 400, "tx.undecidable", f"the enforcer could not decide this transaction: {exc}"
             )
         writers = [*decision_writers, *(w(decision, tx) for w in effect_writers)]
-        row_id = await writer.write(entry, writers)
+        try:
+            async with asyncio.timeout(write_timeout):  # one timer handle, no task of its own
+                row_id = await writer.write(entry, writers)
+        except TimeoutError:  # the database does not answer (a partition, a server that hangs)
+            status, body, headers = _error_reply(
+                503,
+                "storage.timeout",
+                f"the decision log did not confirm the write within {write_timeout:g} s, so no decision "
+                "is given; retry",
+            )
+            return status, body, [*headers, (b"retry-after", b"1")]
+        except (FabricError, OSError, sqlite3.OperationalError) as exc:  # database gone, locked, fsync failed
+            # Fail closed: a decision that is not durably logged is never given.
+            code = (
+                exc.code
+                if isinstance(exc, FabricError)
+                else "decisions.not_durable"
+                if isinstance(exc, OSError)
+                else "storage.unavailable"
+            )
+            message = exc.message if isinstance(exc, FabricError) else str(exc)
+            status, body, headers = _error_reply(
+                503, code, f"the decision could not be logged, so none is given; retry: {message}"
+            )
+            return status, body, [*headers, (b"retry-after", b"1")]
         outcome = entry.outcome
         counter = outcome_counters.get(outcome)
         if counter is None:
@@ -459,6 +504,20 @@ def create_app(
             return _error(404, "daemon.not_deployed", f"nothing is deployed to {env} yet", env=env)
         return _json({"deployed": True, **active.describe()})
 
+    async def fleet_endpoint(request: Request) -> Response:
+        """Every daemon process of this environment recorded in its database: what each serves,
+        whether it is ready and alive (heartbeat within the TTL)."""
+        if (denied := deny(request, "read")) is not None:
+            return denied
+        member = getattr(request.app.state, "fleet", None)
+        if member is None:
+            return _json({"env": env, "processes": []})
+        try:
+            rows = await run_in_threadpool(member.state.processes)
+        except Exception as exc:  # the database cannot be read now
+            return _error(503, "storage.unavailable", f"the fleet's rows cannot be read: {exc}")
+        return _json({"env": env, "process": member.process, "processes": rows})
+
     async def deploy(request: Request) -> Response:
         if (denied := deny(request, "deploy")) is not None:
             return denied
@@ -543,6 +602,7 @@ def create_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/v1/deployment", deployment, methods=["GET"]),
             Route("/v1/deployments", deploy, methods=["POST"]),
+            Route("/v1/fleet", fleet_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
@@ -554,6 +614,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.decision_log = writer
+    app.state.storage = storage
+    app.state.process = process
     app.state.tree_heads = keeper
     app.state.decision_writers = decision_writers
     app.state.effect_writers = effect_writers
@@ -634,7 +696,12 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "415": _err("the Content-Type is not JSON (tx.unsupported_media_type)"),
                         "422": _err("the transaction id is not a string (tx.id_not_string)"),
-                        "503": _err("nothing is deployed yet"),
+                        "503": _err(
+                            "nothing is deployed yet (daemon.not_deployed), or the decision could not "
+                            "be logged, so none is given (storage.unavailable when the database cannot "
+                            "be reached, storage.timeout when it does not confirm in time, "
+                            "storage.schema_newer; retry after Retry-After seconds)"
+                        ),
                     },
                 }
             },
@@ -698,6 +765,16 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
+                    },
+                }
+            },
+            "/v1/fleet": {
+                "get": {
+                    "summary": "Every process of this environment's daemons: what each serves (role any)",
+                    "responses": {
+                        "200": {"description": "the processes", **_content(_ref("Fleet"))},
+                        **_AUTH_ERRORS,
+                        "503": _err("the database cannot be read now (storage.unavailable)"),
                     },
                 }
             },
@@ -804,6 +881,31 @@ def openapi_document() -> dict[str, Any]:
                             "additionalProperties": {
                                 "type": "object",
                                 "properties": {"artifact": {"type": "string"}, "sha256": hash_},
+                            },
+                        },
+                    },
+                },
+                "Fleet": {
+                    "type": "object",
+                    "required": ["env", "processes"],
+                    "properties": {
+                        "env": {"type": "string"},
+                        "process": {"type": "string", "description": "the process that answered"},
+                        "processes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "process": {"type": "string", "description": "host:pid"},
+                                    "pid": {"type": "integer"},
+                                    "url": {"type": "string"},
+                                    "serving": {"oneOf": [hash_, {"type": "null"}]},
+                                    "deployment_seq": {"type": "integer"},
+                                    "ready": {"type": "boolean"},
+                                    "problem": {"type": ["string", "null"]},
+                                    "heartbeat_age_s": {"type": "number"},
+                                    "alive": {"type": "boolean"},
+                                },
                             },
                         },
                     },

@@ -62,6 +62,7 @@ __all__ = [
     "upgrade",
     "verify",
     "verify_empty",
+    "verify_rows",
 ]
 
 GENESIS = "sha256:" + "0" * 64
@@ -260,12 +261,21 @@ def verify(
             "once to chain the entries it holds (the upgrade is recorded as such)",
             code="audit.unchained",
         )
+    return verify_rows(log_rows(conn), heads, head_findings)
+
+
+def verify_rows(
+    stored: Iterable[StoredRow],
+    heads: Sequence[KnownHead] = (),
+    head_findings: Iterable[Any] = (),
+) -> VerifyReport:
+    """:func:`verify` of the ledger's rows in ``seq`` order, from any database."""
     report = VerifyReport()
     ledger_of: dict[int, str] = {}
 
     def rows() -> Iterator[LogRow]:
         chains: dict[str, str] = {}
-        for r in log_rows(conn):
+        for r in stored:
             yield r.row
             seq, ledger, key, entry, prev, digest = r.values[:6]
             name = str(ledger)

@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,27 @@ def _write(path: Path, tokens: list[dict[str, Any]]) -> None:
     write_bytes_atomic(path, data, mode=0o600)
 
 
+def read_tokens(home: Path) -> list[dict[str, Any]]:
+    """The entries of ``<home>/tokens.json`` (hashes, roles, labels)."""
+    return _read(tokens_path(home))
+
+
+def add_token_entry(home: Path, entry: dict[str, Any]) -> None:
+    with _locked(home):
+        path = tokens_path(home)
+        _write(path, [*_read(path), entry])
+
+
+def remove_token_entry(home: Path, sha256: str) -> bool:
+    with _locked(home):
+        path = tokens_path(home)
+        tokens = _read(path)
+        kept = [t for t in tokens if t.get("sha256") != sha256]
+        if len(kept) != len(tokens):
+            _write(path, kept)
+        return len(kept) != len(tokens)
+
+
 def _check_roles(roles: list[str]) -> None:
     bad = [r for r in roles if r not in PERMISSIONS]
     if bad or not roles:
@@ -100,9 +122,13 @@ def _check_roles(roles: list[str]) -> None:
         )
 
 
-def create_token(home: Path, roles: list[str], *, local_env: str | None = None, label: str = "") -> str:
+def create_token(
+    home: Path, roles: list[str], *, local_env: str | None = None, label: str = "", storage: Any = None
+) -> str:
     """Make a new token with ``roles``, store only its hash, and return it (shown once).
-    ``local_env``: the local operator's token for that env, replacing the previous one."""
+    ``local_env``: the local operator's token for that env, replacing the previous one.
+    ``storage``: keep the hash in that environment's database (every daemon of it accepts the
+    token) rather than in the store's tokens.json."""
     _check_roles(roles)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     entry: dict[str, Any] = {
@@ -113,6 +139,9 @@ def create_token(home: Path, roles: list[str], *, local_env: str | None = None, 
     }
     if local_env is not None:
         entry["local_env"] = local_env
+    if storage is not None:
+        storage.put_token(entry)
+        return token
     path = tokens_path(home)
     with _locked(home):
         tokens = [t for t in _read(path) if local_env is None or t.get("local_env") != local_env]
@@ -135,10 +164,11 @@ def token_id(entry: dict[str, Any]) -> str:
     return str(entry.get("sha256", ""))[:ID_LENGTH]
 
 
-def list_tokens(home: Path) -> list[dict[str, Any]]:
-    """Every token of the store, by id (a prefix of its hash): roles, label, when created."""
+def list_tokens(home: Path, storage: Any = None) -> list[dict[str, Any]]:
+    """Every token of the store (or of ``storage``), by id (a prefix of its hash): roles, label,
+    when created."""
     out = []
-    for t in _read(tokens_path(home)):
+    for t in _read(tokens_path(home)) if storage is None else storage.token_entries():
         row = {
             "id": token_id(t),
             "roles": sorted(str(r) for r in t.get("roles", [])),
@@ -151,7 +181,7 @@ def list_tokens(home: Path) -> list[dict[str, Any]]:
     return out
 
 
-def revoke(home: Path, token_id_prefix: str) -> dict[str, Any]:
+def revoke(home: Path, token_id_prefix: str, storage: Any = None) -> dict[str, Any]:
     """Remove the one token whose hash starts with ``token_id_prefix``; a running daemon stops
     accepting it at its next request (it re-reads the file when it changes). Returns its row."""
     prefix = token_id_prefix.strip().lower()
@@ -162,12 +192,14 @@ def revoke(home: Path, token_id_prefix: str) -> dict[str, Any]:
             code="tokens.bad_id",
         )
     path = tokens_path(home)
-    with _locked(home):
-        tokens = _read(path)
+    lock = _locked(home) if storage is None else contextlib.nullcontext()  # a storage locks its own
+    with lock:
+        tokens = _read(path) if storage is None else storage.token_entries()
+        where = path if storage is None else storage.where
         hits = [t for t in tokens if str(t.get("sha256", "")).startswith(prefix)]
         if not hits:
             raise InputError(
-                f"no token has id {prefix} in {path}",
+                f"no token has id {prefix} in {where}",
                 code="tokens.unknown_id",
                 hint="`mu daemon token list` shows the ids",
             )
@@ -175,7 +207,10 @@ def revoke(home: Path, token_id_prefix: str) -> dict[str, Any]:
             raise InputError(
                 f"id {prefix} matches {len(hits)} tokens; give more of its digits", code="tokens.ambiguous_id"
             )
-        _write(path, [t for t in tokens if t is not hits[0]])
+        if storage is not None:
+            storage.delete_token(str(hits[0].get("sha256")))
+        else:
+            _write(path, [t for t in tokens if t is not hits[0]])
     row = {"id": token_id(hits[0]), "roles": sorted(str(r) for r in hits[0].get("roles", []))}
     row["label"] = str(hits[0].get("label", ""))
     return row
@@ -184,10 +219,30 @@ def revoke(home: Path, token_id_prefix: str) -> dict[str, Any]:
 class TokenBook:
     """The token hashes of a store, re-read when ``tokens.json`` changes (one ``stat`` a request)."""
 
-    def __init__(self, home: Path) -> None:
+    #: How often the tokens of a database (shared by a fleet) are read again, in seconds: a
+    #: token revoked there is refused by every daemon within this time.
+    SHARED_REFRESH_S = 1.0
+
+    def __init__(self, home: Path, storage: Any = None) -> None:
         self.path = tokens_path(home)
         self._stamp: tuple[int, int, int] | None = None
         self._roles: dict[str, frozenset[str]] = {}
+        self._storage = storage
+        self._shared: dict[str, frozenset[str]] = {}
+        self._shared_at = -1e9
+
+    def _refresh_shared(self) -> None:
+        now = time.monotonic()
+        if now - self._shared_at < self.SHARED_REFRESH_S:
+            return
+        self._shared_at = now
+        try:
+            tokens = self._storage.token_entries()
+        except Exception:
+            tokens = []  # the database is unreachable: its tokens let nobody in meanwhile
+        self._shared = {
+            str(t.get("sha256")): frozenset(r for r in t.get("roles", []) if r in PERMISSIONS) for t in tokens
+        }
 
     def _refresh(self) -> None:
         try:
@@ -213,6 +268,11 @@ class TokenBook:
         for known, roles in self._roles.items():
             if hmac.compare_digest(known, digest):
                 return roles
+        if self._storage is not None:
+            self._refresh_shared()
+            for known, roles in self._shared.items():
+                if hmac.compare_digest(known, digest):
+                    return roles
         return None
 
     @staticmethod

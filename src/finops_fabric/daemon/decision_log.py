@@ -43,6 +43,7 @@ from finops_fabric.transparency import GENESIS, CompactRange, LogRow, chain_hash
 
 __all__ = [
     "COLUMNS",
+    "PROCESS_COLUMNS",
     "SCHEMA",
     "DecisionWriter",
     "ExtraWriter",
@@ -52,6 +53,7 @@ __all__ = [
     "connect",
     "db_path",
     "dumps_exact",
+    "follow_links",
     "log_rows",
     "query",
     "record",
@@ -59,8 +61,8 @@ __all__ = [
     "transaction_json",
 ]
 
-#: Called inside the decision's SQLite transaction with the connection and the decision row id.
-ExtraWriter = Callable[[sqlite3.Connection, int], None]
+#: Called inside the decision's transaction with the connection (sqlite3 or psycopg) and the row id.
+ExtraWriter = Callable[[Any, int], None]
 
 #: Upgrades that chained rows written before the chain existed: which log, how many rows, when.
 LOG_CHAIN_SCHEMA = """
@@ -115,11 +117,21 @@ COLUMNS = (
     "enforcer_hash",
     "generation_receipt_hash",
 )
-_SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash FROM decisions"  # noqa: S608
+#: A row written with the daemon process that answered it: its record also holds ``process``
+#: (rows without one keep the record of :data:`COLUMNS`, so logs written before still verify).
+PROCESS_COLUMNS = (*COLUMNS, "process")
+_SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash, process FROM decisions"  # noqa: S608
+_SELECT_OLD = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash, NULL FROM decisions"  # noqa: S608
 _INSERT = (
-    f"INSERT INTO decisions ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash)"  # noqa: S608
-    f" VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+    f"INSERT INTO decisions ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash, process)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
 )
+
+
+def _select(conn: sqlite3.Connection) -> str:
+    """The SELECT of every logged column (``NULL`` as ``process`` in a log not yet migrated)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    return _SELECT if "process" in columns else _SELECT_OLD
 
 
 def db_path(home: Path, env: str) -> Path:
@@ -137,6 +149,13 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                     location=Location(file=str(path)),
                 )
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            from finops_fabric.storage.migrations import check_sqlite
+
+            try:
+                check_sqlite(conn, str(path))
+            except BaseException:
+                conn.close()
+                raise
             return conn
         private_file(path)  # 0600, and so its -wal and -shm (SQLite gives them the file's mode)
         conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -144,6 +163,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
         _upgrade(conn)
         conn.executescript(SCHEMA)
+        from finops_fabric.storage.migrations import migrate_sqlite
+
+        migrate_sqlite(conn)
         return conn
     except (sqlite3.Error, OSError) as exc:
         raise InputError(
@@ -166,7 +188,9 @@ def _upgrade(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TRIGGER IF EXISTS decisions_no_update")
             chain, rows, last = GENESIS, 0, -1
             while True:
-                batch = conn.execute(_SELECT + " WHERE id > ? ORDER BY id LIMIT 10000", (last,)).fetchall()
+                batch = conn.execute(
+                    _SELECT_OLD + " WHERE id > ? ORDER BY id LIMIT 10000", (last,)
+                ).fetchall()
                 if not batch:
                     break
                 for r in batch:
@@ -254,6 +278,8 @@ class LoggedDecision:
     enforcer_hash: str
     generation_receipt_hash: str
     decided_at: str
+    #: The daemon process that answered (``host:pid`` or an instance id); part of the record.
+    process: str | None = None
 
     @classmethod
     def of(
@@ -263,6 +289,7 @@ class LoggedDecision:
         decision: Mapping[str, Any],
         enforcer_hash: str,
         receipt_hash: str,
+        process: str | None = None,
     ) -> LoggedDecision:
         tx_id = tx.get("id")
         entry = cls(
@@ -275,6 +302,7 @@ class LoggedDecision:
             enforcer_hash=enforcer_hash,
             generation_receipt_hash=receipt_hash,
             decided_at=_now(),
+            process=process,
         )
         entry._record_parts  # noqa: B018 - the record's bytes, written before the log's lock
         return entry
@@ -298,7 +326,10 @@ class LoggedDecision:
         """The leaf hash's state over the record's canonical bytes before its id, and the bytes
         after it (keys are sorted, so ``"id"`` sits between ``generation_receipt_hash`` and
         ``outcome``; ``,"id":0,`` occurs once, as a quote inside a JSON string is escaped)."""
-        data = _write_record((0, *self.params()))
+        if self.process is None:
+            data = _write_record((0, *self.params()))
+        else:
+            data = _write_record_process((0, *self.params(), self.process))
         head, sep, tail = data.partition(b',"id":0,')
         assert sep, "the record has an id"
         return hashlib.sha256(b"\x00" + head + b',"id":'), b"," + tail
@@ -309,6 +340,24 @@ class LoggedDecision:
         h = head.copy()
         h.update(str(row_id).encode("ascii") + tail)
         return h.digest()  # type: ignore[no-any-return]
+
+
+def follow_links(tail: _Tail, rows: Sequence[Sequence[Any]], where: str) -> None:
+    """Move ``tail`` (and its tree) over rows ``(id, leaf_hash, prev_chain_hash)`` other writers
+    appended after it, checking that each follows the one before (its id and its link); a row
+    that does not is refused (``decisions.chain_broken``): nothing is chained onto it."""
+    for rid, leaf, prev in rows:
+        leaf_b = bytes(leaf) if leaf is not None else b""
+        if rid != tail.last_id + 1 or len(leaf_b) != 32 or prev is None or bytes(prev) != tail.chain:
+            raise CheckFailed(
+                f"decision {rid} of the decision log {where} does not follow decision {tail.last_id} "
+                "(its id, leaf hash or link is not what the chain needs): nothing more is logged after it",
+                code="decisions.chain_broken",
+                hint="`mu decisions verify` names what changed",
+            )
+        tail.last_id, tail.chain = int(rid), chain_hash(tail.chain, leaf_b)
+        if tail.tree is not None:
+            tail.tree.append(leaf_b)
 
 
 class _Tail:
@@ -325,7 +374,7 @@ class _Tail:
 
 def _read_tail(conn: sqlite3.Connection) -> _Tail:
     """The chain head as stored (the last row's chain hash, recomputed from its columns)."""
-    row = conn.execute(_SELECT + " ORDER BY id DESC LIMIT 1").fetchone()
+    row = conn.execute(_select(conn) + " ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
         return _Tail(0, GENESIS)
     stored = _log_row(row)
@@ -337,7 +386,7 @@ def _insert(conn: sqlite3.Connection, entry: LoggedDecision, last_id: int, chain
     leaf hash)."""
     row_id = last_id + 1
     leaf = entry.leaf(row_id)
-    conn.execute(_INSERT, (row_id, *entry.params(), leaf, chain))
+    conn.execute(_INSERT, (row_id, *entry.params(), leaf, chain, entry.process))
     return row_id, leaf
 
 
@@ -580,12 +629,14 @@ class DecisionWriter:
                 f"decision {tail.last_id}: rows were deleted while the daemon ran",
                 code="decisions.truncated",
             )
+        # Inside the write transaction: the other writers' rows by their stored leaf hashes and
+        # links (not re-hashed from their records: verification does that, at boot and in `mu
+        # decisions verify`), so following them costs little of the time the lock is held.
+        rows = conn.execute(
+            "SELECT id, leaf_hash, prev_chain_hash FROM decisions WHERE id > ? ORDER BY id", (tail.last_id,)
+        ).fetchall()
         with self._tail_lock:
-            for stored in log_rows(conn, after=tail.last_id):
-                leaf = _leaf_of(stored)
-                tail.last_id, tail.chain = stored.id, chain_hash(tail.chain, leaf)
-                if tail.tree is not None:
-                    tail.tree.append(leaf)
+            follow_links(tail, rows, str(self.path))
         return tail
 
     def follow_tree(self, tree: CompactRange) -> None:
@@ -635,7 +686,9 @@ def _settle_all(settled: list[tuple[asyncio.Future[int], int | None, BaseExcepti
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
-    (rid, at, env, tx_id, tx_json, outcome, fired, decision_json, enforcer_hash, receipt_hash) = tuple(r)
+    (rid, at, env, tx_id, tx_json, outcome, fired, decision_json, enforcer_hash, receipt_hash, process) = (
+        tuple(r)
+    )
     return {
         "id": rid,
         "decided_at": at,
@@ -647,6 +700,7 @@ def _row(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
         "decision": json.loads(decision_json),
         "enforcer_hash": enforcer_hash,
         "generation_receipt_hash": receipt_hash,
+        "process": process,
     }
 
 
@@ -679,9 +733,13 @@ def query(
     if outcome is not None:
         where.append("outcome = ?")
         params.append(outcome)
+    process = (
+        "process" if "process" in {r[1] for r in conn.execute("PRAGMA table_info(decisions)")} else "NULL"
+    )
+    # only fixed SQL text is composed here (a column name or NULL); values are bound parameters
     sql = (
-        "SELECT id, decided_at, env, transaction_id, transaction_json, outcome, fired, decision_json,"
-        " enforcer_hash, generation_receipt_hash FROM decisions"
+        "SELECT id, decided_at, env, transaction_id, transaction_json, outcome, fired, decision_json,"  # noqa: S608
+        f" enforcer_hash, generation_receipt_hash, {process} FROM decisions"
     )
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -698,10 +756,15 @@ def query(
 
 
 _write_record = record_writer(COLUMNS)
+_write_record_process = record_writer(PROCESS_COLUMNS)
 
 
 def _record(values: Sequence[Any]) -> bytes:
+    """The record of a stored row (its columns, then leaf, prev and process): with ``process``
+    when the row has one."""
     try:
+        if len(values) > 12 and values[12] is not None:
+            return _write_record_process((*values[:10], values[12]))
         return _write_record(values)
     except Exception:  # a value no writer of this log stores: the leaf cannot match
         return b"\xff" + repr(tuple(values)).encode("utf-8", "replace")
@@ -732,7 +795,7 @@ def log_rows(conn: sqlite3.Connection, *, after: int = 0) -> Iterator[LogRow]:
             "to chain the rows it holds (the upgrade is recorded as such)",
             code="decisions.unchained",
         )
-    for r in conn.execute(_SELECT + " WHERE id > ? ORDER BY id", (after,)):
+    for r in conn.execute(_select(conn) + " WHERE id > ? ORDER BY id", (after,)):
         yield _log_row(r)
 
 

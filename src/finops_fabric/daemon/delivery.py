@@ -30,6 +30,7 @@ __all__ = [
     "SCHEMA",
     "STALE_AFTER_S",
     "assess",
+    "assess_storage",
     "backlog",
     "ensure_schema",
     "read_transport",
@@ -37,6 +38,7 @@ __all__ = [
     "record_up",
     "smtp_configuration",
     "why_waiting",
+    "why_waiting_storage",
 ]
 
 #: A notification that has waited longer than this makes the daemon degraded.
@@ -136,10 +138,23 @@ def backlog(conn: sqlite3.Connection, kind: str) -> tuple[int, float | None]:
 def assess(home: str | Path, conn: sqlite3.Connection, *, now: float | None = None) -> dict[str, Any]:
     """The notification path's health: ``{"status": "ok"|"degraded", "detail", "reasons": […],
     "smtp", "transport", "waiting", "oldest_waiting_since"}``."""
+    return _assess(home, read_transport(conn, "notification"), backlog(conn, "notification"), now)
+
+
+def assess_storage(home: str | Path, storage: Any, *, now: float | None = None) -> dict[str, Any]:
+    """:func:`assess` over a :class:`~finops_fabric.storage.Storage` (PostgreSQL)."""
+    return _assess(home, storage.read_transport("notification"), storage.backlog("notification"), now)
+
+
+def _assess(
+    home: str | Path,
+    transport: dict[str, Any] | None,
+    waiting_since: tuple[int, float | None],
+    now: float | None,
+) -> dict[str, Any]:
     t = time.time() if now is None else now
     configured, smtp = smtp_configuration(home)
-    transport = read_transport(conn, "notification")
-    waiting, oldest = backlog(conn, "notification")
+    waiting, oldest = waiting_since
     reasons: list[str] = []
     if not configured:
         reasons.append(f"{smtp}: notifications cannot be sent")
@@ -192,5 +207,35 @@ def why_waiting(
     if dead:
         reasons.append(
             f"{dead} dead-lettered (retries exhausted or refused for good): `mu outbox retry-dead`"
+        )
+    return reasons
+
+
+def why_waiting_storage(
+    home: str | Path,
+    storage: Any,
+    kind: str,
+    depth: dict[str, Any],
+    *,
+    workers_running: bool,
+    now: float | None = None,
+) -> list[str]:
+    """:func:`why_waiting` over a :class:`~finops_fabric.storage.Storage` (PostgreSQL), from
+    its :meth:`depth` of ``kind``. Several daemons may share that database: "no daemon" speaks
+    of this store's own daemon only."""
+    t = time.time() if now is None else now
+    waiting, oldest = storage.backlog(kind)
+    reasons: list[str] = []
+    if waiting:
+        reasons.append(f"{waiting} waiting, the oldest since {_iso(oldest) if oldest is not None else 'now'}")
+        if not workers_running:
+            reasons.append(
+                "no daemon of this environment runs from this store, so none of its workers delivers"
+            )
+        if kind == "notification":
+            reasons += assess_storage(home, storage, now=t)["reasons"][:1]
+    if depth.get("dead"):
+        reasons.append(
+            f"{depth['dead']} dead-lettered (retries exhausted or refused for good): `mu outbox retry-dead`"
         )
     return reasons

@@ -152,6 +152,13 @@ def open_db(path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
     ensure_schema(conn)
+    from finops_fabric.storage.migrations import check_sqlite
+
+    try:
+        check_sqlite(conn, str(path))  # the decision log's connect() applies the migrations
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

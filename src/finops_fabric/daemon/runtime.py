@@ -295,6 +295,54 @@ class Runtime:
             return enforcer.hash
         return None
 
+    # -- following a deployment another process of the fleet made ----------------------------
+
+    def follow(self, deployment_receipt_hash: str) -> str | None:
+        """Switch to the A of a successful deployment (or rollback) another daemon process
+        receipted: boot it from the store's verified snapshot, run its golden cases (the same
+        boot hook and health check as :meth:`deploy`), then switch. Appends no receipt (the
+        deploying process did). Returns None once it serves that A, else why it does not (the
+        old A keeps serving)."""
+        with self._deploy_lock:
+            active = self.active
+            if active is not None and active.deployment_receipt_hash == deployment_receipt_hash:
+                return None
+            try:
+                r = self.store.find(deployment_receipt_hash)
+                if r is None or r.get("kind") not in ("deployment", "rollback") or r.get("env") != self.env:
+                    return f"{deployment_receipt_hash} is not a deployment of {self.env} in the ledger"
+                if ((r.get("gates") or {}).get("operational") or {}).get("status") != "PASS":
+                    return f"deployment {deployment_receipt_hash} did not pass its operational gate"
+                gen_hash = str((r.get("inputs") or {}).get("generation_receipt_hash"))
+                gen = self.store.find(gen_hash)
+                listing = (gen or {}).get("outputs", {}).get("artifacts")
+                if gen is None or not isinstance(listing, dict):
+                    return f"the generation receipt {gen_hash} of {deployment_receipt_hash} is missing"
+                enforcer = enforcer_from_files(
+                    self.store.get_tree(listing), f"snapshot of {deployment_receipt_hash}"
+                )
+                if self.boot_hook is not None:
+                    self.boot_hook(enforcer)
+                results = [run_case(enforcer, c) for c in enforcer.golden_cases()]
+                failed = [c["scenario"] for c in results if not c["ok"]]
+                if failed:
+                    return (
+                        f"health check failed: {len(failed)} of {len(results)} golden cases failed "
+                        f"({', '.join(failed[:5])})"
+                    )
+            except Exception as exc:  # any failure: the old A keeps serving, and why is reported
+                return f"cannot boot the A of deployment {deployment_receipt_hash}: {exc}"
+            self.active = Active(
+                enforcer=enforcer,
+                env=self.env,
+                generation_receipt_hash=gen_hash,
+                deployed_at=str(r.get("time")),
+                deployment_receipt_hash=deployment_receipt_hash,
+                rules=rule_hashes(enforcer),
+            )
+            self.last_health = {"status": "ok", "detail": f"following deployment {deployment_receipt_hash}"}
+            return None
+
     # -- deploying ----------------------------------------------------------------------------
 
     def deploy(

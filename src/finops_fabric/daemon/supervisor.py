@@ -132,7 +132,8 @@ class Supervisor:
                 return
             self._stopping.clear()
             # The workers open the database themselves; create it (and the schema) once here.
-            outbox.open_db(outbox.db_path(self.home, self.env)).close()
+            if "FABRIC_DATABASE_URL" not in self.extra_env:  # else they share that database
+                outbox.open_db(outbox.db_path(self.home, self.env)).close()
             for ps in self._procs.values():
                 self._spawn(ps)
             self._thread = threading.Thread(target=self._watch, name=f"supervisor-{self.env}", daemon=True)

@@ -29,11 +29,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finops_fabric.daemon import audit_log, decision_log
-from finops_fabric.errors import CheckFailed, InputError, Location
+from finops_fabric.errors import CheckFailed, FabricError, InputError, Location
 from finops_fabric.store import Store
+
+if TYPE_CHECKING:
+    from finops_fabric.storage import DecisionLog, Storage
 from finops_fabric.transparency import (
     GENESIS,
     CompactRange,
@@ -137,9 +140,17 @@ class HeadKeeper:
     """Signs and keeps the tree heads of one daemon's decision log and audit ledger."""
 
     def __init__(
-        self, store: Store, env: str, writer: decision_log.DecisionWriter, config: HeadsConfig | None = None
+        self,
+        store: Store,
+        env: str,
+        writer: DecisionLog,
+        config: HeadsConfig | None = None,
+        *,
+        storage: Storage | None = None,
     ) -> None:
         self.store = store
+        #: The database when it is not the store's SQLite file (PostgreSQL): read through it.
+        self.storage = storage
         self.env = env
         self.writer = writer
         self.config = config if config is not None else heads_config(store)
@@ -167,6 +178,9 @@ class HeadKeeper:
         refused = f"the {self.env} daemon does not start"
         require_verified_ledger(self.store, refused)
         self._keys = dict(default_trust(self.store).keys)
+        if self.storage is not None:
+            self._boot_storage(self.storage)
+            return
         path = decision_log.db_path(self.store.home, self.env)
         conn = decision_log.connect(path)
         try:
@@ -193,11 +207,41 @@ class HeadKeeper:
         self._audit_conn = conn
         self.tick()
 
+    def _boot_storage(self, storage: Storage) -> None:
+        """:meth:`boot` over a :class:`Storage` (the heads stay files of the store)."""
+        refused = f"the {self.env} daemon does not start"
+        self._resume_log(
+            self.decisions,
+            storage.log_size("decisions"),
+            lambda n: storage.log_chain_at("decisions", n),
+            storage.decision_rows,
+            storage.heads_began("decisions"),
+        )
+        tail_id = self.writer.head()[0]
+        if tail_id < self.decisions.last_id:
+            raise CheckFailed(
+                f"{refused}: the decision log changed while the daemon started (decision {tail_id})",
+                code="decisions.changed",
+            )
+        if tail_id > self.decisions.last_id:  # another daemon of the fleet logged meanwhile
+            leaves, last, chain = _rows_after(
+                storage.decision_rows, self.decisions.last_id, self.decisions.chain, "decision", ""
+            )
+            self.decisions.tree.extend(leaves)
+            self.decisions.last_id, self.decisions.chain = last, chain
+        self.writer.follow_tree(self.decisions.tree)
+        self._resume_log(
+            self.audit,
+            storage.log_size("audit"),
+            lambda n: storage.log_chain_at("audit", n),
+            lambda after: (r.row for r in storage.audit_rows(after)),
+            storage.heads_began("audit"),
+        )
+        self.tick()
+
     def _resume(
         self, log: _Log, conn: sqlite3.Connection, table: str, rows: Callable[[int], Iterator[LogRow]]
     ) -> None:
-        refused = f"the {self.env} daemon does not start"
-        where = f"the {self.env} {log.title}"
         id_col = "id" if table == "decisions" else "seq"
         (count,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608 - fixed names
 
@@ -212,6 +256,18 @@ class HeadKeeper:
                 return None
             return chain_hash(row[1], row[0])
 
+        self._resume_log(log, int(count), chain_at, rows, _began(conn, log.name))
+
+    def _resume_log(
+        self,
+        log: _Log,
+        count: int,
+        chain_at: Callable[[int], bytes | None],
+        rows: Callable[[int], Iterator[LogRow]],
+        began: str | None,
+    ) -> None:
+        refused = f"the {self.env} daemon does not start"
+        where = f"the {self.env} {log.title}"
         state: dict[str, Any] = {}
 
         def leaves_after(n: int) -> list[bytes]:
@@ -220,7 +276,6 @@ class HeadKeeper:
             )
             return leaves
 
-        began = _began(conn, log.name)
         command = "decisions" if log.name == "decisions" else "audit-log"
         tree = CompactRange()
         try:
@@ -267,7 +322,12 @@ class HeadKeeper:
         head = sign_head(make_head(log.name, tree, env=self.env, chain=chain), self._key)
         log.heads.write(head)
         if log.signed < 0:
-            _mark_began(self.store, self.env, log.name)
+            if self.storage is not None:
+                from finops_fabric.transparency import now_stamp
+
+                self.storage.mark_heads_began(log.name, now_stamp())
+            else:
+                _mark_began(self.store, self.env, log.name)
         log.signed = tree.size
         self._post(head)
 
@@ -297,18 +357,25 @@ class HeadKeeper:
     def _follow_audit(self) -> None:
         """Re-hash and re-link the audit entries the workers appended since the last tick, and
         make them durable (the workers commit without an fsync) before a head covers them."""
-        log, conn = self.audit, self._audit_conn
-        if log.problem is not None or conn is None:
+        log, conn, storage = self.audit, self._audit_conn, self.storage
+        rows: Callable[[int], Iterator[LogRow]]
+        if storage is not None:
+            rows = lambda after: (r.row for r in storage.audit_rows(after))  # noqa: E731
+        elif conn is not None:
+            rows = lambda after: _audit_rows(conn, after)  # noqa: E731
+        else:
+            return
+        if log.problem is not None:
             return
         try:
             leaves, last_id, chain = _rows_after(
-                lambda after: _audit_rows(conn, after),
+                rows,
                 log.last_id,
                 log.chain,
                 log.noun,
                 "",
             )
-            if leaves:
+            if leaves and storage is None:  # PostgreSQL commits are durable when they return
                 decision_log.sync_wal(decision_log.db_path(self.store.home, self.env))
             log.tree.extend(leaves)
             log.last_id, log.chain = last_id, chain
@@ -317,7 +384,7 @@ class HeadKeeper:
             print(
                 f"mu daemon: no more audit tree heads are signed: {exc.message}", file=sys.stderr, flush=True
             )
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, FabricError):
             pass  # read again at the next tick
 
     def health(self) -> dict[str, Any]:

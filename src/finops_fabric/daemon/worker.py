@@ -44,16 +44,23 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from finops_fabric.storage import Storage
 
 from finops_fabric.daemon import audit_log, delivery, outbox
 from finops_fabric.daemon.notifier import DeliveryError, Notifier, NotTried, PermanentError
+from finops_fabric.errors import FabricError
 
 __all__ = ["ENV_FAULT", "AckJournal", "Worker", "journal_path", "main"]
 
 ENV_FAULT = "FABRIC_WORKER_FAULT"
+#: The database URL a worker uses when it is not the store's SQLite file (set by the supervisor).
+DATABASE_ENV = "FABRIC_DATABASE_URL"
 POLL_INTERVAL_S = 0.05
 BATCH = 64
 LEASE_S = 30.0
@@ -98,6 +105,19 @@ class AckJournal:
 
     def clear(self) -> None:
         os.ftruncate(self._open(), 0)
+
+    def recover_into(self, ack: Callable[[Sequence[tuple[str, float]]], None]) -> int:
+        """:meth:`recover` through ``ack`` (``[(key, delivered at)]``), for any storage."""
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return 0
+        lines = text.split("\n")[:-1]
+        found = [m.groups() for line in lines if (m := _JOURNAL_LINE.fullmatch(line))]
+        if found:
+            ack([(key, float(at)) for key, at in found])
+        self.clear()
+        return len(lines)
 
     def recover(self, conn: sqlite3.Connection) -> int:
         """Acknowledge every item the journal names (as delivered when it says), empty it;
@@ -163,17 +183,68 @@ class Worker:
         #: Transport state: consecutive failures, and when to probe it again (0: it is up).
         self._failures = 0
         self.probe_at = 0.0
-        self.conn: sqlite3.Connection = outbox.open_db(outbox.db_path(self.home, env), synchronous="NORMAL")
         self.notifier = Notifier(self.home) if kind == "notification" else None
         self.journal = AckJournal(journal_path(self.home, env, kind))
         #: The transport state last recorded for the daemon's health ("down: why", or None: up).
-        recorded = delivery.read_transport(self.conn, kind)
+        recorded = self._connect()
         self._recorded_down: str | None = (
             str(recorded["reason"]) if recorded is not None and recorded["state"] == "down" else None
         )
 
+    def _connect(self) -> dict[str, Any] | None:
+        """Open the database; the transport state recorded there."""
+        self.conn: sqlite3.Connection = outbox.open_db(
+            outbox.db_path(self.home, self.env), synchronous="NORMAL"
+        )
+        return delivery.read_transport(self.conn, self.kind)
+
     def stop(self) -> None:
         self.stopping.set()
+
+    # --- what the worker does to the outbox (StorageWorker does it through a Storage) -----------
+
+    def _close_db(self) -> None:
+        self.conn.close()
+
+    def _claim(self, now: float) -> list[outbox.Item]:
+        return outbox.claim(self.conn, self.kind, now, self.batch, self.lease_seconds)
+
+    def _delivered_keys(self, keys: Sequence[str]) -> set[str]:
+        return outbox.delivered_keys(self.conn, keys)
+
+    def _ack_many(self, delivered: Sequence[tuple[outbox.Item, float]]) -> None:
+        outbox.ack_many(self.conn, delivered)
+
+    def _mark_mail(self, item: outbox.Item, t: float) -> None:
+        with outbox.transaction(self.conn):
+            self.conn.execute(
+                "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
+                " VALUES (?, 'notification-mail', ?)",
+                (item.idempotency_key + "#mail", t),
+            )
+
+    def _release(self, items: Sequence[outbox.Item]) -> None:
+        outbox.release(self.conn, items)
+
+    def _fail_many(self, failures: Sequence[tuple[outbox.Item, str, bool]], now: float) -> None:
+        outbox.fail_many(self.conn, failures, now)
+
+    def _requeue_backed_off(self, now: float) -> None:
+        with outbox.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND state = 'pending'"
+                " AND next_attempt_at > ?",
+                (now, self.kind, now),
+            )
+
+    def _set_transport(self, reason: str | None) -> None:
+        if reason is None:
+            delivery.record_up(self.conn, self.kind)
+        else:
+            delivery.record_down(self.conn, self.kind, reason)
+
+    def _append_audit(self, item: outbox.Item) -> None:
+        audit_log.append_item(self.conn, item)
 
     def _parent_gone(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid
@@ -199,7 +270,7 @@ class Worker:
             if self.notifier is not None:
                 self.notifier.close()
             self.journal.close()
-            self.conn.close()
+            self._close_db()
 
     def take_over(self) -> None:
         """What a worker does when it starts: acknowledge what the ack journal says a
@@ -236,24 +307,19 @@ class Worker:
         self.probe_at = 0.0
         self._record_up()
         print("worker notification: transport is back", file=sys.stderr, flush=True)
-        with outbox.transaction(self.conn):  # what backed off during the outage is due now
-            self.conn.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND state = 'pending'"
-                " AND next_attempt_at > ?",
-                (now, self.kind, now),
-            )
+        self._requeue_backed_off(now)  # what backed off during the outage is due now
         return True
 
     def _record_up(self) -> None:
         if self._recorded_down is not None:
-            with contextlib.suppress(sqlite3.Error):  # health only: never stops a delivery
-                delivery.record_up(self.conn, self.kind)
+            with contextlib.suppress(sqlite3.Error, FabricError):  # health only: never stops a delivery
+                self._set_transport(None)
                 self._recorded_down = None
 
     def _transport_down(self, exc: DeliveryError) -> None:
         if self._recorded_down != str(exc):
-            with contextlib.suppress(sqlite3.Error):
-                delivery.record_down(self.conn, self.kind, str(exc))
+            with contextlib.suppress(sqlite3.Error, FabricError):
+                self._set_transport(str(exc))
                 self._recorded_down = str(exc)
         self._failures += 1
         delay = outbox.backoff_delay(self._failures, base=PROBE_BASE_S, cap=PROBE_CAP_S)
@@ -264,7 +330,7 @@ class Worker:
     def _run_notifications(self) -> int:
         if not self._transport_up():
             return 0
-        items = outbox.claim(self.conn, self.kind, time.time(), self.batch, self.lease_seconds)
+        items = self._claim(time.time())
         if items:
             self._deliver_notifications(items)
         return len(items)
@@ -275,13 +341,13 @@ class Worker:
         assert self.notifier is not None
         notifier = self.notifier
         keys = [item.idempotency_key for item in items]
-        done = outbox.delivered_keys(self.conn, keys + [k + "#mail" for k in keys])
+        done = self._delivered_keys(keys + [k + "#mail" for k in keys])
         outcome: dict[int, DeliveryError | None] = {}
         now = time.time()
         acks = [(item, now) for item in items if item.idempotency_key in done]
         for item, _ in acks:
             outcome[item.id] = None
-        outbox.ack_many(self.conn, acks)
+        self._ack_many(acks)
         self._count(len(acks))
         rest = [it for it in items if it.id not in outcome]
         try:
@@ -299,12 +365,7 @@ class Worker:
         def on_sent(i: int) -> None:
             item, t = mail[i], time.time()
             if webhook:  # record the mail part; the webhook comes next
-                with outbox.transaction(self.conn):
-                    self.conn.execute(
-                        "INSERT OR IGNORE INTO outbox_delivered (idempotency_key, kind, delivered_at)"
-                        " VALUES (?, 'notification-mail', ?)",
-                        (item.idempotency_key + "#mail", t),
-                    )
+                self._mark_mail(item, t)
                 return
             self.journal.record(item.idempotency_key, t)  # before the next message's data goes out
             accepted.append((item, t))
@@ -315,7 +376,7 @@ class Worker:
             errors = notifier.send_mails([it.payload for it in mail], on_sent, stop=self.stopping.is_set)
         finally:  # one transaction acknowledges every accepted message (also when on_sent raised)
             if accepted:
-                outbox.ack_many(self.conn, accepted)
+                self._ack_many(accepted)
                 self.journal.clear()
         for item, err in zip(mail, errors, strict=True):
             if err is not None:
@@ -323,13 +384,13 @@ class Worker:
         if webhook:
             self._post_webhooks([it for it in items if it.id not in outcome], outcome)
         untried = [it for it in items if isinstance(outcome.get(it.id), NotTried)]
-        outbox.release(self.conn, untried)
+        self._release(untried)
         failures = [
             (it, str(err), err.permanent)
             for it in items
             if (err := outcome.get(it.id)) is not None and not isinstance(err, NotTried)
         ]
-        outbox.fail_many(self.conn, failures, time.time())
+        self._fail_many(failures, time.time())
         down = next((err for it in items if (err := outcome.get(it.id)) is not None and err.connection), None)
         if down is not None:
             self._transport_down(down)
@@ -354,7 +415,7 @@ class Worker:
             except (KeyError, TypeError, ValueError) as exc:
                 outcome[item.id] = PermanentError(f"malformed notification payload: {exc!r}")
                 continue
-            outbox.ack(self.conn, item)
+            self._ack_many([(item, time.time())])
             outcome[item.id] = None
             self._count(1)
 
@@ -367,7 +428,7 @@ class Worker:
         """Deliver and acknowledge one claimed item (raises the :class:`DeliveryError` when it
         could not; the item is then failed with its back-off)."""
         if self.kind == "audit":
-            audit_log.append_item(self.conn, item)
+            self._append_audit(item)
             return
         (err,) = self._deliver_notifications([item])
         if err is not None:
@@ -429,6 +490,91 @@ class Worker:
         return len(rows)
 
 
+class StorageWorker(Worker):
+    """The worker over a :class:`~finops_fabric.storage.Storage` (PostgreSQL): claims are
+    leased to this process (``FOR UPDATE SKIP LOCKED``), so any number of workers on any host
+    share the outbox; a lease a dead worker held expires by itself (its successor does not take
+    every lease back, as other hosts' workers hold theirs); audit entries are appended one item
+    at a time under the ledger's lock."""
+
+    def __init__(self, home: str | Path, env: str, kind: str, storage: Storage, **options: Any) -> None:
+        self.storage = storage
+        self._db_down = False
+        super().__init__(home, env, kind, **options)
+
+    def _connect(self) -> dict[str, Any] | None:
+        return self.storage.read_transport(self.kind)
+
+    def run_once(self) -> int:
+        """:meth:`Worker.run_once`; while the database is unreachable the worker waits and tries
+        again (the pool reconnects by itself): what it had claimed stays leased to it until the
+        lease runs out, then any worker delivers it."""
+        from finops_fabric.storage import StorageUnavailable
+
+        try:
+            done = super().run_once()
+        except StorageUnavailable as exc:
+            if not self._db_down:
+                print(f"worker {self.kind}: {exc.message}; trying again", file=sys.stderr, flush=True)
+            self._db_down = True
+            self.stopping.wait(min(1.0, 10 * self.poll_interval))
+            return 0
+        if self._db_down:
+            print(f"worker {self.kind}: the database is back", file=sys.stderr, flush=True)
+            self._db_down = False
+        return done
+
+    def _close_db(self) -> None:
+        self.storage.close()
+
+    def take_over(self) -> None:
+        if self.kind == "notification":
+            self.journal.recover_into(self.storage.ack_keys)
+
+    def _claim(self, now: float) -> list[outbox.Item]:
+        return self.storage.claim(self.kind, now, self.batch, self.lease_seconds)
+
+    def _delivered_keys(self, keys: Sequence[str]) -> set[str]:
+        return self.storage.delivered_keys(keys)
+
+    def _ack_many(self, delivered: Sequence[tuple[outbox.Item, float]]) -> None:
+        self.storage.ack_many(delivered)
+
+    def _mark_mail(self, item: outbox.Item, t: float) -> None:
+        self.storage.mark_sent(item.idempotency_key + "#mail", "notification-mail", t)
+
+    def _release(self, items: Sequence[outbox.Item]) -> None:
+        self.storage.release(items)
+
+    def _fail_many(self, failures: Sequence[tuple[outbox.Item, str, bool]], now: float) -> None:
+        self.storage.fail_many(failures, now)
+
+    def _requeue_backed_off(self, now: float) -> None:
+        self.storage.requeue_backed_off(self.kind, now)
+
+    def _set_transport(self, reason: str | None) -> None:
+        self.storage.record_transport(self.kind, reason)
+
+    def _append_audit(self, item: outbox.Item) -> None:
+        self.storage.audit_append_item(item)
+
+    def _run_audit(self) -> int:
+        limit = self.batch if self._exit_after is None else max(1, self._exit_after - self.delivered)
+        items = self.storage.claim(self.kind, time.time(), limit, self.lease_seconds)
+        appended = 0
+        bad: list[tuple[outbox.Item, str, bool]] = []
+        for item in items:
+            try:
+                self.storage.audit_append_item(item)
+            except (KeyError, TypeError, ValueError) as exc:  # a malformed item: dead-letter it
+                bad.append((item, f"{type(exc).__name__}: {exc}", True))
+                continue
+            appended += 1
+        self.storage.fail_many(bad, time.time())
+        self._count(appended)
+        return len(items)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m finops_fabric.daemon.worker", description=__doc__)
     p.add_argument("--env", required=True)
@@ -446,15 +592,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get(ENV_FAULT) == "exit-on-start":
         print(f"worker {args.kind}: injected fault exit-on-start", file=sys.stderr)
         return 1
-    worker = Worker(
-        args.home,
-        args.env,
-        args.kind,
-        poll_interval=args.poll_interval,
-        batch=args.batch,
-        lease_seconds=args.lease,
-        parent_pid=args.parent_pid,
-    )
+    options: dict[str, Any] = {
+        "poll_interval": args.poll_interval,
+        "batch": args.batch,
+        "lease_seconds": args.lease,
+        "parent_pid": args.parent_pid,
+    }
+    from finops_fabric.storage import database_for, default_process, open_storage
+
+    # the URL comes in the environment (never on the command line, where `ps` shows it)
+    url = database_for(Path(args.home), args.env, os.environ.get(DATABASE_ENV) or None)
+    worker: Worker
+    if url is not None and url.startswith("postgres"):
+        storage = open_storage(Path(args.home), args.env, url, process=f"{default_process()}:{args.kind}")
+        worker = StorageWorker(args.home, args.env, args.kind, storage, **options)
+    else:
+        worker = Worker(args.home, args.env, args.kind, **options)
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         worker.stop()

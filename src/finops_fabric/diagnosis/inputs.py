@@ -67,22 +67,22 @@ def read_logged_decision(store: Store, decision_id: str, env: str) -> Logged:
             "or the id `mu decisions` lists)",
             code="diagnose.bad_decision_id",
         )
-    path = decision_log.db_path(store.home, env)
-    conn = decision_log.connect(path, readonly=True)
-    try:
-        rows = decision_log.query(conn, decision_id=rid)
-    except sqlite3.Error as e:
-        raise InputError(
-            f"cannot read the decision log {path}: {e}",
-            code="decisions.unreadable",
-            location=Location(file=str(path)),
-        ) from e
-    except ValueError as e:
-        raise InputError(
-            f"decision {rid} in {path} is not readable JSON: {e}", code="decisions.corrupt"
-        ) from e
-    finally:
-        conn.close()
+    from finops_fabric.storage import external_storage
+
+    sqlite_path = decision_log.db_path(store.home, env)
+    path = str(sqlite_path)
+    storage = external_storage(store.home, env)  # environments.ENV.database of config.json
+    if storage is not None:
+        path = storage.where
+        with storage:
+            try:
+                rows = storage.decisions(decision_id=rid)
+            except ValueError as e:
+                raise InputError(
+                    f"decision {rid} in {storage.where} is not readable JSON: {e}", code="decisions.corrupt"
+                ) from e
+    else:
+        rows = _sqlite_decision(sqlite_path, rid)
     if not rows:
         raise InputError(
             f"no decision {rid} in the {env} decision log {path}",
@@ -259,3 +259,22 @@ def _check_receipt(receipt: dict[str, Any], store: Store) -> Evidence:
         f"generation receipt {receipt['receipt_hash']} binds O {onto} to A {a}; signed by {signed[0]}{note}",
         data,
     )
+
+
+def _sqlite_decision(path: Path, rid: int) -> list[dict[str, Any]]:
+    conn = decision_log.connect(path, readonly=True)
+    try:
+        rows = decision_log.query(conn, decision_id=rid)
+    except sqlite3.Error as e:
+        raise InputError(
+            f"cannot read the decision log {path}: {e}",
+            code="decisions.unreadable",
+            location=Location(file=str(path)),
+        ) from e
+    except ValueError as e:
+        raise InputError(
+            f"decision {rid} in {path} is not readable JSON: {e}", code="decisions.corrupt"
+        ) from e
+    finally:
+        conn.close()
+    return rows

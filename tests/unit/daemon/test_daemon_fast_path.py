@@ -375,3 +375,58 @@ def test_the_wal_file_is_reopened_when_replaced(tmp_path: Path) -> None:
     sync()
     assert sync._ino != first
     sync.close()
+
+
+def test_a_decision_the_log_cannot_take_is_a_503_never_an_answer(
+    deployed: tuple[Store, Path, dict[str, Any]],
+) -> None:
+    """The database cannot take the decision (unreachable, locked past its timeout, an fsync that
+    failed): 503 with a stable code and Retry-After, and nothing is answered or logged."""
+    store, a, receipt = deployed
+    failures: list[BaseException] = [sqlite3.OperationalError("disk I/O error"), OSError(5, "EIO")]
+
+    def broken(decision: dict[str, Any], tx: dict[str, Any]) -> decision_log.ExtraWriter:
+        def write(conn: sqlite3.Connection, row_id: int) -> None:
+            raise failures[0]
+
+        return write
+
+    app = create_app(store, "fast503", dev=True)
+    app.state.effect_writers.append(broken)
+    with TestClient(app) as c:
+        body = {"enforcer": str(a), "generation_receipt_hash": receipt["receipt_hash"]}
+        assert c.post("/v1/deployments", json=body).is_success
+        for code in ("storage.unavailable", "decisions.not_durable"):
+            r = c.post("/v1/decisions", json=TX)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == code
+            assert "none is given" in r.json()["error"]["message"]
+            assert r.headers["retry-after"] == "1"
+            failures.pop(0)
+    conn = decision_log.connect(decision_log.db_path(store.home, "fast503"), readonly=True)
+    assert decision_log.query(conn) == []  # nothing logged
+
+
+def test_a_log_that_does_not_confirm_in_time_is_a_503_then_the_daemon_goes_on(
+    deployed: tuple[Store, Path, dict[str, Any]],
+) -> None:
+    """Another connection holds the log's write lock past the write timeout (as a database that
+    hangs would): 503 storage.timeout, not an answer; once it lets go, decisions go on."""
+    store, a, receipt = deployed
+    app = create_app(store, "fastslow", dev=True, write_timeout=0.3)
+    with TestClient(app) as c:
+        body = {"enforcer": str(a), "generation_receipt_hash": receipt["receipt_hash"]}
+        assert c.post("/v1/deployments", json=body).is_success
+        assert c.post("/v1/decisions", json=TX).status_code == 200
+        blocker = sqlite3.connect(decision_log.db_path(store.home, "fastslow"), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            r = c.post("/v1/decisions", json={**TX, "id": "held"})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "storage.timeout"
+            assert r.headers["retry-after"] == "1"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        r = c.post("/v1/decisions", json={**TX, "id": "after"})
+        assert r.status_code == 200, r.text
