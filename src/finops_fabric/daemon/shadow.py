@@ -459,8 +459,8 @@ class ShadowRunner:
     def _sign_head(self, *, force: bool = False) -> None:
         if self._tree.size == 0 or self._tree.size <= self._signed:
             return
-        if not force and time.monotonic() - self._last_head < HEAD_SECONDS:
-            return
+        if not force and self._signed >= 0 and time.monotonic() - self._last_head < HEAD_SECONDS:
+            return  # the first row gets a head at once, later rows within HEAD_SECONDS
         decision_log.sync_wal(self.path)  # no head covers a row a power cut could undo
         head = sign_head(
             make_head("shadow", self._tree, env=self.env, chain=self._chain),
@@ -565,11 +565,7 @@ class ShadowRunner:
                     with self._lock:
                         if self.session is session:
                             self._end(session, f"its until time {_stamp(session.until)} passed")
-                elif self._pending and (
-                    len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._last_flush >= FLUSH_SECONDS
-                ):
-                    self._flush(self.session)
-                elif self._queue.empty() and time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+                elif len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
                     self._flush(self.session)
                     self._sign_head()
             except Exception as exc:  # the shadow side never takes the daemon with it
