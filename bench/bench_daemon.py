@@ -5,6 +5,7 @@ notification sent, and what each process costs in CPU.
                                   [--requests=N] [--dev] [--no-workers] [--no-smtp] [--quick] [--json]
     python3 bench/bench_daemon.py --rate=R [--duration=S] [--concurrency=C] ...   # a fixed rate
     python3 bench/bench_daemon.py --url=URL [--token=T]      # an already running daemon
+    python3 bench/bench_daemon.py --shadow [--rate=400] [--rounds=2] [--duration=S]  # bench/_shadow.py
 
 Without ``--url`` it builds everything itself in a temporary store (FABRIC_HOME): ``mu init``,
 ``mu generate`` of the bundled example ``acme``, an SMTP sink (``bench/_smtp_sink.py``, a cheap
@@ -382,6 +383,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--url", help="an already running daemon (else one is started)")
     ap.add_argument("--token", help="bearer token for --url")
+    ap.add_argument("--shadow", action="store_true", help="p99 at --rate (400/s) without and with a shadow A")
+    ap.add_argument("--rounds", type=int, default=2, help="--shadow: rounds of each kind, alternating")
     args = ap.parse_args()
     seconds = 3.0 if args.quick else args.duration
     n = 2000 if args.quick else args.requests
@@ -412,6 +415,12 @@ def main() -> int:
             _wrk(wrk, url, token, 2, args.concurrency, "warm")
         else:
             asyncio.run(_load(url, token, 500, args.concurrency, 10**9))
+        if args.shadow:  # bench/_shadow.py: the same daemon without and with a shadow enforcer
+            import _shadow
+
+            if setup is None:
+                raise SystemExit("--shadow starts its own daemon (no --url)")
+            return _shadow.compare(args, setup, _load, _pct, _mu)
         first_id = _max_decision_id(setup.db) if setup is not None else 0
         cpu0 = _cpu_snapshot(daemon_pid, sink_pid)
         if wrk is not None:
