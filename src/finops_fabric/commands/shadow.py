@@ -156,6 +156,17 @@ def report_lines(doc: dict[str, Any]) -> list[str]:
     lines.append(f"decisions flipped: {flips}; amount flipped {doc['amount_flipped']}")
     if doc["changed_fired"]:
         lines.append(f"same decision, other rules fired: {doc['changed_fired']}")
+    if doc["changed_effects"]:
+        lines.append(
+            f"same decision and rules, other notifications or audit entries: {doc['changed_effects']}"
+        )
+    if doc["by_type_level"]:
+        lines.append(
+            "by type/level: "
+            + "; ".join(
+                f"{k} " + ", ".join(f"{g} {n}" for g, n in v.items()) for k, v in doc["by_type_level"].items()
+            )
+        )
     for title, key in (
         ("by rule", "by_rule"),
         ("notifications", "notifications"),

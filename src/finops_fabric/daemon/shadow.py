@@ -404,6 +404,7 @@ class ShadowRunner:
         self.session: Session | None = None
         self.problem: str | None = None  # why no session runs although one should
         self.last_end: dict[str, Any] | None = None
+        self._ending: Session | None = None
         # the hand-off: a deque (append and len are atomic, no lock, no wake-up per decision),
         # taken from by the thread every POLL_SECONDS; controls (stop, close) have a queue of their own
         self._items: deque[_Item] = deque()
@@ -781,11 +782,14 @@ class ShadowRunner:
         with the thread gone)."""
         if self.session is not session:
             raise CheckFailed(f"{self.env} runs no shadow session", code="shadow.none")
+        self._ending = session  # still shown as running until its end is receipted
         self.session = None
-        self._flush(session)
-        self._sign_head(force=True)
-        receipt = self._end_receipt(session, reason)
-        return receipt
+        try:
+            self._flush(session)
+            self._sign_head(force=True)
+            return self._end_receipt(session, reason)
+        finally:
+            self._ending = None
 
     def _end_receipt(
         self, session: Session, reason: str, *, counts: Mapping[str, int] | None = None
@@ -897,7 +901,7 @@ class ShadowRunner:
     # -- state --------------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        session = self.session
+        session = self.session or self._ending
         doc: dict[str, Any] = {
             "env": self.env,
             "shadowing": session is not None,
@@ -1140,6 +1144,14 @@ def _amount(tx_json: str | None) -> Decimal | None:
         return None
 
 
+def _tx(tx_json: str | None) -> dict[str, Any]:
+    try:
+        doc = json.loads(tx_json) if tx_json is not None else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def _reasons(d: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"rule": f.get("rule"), "reason": f.get("reason")} for f in d.get("fired") or []]
 
@@ -1171,7 +1183,11 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                 f"{env} has no shadow session" + (f" {session}" if session else ""), code="shadow.none"
             )
         info = dict(zip(_SESSION_COLUMNS, row, strict=True))
-        flips: Tally[str] = Tally()
+        flips: Tally[str] = Tally(dict.fromkeys(("APPROVE→REJECT", "REJECT→APPROVE"), 0))
+        amounts: dict[str, Decimal] = {}
+        by_type_level: dict[str, Tally[str]] = {}
+        per_day: dict[str, Tally[str]] = {}
+        changed_effects = 0
         by_difference: Tally[str] = Tally()
         by_rule: dict[str, Tally[str]] = {}
         notified: dict[str, Tally[str]] = {}
@@ -1207,12 +1223,22 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                 by_difference[d] += 1
             direction = f"{live_out}→{shadow_out}"
             if live_out != shadow_out:
-                flips[direction] += 1
+                group = direction
                 amount = _amount(tx_json)
                 if amount is not None:
                     amount_flipped += abs(amount)
+                    amounts[direction] = amounts.get(direction, Decimal(0)) + abs(amount)
             elif "fired" in diff:
+                group = "changed_fired"
                 changed_fired += 1
+            else:
+                group = "changed_effects"
+                changed_effects += 1
+            flips[direction] += 1 if live_out != shadow_out else 0
+            tx = _tx(tx_json)
+            kind = f"{tx.get('type', '(missing)')}/{tx.get('actor_level', '(missing)')}"
+            by_type_level.setdefault(kind, Tally())[group] += 1
+            per_day.setdefault(str(at)[:10], Tally())[group] += 1
             if "error" not in diff:
                 old, new = set(_fired(live)), set(_fired(shadow))
                 for rule in new - old:
@@ -1228,7 +1254,6 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                         table.setdefault(str(json.loads(item).get(name)), Tally())["gained"] += n
                     for item, n in (before - after).items():
                         table.setdefault(str(json.loads(item).get(name)), Tally())["lost"] += n
-            group = direction if live_out != shadow_out else f"{live_out} (fired or effects differ)"
             bucket = shown.setdefault(group, [])
             if len(bucket) < examples:
                 bucket.append(
@@ -1238,7 +1263,8 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                         "transaction_id": tx_id,
                         "compared_at": at,
                         "differences": diff,
-                        "transaction": json.loads(tx_json) if tx_json is not None else None,
+                        "group": group,
+                        "transaction": _tx(tx_json) if tx_json is not None else None,
                         "live": {"decision": live_out, "fired": _reasons(live)},
                         "shadow": {
                             "decision": shadow_out,
@@ -1277,6 +1303,10 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
         "dropped": info["dropped"],
         "flips": dict(sorted(flips.items())),
         "changed_fired": changed_fired,
+        "changed_effects": changed_effects,
+        "by_type_level": {k: dict(sorted(v.items())) for k, v in sorted(by_type_level.items())},
+        "per_day": {k: dict(sorted(v.items())) for k, v in sorted(per_day.items())},
+        "amount_by_direction": {k: str(v) for k, v in sorted(amounts.items())},
         "by_difference": dict(sorted(by_difference.items())),
         "by_rule": tallies(by_rule),
         "notifications": tallies(notified),

@@ -205,7 +205,10 @@ def test_live_a_decides_the_shadow_logs_disagreements_with_no_effect(
     report = json.loads(out)
     assert report["verified"] and report["chain"]["size"] == 2
     assert (report["compared"], report["agreed"], report["disagreed"]) == (5, 3, 2)
-    assert report["flips"] == {"REJECT→APPROVE": 2} and report["changed_fired"] == 0
+    assert report["flips"] == {"APPROVE→REJECT": 0, "REJECT→APPROVE": 2}
+    assert report["changed_fired"] == report["changed_effects"] == 0
+    assert report["by_type_level"] == {"wire/L3": {"REJECT→APPROVE": 2}}
+    assert report["amount_by_direction"] == {"REJECT→APPROVE": "3000000"}
     assert report["by_rule"] == {EX + "approval-wire-large": {"gained": 0, "lost": 2}}
     assert report["notifications"] == {"audit@acme.example": {"gained": 2, "lost": 0}}
     assert report["audit"] == {"immutable": {"gained": 2, "lost": 0}}
@@ -216,7 +219,9 @@ def test_live_a_decides_the_shadow_logs_disagreements_with_no_effect(
     assert example["shadow"] == {"decision": "APPROVE", "fired": []}
     code, out, _ = mu(capsys, acme, "shadow", "report", f"--env={env}")
     assert (
-        code == 0 and "decisions flipped: REJECT→APPROVE 2" in out and "approval-wire-large: +0 / -2" in out
+        code == 0
+        and "decisions flipped: APPROVE→REJECT 0, REJECT→APPROVE 2" in out
+        and "approval-wire-large: +0 / -2" in out
     )
 
 
@@ -291,7 +296,7 @@ def test_a_restarted_daemon_boots_the_session_again(acme: Acme, env: str) -> Non
     assert end["outputs"]["compared"] == 3
     assert [r[2] for r in shadow_rows(acme, env)] == ["w1", "w2"]
     report = shadow.shadow_report(acme.store, env)
-    assert report["verified"] and report["flips"] == {"REJECT→APPROVE": 2}
+    assert report["verified"] and report["flips"]["REJECT→APPROVE"] == 2
 
 
 def test_a_shadow_a_that_fails_its_checks_is_refused(

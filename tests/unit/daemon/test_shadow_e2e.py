@@ -127,7 +127,7 @@ def test_shadow_end_to_end(tmp_path: Path) -> None:
         assert decide(home, tmp_path, AGREE)["enforcer_hash"] == h1
         report = report_when(home, 2)
         assert (report["compared"], report["agreed"], report["disagreed"]) == (2, 1, 1)
-        assert report["running"] and report["flips"] == {"REJECT→APPROVE": 1}
+        assert report["running"] and report["flips"] == {"APPROVE→REJECT": 0, "REJECT→APPROVE": 1}
 
         # a restart keeps the session
         stop_daemon(daemon)
