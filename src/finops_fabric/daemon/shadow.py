@@ -860,6 +860,10 @@ class ShadowRunner:
                 raise CheckFailed(
                     f"the snapshot has hash {enforcer.hash}, not {expected}", code="deploy.hash_mismatch"
                 )
+            results = [run_case(enforcer, case) for case in enforcer.golden_cases()]
+            failed = [c["scenario"] for c in results if not c["ok"]]
+            if failed:
+                raise CheckFailed(f"golden cases failed: {', '.join(failed[:5])}", code="deploy.health")
         except FabricError as exc:
             enforcer = None
             why = f"its A {expected} cannot be booted again: {exc.message}"
