@@ -42,6 +42,7 @@ def compare(
     load: Callable[..., Any],
     pct: Callable[[list[float], float], float],
     mu: Callable[..., str],
+    cpu_of: Callable[[int], float],
 ) -> int:
     rate = args.rate or RATE
     seconds = 3.0 if args.quick else args.duration
@@ -49,6 +50,7 @@ def compare(
     n = max(1, round(rate * seconds))
     a_shadow = _shadow_enforcer(setup.tmp, mu, setup.home)
     pooled: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, float] = {"off": 0.0, "on": 0.0}  # the daemon process's CPU seconds (all threads)
     errors = 0
     ends: list[dict[str, Any]] = []
     offset = 0
@@ -57,7 +59,9 @@ def compare(
         for mode in ("off", "on"):
             if mode == "on":
                 mu(setup.home, "deploy", "--target=bench", "--shadow", f"--enforcer={a_shadow}")
+            cpu0 = cpu_of(setup.daemon.pid)
             _wall, lat, errs = asyncio.run(load(setup.url, setup.token, n, args.concurrency, offset, rate))
+            cpu[mode] += cpu_of(setup.daemon.pid) - cpu0
             offset += n
             errors += errs
             pooled[mode] += lat
@@ -72,6 +76,7 @@ def compare(
             "p50_ms": round(pct(lat, 0.50) * 1000, 3),
             "p99_ms": round(pct(lat, 0.99) * 1000, 3),
             "max_ms": round(lat[-1] * 1000, 3),
+            "daemon_cpu_ms_per_decision": round(cpu[mode] / max(len(lat), 1) * 1000, 4),
         }
     totals = {
         k: sum(int(e["outputs"][k]) for e in ends) for k in ("compared", "agreed", "disagreed", "dropped")
@@ -107,6 +112,10 @@ def compare(
             f"{totals['dropped']}); p99 with/without {ratio:.3f} (target <= {TARGET_RATIO:.2f}: "
             + ("met" if doc["meets_target"] else "NOT met")
             + f"); errors {errors}; {c.machine_line()}"
+        )
+        print(
+            f"daemon CPU per decision: {p['off']['daemon_cpu_ms_per_decision']:.3f} ms without, "
+            f"{p['on']['daemon_cpu_ms_per_decision']:.3f} ms with"
         )
         print("p99 per round: " + ", ".join(f"{r['shadow']} {r['p99_ms']:.2f}" for r in per_round))
     return 0 if errors == 0 else 1

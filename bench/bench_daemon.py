@@ -420,7 +420,7 @@ def main() -> int:
 
             if setup is None:
                 raise SystemExit("--shadow starts its own daemon (no --url)")
-            return _shadow.compare(args, setup, _load, _pct, _mu)
+            return _shadow.compare(args, setup, _load, _pct, _mu, _cpu_of)
         first_id = _max_decision_id(setup.db) if setup is not None else 0
         cpu0 = _cpu_snapshot(daemon_pid, sink_pid)
         if wrk is not None:
