@@ -11,15 +11,16 @@ queue drops the comparison and counts it) and a background thread lets A_new dec
 transaction: no outbox entry, no audit entry, no notification, nothing but a comparison.
 
 Decisions that differ (the decision, the rules fired, the notifications or the audit entries)
-are logged in the decision store's ``shadow_decisions`` table, append-only and hash-chained
-like the decision log (:mod:`finops_fabric.transparency`: a leaf hash of the RFC 8785 record of
-every column, the previous row's chain hash; signed tree heads in
-``<store>/tree-heads/<ENV>/shadow/``). Agreements are counted per session in
-``shadow_sessions``. ``POST /v1/shadow/stop``, the session's ``until`` time, or the deployment
-of A_new itself ends the session with a ``shadow`` receipt (``event: stop``) that records the
-final counts and the shadow log's tree head. A restarted daemon boots the open session again
-from the store's snapshot of A_new, verified by hash (a session whose A_new no longer verifies,
-or whose ``until`` passed while the daemon was down, is ended with a receipt saying so).
+are logged in the decision store's ``shadow`` table (the session, what differed and both
+decisions in ``detail_json``), append-only and hash-chained like the decision log
+(:mod:`finops_fabric.transparency`: a leaf hash of the RFC 8785 record of every column, the
+previous row's chain hash; signed tree heads in ``<store>/tree-heads/<ENV>/shadow/``).
+Agreements are counted per session in ``shadow_sessions``. ``POST /v1/shadow/stop``, the
+session's ``until`` time, or the deployment of A_new itself ends the session with a ``shadow``
+receipt (``event: stop``) that records the final counts and the shadow log's tree head. A
+restarted daemon boots the open session again from the store's snapshot of A_new, verified by
+hash (a session whose A_new no longer verifies, or whose ``until`` passed while the daemon was
+down, is ended with a receipt saying so).
 
 :func:`shadow_report` reads a session back (the chain verified first): totals, flips by
 direction, rules gained and lost, notifications and audit entries gained and lost, the amount
@@ -100,33 +101,27 @@ FLUSH_ROWS = 512
 #: A signed head of the shadow log at most this often while it grows (and at every session end).
 HEAD_SECONDS = 10.0
 
-_NO_UPDATE = """CREATE TRIGGER IF NOT EXISTS shadow_decisions_no_update BEFORE UPDATE ON shadow_decisions
-    BEGIN SELECT RAISE(ABORT, 'the shadow log is append-only'); END"""
-
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS shadow_decisions (
+# The shadow log's table is the ``shadow`` table of the daemon's storage schema (version 2 of
+# its migrations), created here when missing: one row per disagreement, the session, what
+# differed and both decisions in ``detail_json``.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS shadow (
     id                   INTEGER PRIMARY KEY,
-    compared_at          TEXT NOT NULL,
+    recorded_at          TEXT NOT NULL,
     env                  TEXT NOT NULL,
-    session              TEXT NOT NULL,
-    decision_id          INTEGER NOT NULL,
+    decision_id          INTEGER,
     transaction_id       TEXT,
-    live_enforcer_hash   TEXT NOT NULL,
+    enforcer_hash        TEXT NOT NULL,
     shadow_enforcer_hash TEXT NOT NULL,
-    live_outcome         TEXT NOT NULL,
+    outcome              TEXT NOT NULL,
     shadow_outcome       TEXT NOT NULL,
-    differences          TEXT NOT NULL,
-    live_decision_json   TEXT NOT NULL,
-    shadow_decision_json TEXT NOT NULL,
-    leaf_hash            BLOB,
-    prev_chain_hash      BLOB
+    detail_json          TEXT NOT NULL,
+    leaf_hash            BLOB NOT NULL,
+    prev_chain_hash      BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS shadow_decisions_session ON shadow_decisions (session, id);
-"""
-    + _NO_UPDATE
-    + """;
-CREATE TRIGGER IF NOT EXISTS shadow_decisions_no_delete BEFORE DELETE ON shadow_decisions
+CREATE TRIGGER IF NOT EXISTS shadow_no_update BEFORE UPDATE ON shadow
+    BEGIN SELECT RAISE(ABORT, 'the shadow log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS shadow_no_delete BEFORE DELETE ON shadow
     BEGIN SELECT RAISE(ABORT, 'the shadow log is append-only'); END;
 CREATE TABLE IF NOT EXISTS shadow_sessions (
     session                 TEXT PRIMARY KEY,
@@ -145,28 +140,25 @@ CREATE TABLE IF NOT EXISTS shadow_sessions (
     errors                  INTEGER NOT NULL DEFAULT 0,
     dropped                 INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS shadow_by_session ON shadow (json_extract(detail_json, '$.session'), id);
 """
-)
 
 #: Everything logged for a disagreement, in the order of the table; the leaf's record.
 COLUMNS = (
     "id",
-    "compared_at",
+    "recorded_at",
     "env",
-    "session",
     "decision_id",
     "transaction_id",
-    "live_enforcer_hash",
+    "enforcer_hash",
     "shadow_enforcer_hash",
-    "live_outcome",
+    "outcome",
     "shadow_outcome",
-    "differences",
-    "live_decision_json",
-    "shadow_decision_json",
+    "detail_json",
 )
-_SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash FROM shadow_decisions"  # noqa: S608
+_SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash FROM shadow"  # noqa: S608
 _INSERT = (
-    f"INSERT INTO shadow_decisions ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash)"  # noqa: S608
+    f"INSERT INTO shadow ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash)"  # noqa: S608
     f" VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
 )
 _SESSION_COLUMNS = (
@@ -235,9 +227,7 @@ def open_db(path: Path) -> sqlite3.Connection:
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
     return (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shadow_decisions'"
-        ).fetchone()
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shadow'").fetchone()
         is not None
     )
 
@@ -480,7 +470,7 @@ class ShadowRunner:
 
     def _follow(self, conn: sqlite3.Connection) -> None:
         """Rows another writer appended since our last one: re-hash, re-link, extend the tree."""
-        row = conn.execute("SELECT id FROM shadow_decisions ORDER BY id DESC LIMIT 1").fetchone()
+        row = conn.execute("SELECT id FROM shadow ORDER BY id DESC LIMIT 1").fetchone()
         last = int(row[0]) if row is not None else 0
         if last == self._last_id:
             return
@@ -616,16 +606,18 @@ class ShadowRunner:
             (
                 decision_log._now(),
                 self.env,
-                session.receipt_hash,
                 row_id,
                 None if tx_id is None else str(tx_id),
                 live_hash,
                 session.enforcer.hash,
                 live_outcome,
                 shadow_outcome,
-                json.dumps(diff),
-                json.dumps(live, sort_keys=True, separators=(",", ":"), default=str),
-                json.dumps(shadow, sort_keys=True, separators=(",", ":"), default=str),
+                json.dumps(
+                    {"session": session.receipt_hash, "differences": diff, "live": live, "shadow": shadow},
+                    sort_keys=True,
+                    separators=(",", ":"),
+                    default=str,
+                ),
             )
         )
 
@@ -747,8 +739,8 @@ class ShadowRunner:
             )
             session.flushed = session.counts()
             for live, shadow, n in conn.execute(
-                "SELECT live_outcome, shadow_outcome, count(*) FROM shadow_decisions WHERE session = ?"
-                " AND live_outcome != shadow_outcome GROUP BY live_outcome, shadow_outcome",
+                "SELECT outcome, shadow_outcome, count(*) FROM shadow WHERE json_extract(detail_json,"
+                " '$.session') = ? AND outcome != shadow_outcome GROUP BY outcome, shadow_outcome",
                 (session.receipt_hash,),
             ):
                 session.by_direction[f"{live}→{shadow}"] = int(n)
@@ -1201,10 +1193,9 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
         shown: dict[str, list[dict[str, Any]]] = {}
         first = last = None
         rows = conn.execute(
-            "SELECT s.id, s.compared_at, s.decision_id, s.transaction_id, s.live_outcome, s.shadow_outcome,"
-            " s.differences, s.live_decision_json, s.shadow_decision_json, d.transaction_json"
-            " FROM shadow_decisions s LEFT JOIN decisions d ON d.id = s.decision_id"
-            " WHERE s.session = ? ORDER BY s.id",
+            "SELECT s.id, s.recorded_at, s.decision_id, s.transaction_id, s.outcome, s.shadow_outcome,"
+            " s.detail_json, d.transaction_json FROM shadow s LEFT JOIN decisions d ON d.id = s.decision_id"
+            " WHERE json_extract(s.detail_json, '$.session') = ? ORDER BY s.id",
             (info["session"],),
         )
         for (
@@ -1214,15 +1205,13 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
             tx_id,
             live_out,
             shadow_out,
-            diff_json,
-            live_json,
-            shadow_json,
+            detail_json,
             tx_json,
         ) in rows:
             first = first or at
             last = at
-            diff = json.loads(diff_json)
-            live, shadow = json.loads(live_json), json.loads(shadow_json)
+            detail = json.loads(detail_json)
+            diff, live, shadow = detail["differences"], detail["live"], detail["shadow"]
             for d in diff:
                 by_difference[d] += 1
             direction = f"{live_out}→{shadow_out}"
@@ -1265,7 +1254,7 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                         "shadow_row": sid,
                         "decision_id": decision_id,
                         "transaction_id": tx_id,
-                        "compared_at": at,
+                        "recorded_at": at,
                         "differences": diff,
                         "group": group,
                         "transaction": _tx(tx_json) if tx_json is not None else None,

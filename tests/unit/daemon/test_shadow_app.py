@@ -120,8 +120,8 @@ def db(acme: Acme, env: str) -> sqlite3.Connection:
 def shadow_rows(acme: Acme, env: str) -> list[tuple[Any, ...]]:
     with db(acme, env) as conn:
         return conn.execute(
-            "SELECT id, decision_id, transaction_id, live_enforcer_hash, shadow_enforcer_hash, live_outcome,"
-            " shadow_outcome, differences FROM shadow_decisions ORDER BY id"
+            "SELECT id, decision_id, transaction_id, enforcer_hash, shadow_enforcer_hash, outcome,"
+            " shadow_outcome, json_extract(detail_json, '$.differences') FROM shadow ORDER BY id"
         ).fetchall()
 
 
@@ -234,8 +234,8 @@ def test_a_tampered_shadow_row_is_named_and_no_report_is_made(
     wait_compared(client, 3)
     assert client.post("/v1/shadow/stop").status_code == 200
     with db(acme, env) as conn:
-        conn.execute("DROP TRIGGER shadow_decisions_no_update")
-        conn.execute("UPDATE shadow_decisions SET shadow_outcome = 'REJECT' WHERE id = 2")
+        conn.execute("DROP TRIGGER shadow_no_update")
+        conn.execute("UPDATE shadow SET shadow_outcome = 'REJECT' WHERE id = 2")
     code, out, _ = mu(capsys, acme, "shadow", "report", f"--env={env}", "--json")
     assert code == 1
     doc = json.loads(out)
@@ -247,9 +247,9 @@ def test_a_tampered_shadow_row_is_named_and_no_report_is_made(
 
     # cutting the last row off is found too: the signed head of the shadow log says 3
     with db(acme, env) as conn:
-        conn.execute("DROP TRIGGER shadow_decisions_no_delete")
-        conn.execute("UPDATE shadow_decisions SET shadow_outcome = 'APPROVE' WHERE id = 2")
-        conn.execute("DELETE FROM shadow_decisions WHERE id = 3")
+        conn.execute("DROP TRIGGER shadow_no_delete")
+        conn.execute("UPDATE shadow SET shadow_outcome = 'APPROVE' WHERE id = 2")
+        conn.execute("DELETE FROM shadow WHERE id = 3")
     code, out, _ = mu(capsys, acme, "shadow", "report", f"--env={env}", "--json")
     assert code == 1
     assert [f["problem"] for f in json.loads(out)["chain"]["findings"]] == ["truncated"]
