@@ -160,6 +160,10 @@ def test_live_a_decides_the_shadow_logs_disagreements_with_no_effect(
     assert state["session"]["agreed"] == 3 and state["session"]["disagreed"] == 2
     assert state["session"]["flips"] == {"REJECT→APPROVE": 2}
     assert client.get("/v1/health").json()["processes"]["shadow"]["status"] == "ok"
+    metrics = client.get("/metrics").text
+    assert 'shadow_comparisons_total{result="agreed"} 3.0' in metrics
+    assert 'shadow_comparisons_total{result="disagreed"} 2.0' in metrics
+    assert "shadow_dropped_total 0.0" in metrics
 
     # every decision logged is A1's; no outbox entry of A2's (its audit@ mail, its audit entry)
     conn = decision_log.connect(decision_log.db_path(acme.store.home, env), readonly=True)
