@@ -94,6 +94,8 @@ __all__ = [
 QUEUE_SIZE = 10_000
 #: The shadow thread takes the queued comparisons this often (seconds).
 POLL_SECONDS = 0.05
+#: The shadow thread hands the GIL back after this much work (seconds).
+YIELD_SECONDS = 0.0005
 #: The shadow thread commits its rows and counts at most this often (seconds) ...
 FLUSH_SECONDS = 1.0
 #: ... or when this many disagreements wait.
@@ -568,11 +570,15 @@ class ShadowRunner:
 
     def _drain(self) -> None:
         items = self._items
+        clock = time.perf_counter
+        since = clock()
         while items:
             self._compare(items.popleft())
-            # hand the GIL to the event loop between comparisons: it never waits for a switch
-            # interval (5 ms) behind a run of them
-            time.sleep(0)
+            if clock() - since >= YIELD_SECONDS:
+                # hand the GIL to the event loop: it never waits for a switch interval (5 ms)
+                # behind a run of comparisons (a sleep(0) costs about a comparison: not each time)
+                time.sleep(0)
+                since = clock()
             if len(self._pending) >= FLUSH_ROWS:
                 self._flush(self.session)
 
