@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ def compare(
     totals = {
         k: sum(int(e["outputs"][k]) for e in ends) for k in ("compared", "agreed", "disagreed", "dropped")
     }
+    median_round = {
+        mode: statistics.median(r["p99_ms"] for r in per_round if r["shadow"] == mode)
+        for mode in ("off", "on")
+    }
     ratio = p["on"]["p99_ms"] / p["off"]["p99_ms"] if p["off"]["p99_ms"] else float("nan")
     doc = {
         "bench": "shadow",
@@ -92,6 +97,11 @@ def compare(
         "with_shadow": p["on"],
         "p99_ratio": round(ratio, 3),
         "rounds_p99_ms": per_round,
+        # the machine is shared: the median round of each kind is less swayed by another load
+        "median_round_p99_ms": median_round,
+        "median_round_p99_ratio": round(median_round["on"] / median_round["off"], 3)
+        if median_round["off"]
+        else None,
         "shadow": totals,
         "errors": errors,
         "target_p99_ratio": TARGET_RATIO,
@@ -116,6 +126,10 @@ def compare(
         print(
             f"daemon CPU per decision: {p['off']['daemon_cpu_ms_per_decision']:.3f} ms without, "
             f"{p['on']['daemon_cpu_ms_per_decision']:.3f} ms with"
+        )
+        print(
+            f"median round p99: {median_round['off']:.2f} ms without, {median_round['on']:.2f} ms with "
+            f"(ratio {doc['median_round_p99_ratio']})"
         )
         print("p99 per round: " + ", ".join(f"{r['shadow']} {r['p99_ms']:.2f}" for r in per_round))
     return 0 if errors == 0 else 1
