@@ -459,3 +459,20 @@ def test_cli_usage_and_no_session(acme: Acme, env: str, capsys: pytest.CaptureFi
         shadow.shadow_report(acme.store, env)
     code, _out, err = mu(capsys, acme, "shadow", "stop", f"--env={env}", "--wait=0")
     assert code == 2 and "no " in err  # no daemon runs
+
+
+def test_an_until_that_passed_while_the_daemon_was_down_ends_the_session_at_boot(
+    acme: Acme, env: str
+) -> None:
+    with TestClient(app_for(acme, env)) as c:
+        c.post(
+            "/v1/deployments",
+            json={"enforcer": str(acme.a1), "generation_receipt_hash": acme.r1["receipt_hash"]},
+        )
+        started = start(c, acme, until="2s").json()
+    time.sleep(2.5)
+    with TestClient(app_for(acme, env)) as c:
+        assert c.get("/v1/shadow").json()["shadowing"] is False
+    end = acme.store.latest("shadow")
+    assert end is not None and end["inputs"]["start_receipt_hash"] == started["receipt_hash"]
+    assert end["reason"] == f"its until time {started['session']['until']} passed while the daemon was down"
