@@ -46,7 +46,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -413,7 +413,7 @@ class ShadowRunner:
         self._pending: list[tuple[Any, ...]] = []
         self._last_flush = time.monotonic()
         self._closed = False
-        kw: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        kw: dict[str, Any] = {"registry": registry if registry is not None else CollectorRegistry()}
         self.m_compared = Counter("shadow_comparisons", "Shadow comparisons, by result", ["result"], **kw)
         self.m_dropped = Counter("shadow_dropped", "Comparisons dropped: the shadow queue was full", **kw)
         self._m_agree = self.m_compared.labels(result="agreed")
@@ -487,8 +487,27 @@ class ShadowRunner:
             self._last_id, self._chain = stored.id, chain_hash(self._chain, leaf)
             self._tree.append(leaf)
 
+    def _chained(
+        self, rows: Sequence[tuple[Any, ...]], last_id: int, chain: bytes
+    ) -> tuple[list[tuple[Any, ...]], list[bytes], int, bytes]:
+        """The INSERT parameters of ``rows`` appended after row ``last_id`` (chain hash ``chain``);
+        their leaves, the new last id and chain hash."""
+        params: list[tuple[Any, ...]] = []
+        leaves: list[bytes] = []
+        for values in rows:
+            last_id += 1
+            record = (last_id, *values)
+            leaf = _leaf(_write_record(record))
+            params.append((*record, leaf, chain))
+            leaves.append(leaf)
+            chain = chain_hash(chain, leaf)
+        return params, leaves, last_id, chain
+
     def _flush(self, session: Session | None) -> None:
-        """Commit the waiting disagreements (chained) and the session's counts, in one transaction."""
+        """Commit the waiting disagreements (chained) and the session's counts, in one transaction.
+        Every record and hash is computed before the write lock is taken (again only when another
+        writer appended meanwhile): the decision log's writer waits for this lock, and SQLite
+        retries a busy lock after 1, 2, 5 ms..., so it is held as briefly as possible."""
         rows, self._pending = self._pending, []
         self._last_flush = time.monotonic()
         counts = session.counts() if session is not None else {}
@@ -496,18 +515,15 @@ class ShadowRunner:
         if not rows and not any(delta.values()):
             return
         conn = self._db()
-        leaves: list[bytes] = []
+        assumed = self._last_id
+        params, leaves, last_id, chain = self._chained(rows, assumed, self._chain)
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._follow(conn)
-            last_id, chain = self._last_id, self._chain
-            for values in rows:
-                rid = last_id + 1
-                record = (rid, *values)
-                leaf = _leaf(_write_record(record))
-                conn.execute(_INSERT, (*record, leaf, chain))
-                last_id, chain = rid, chain_hash(chain, leaf)
-                leaves.append(leaf)
+            if self._last_id != assumed:  # another writer appended: chain after its rows
+                params, leaves, last_id, chain = self._chained(rows, self._last_id, self._chain)
+            if params:
+                conn.executemany(_INSERT, params)
             if session is not None and any(delta.values()):
                 conn.execute(
                     "UPDATE shadow_sessions SET compared = compared + ?, agreed = agreed + ?, "

@@ -476,3 +476,46 @@ def test_an_until_that_passed_while_the_daemon_was_down_ends_the_session_at_boot
     end = acme.store.latest("shadow")
     assert end is not None and end["inputs"]["start_receipt_hash"] == started["receipt_hash"]
     assert end["reason"] == f"its until time {started['session']['until']} passed while the daemon was down"
+
+
+def test_two_writers_make_one_chain(acme: Acme, env: str) -> None:
+    """Two daemon processes of one environment (a fleet) append to one shadow log: each chains
+    after the other's rows, and the log verifies."""
+    runtime = Runtime(acme.store, env)
+    assert runtime.deploy(acme.a1, acme.r1["receipt_hash"]).ok
+    active = runtime.active
+    assert active is not None
+    runners = [shadow.ShadowRunner(acme.store, env, runtime) for _ in range(2)]
+    decision = active.enforcer.decide(FLIP).to_dict()
+    for i, runner in enumerate(runners):
+        runner.boot_log()
+        runner.session = shadow.Session(
+            receipt_hash=f"sha256:{i}" + "0" * 63,
+            env=env,
+            enforcer=load_enforcer(acme.a2),
+            generation_receipt_hash=acme.r2["receipt_hash"],
+            live_enforcer_hash=active.hash,
+            started_at="2026-01-01T00:00:00Z",
+            until=None,
+        )
+    for round_ in range(3):
+        for i, runner in enumerate(runners):
+            for k in range(2):
+                runner._compare(
+                    (
+                        runner.session,
+                        10 * round_ + k,
+                        {**FLIP, "id": f"{i}-{round_}-{k}"},
+                        decision,
+                        active.hash,
+                    )
+                )  # type: ignore[arg-type]
+            runner._flush(runner.session)
+    runners[1]._sign_head(force=True)
+    conn = decision_log.connect(decision_log.db_path(acme.store.home, env), readonly=True)
+    report, tree = shadow.verify_shadow_log(acme.store, env, conn)
+    conn.close()
+    assert report.verified, report.summary()
+    assert report.size == 12 and tree.size == 12
+    for runner in runners:
+        runner.close()
