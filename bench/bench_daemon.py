@@ -6,6 +6,7 @@ notification sent, and what each process costs in CPU.
     python3 bench/bench_daemon.py --rate=R [--duration=S] [--concurrency=C] ...   # a fixed rate
     python3 bench/bench_daemon.py --url=URL [--token=T]      # an already running daemon
     python3 bench/bench_daemon.py --processes=1,2 [--database=URL | --postgres] ...
+    python3 bench/bench_daemon.py --shadow [--rate=400] [--rounds=2] [--duration=S]  # bench/_shadow.py
 
 ``--processes=N[,M...]`` runs the daemon as ``mu daemon --processes=N`` (N HTTP processes on one
 port, each writing the shared log), one fresh store and daemon per figure, one after the other in
@@ -489,6 +490,12 @@ def _run(
             _wrk(wrk, url, token, 2, args.concurrency, "warm")
         else:
             asyncio.run(_load(url, token, 500, args.concurrency, 10**9))
+        if args.shadow:  # bench/_shadow.py: the same daemon without and with a shadow enforcer
+            import _shadow
+
+            if setup is None:
+                raise SystemExit("--shadow starts its own daemon (no --url)")
+            return {"shadow_exit": _shadow.compare(args, setup, _load, _pct, _mu, _cpu_of)}
         first_id = _max_decision_id(setup.db) if setup is not None else 0
         cpu0 = _cpu_snapshot(daemon_pid, sink_pid)
         if wrk is not None:
@@ -648,6 +655,8 @@ def main() -> int:
         metavar="N[,M...]",
         help="HTTP processes of the daemon; several values: one figure each, and their ratio to the first",
     )
+    ap.add_argument("--shadow", action="store_true", help="p99 at --rate (400/s) without and with a shadow A")
+    ap.add_argument("--rounds", type=int, default=2, help="--shadow: rounds of each kind, alternating")
     db = ap.add_mutually_exclusive_group()
     db.add_argument("--database", metavar="URL", help="run the daemon on this PostgreSQL database")
     db.add_argument(
@@ -655,6 +664,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     counts = _processes(args.processes)
+    if args.shadow and len(counts) > 1:
+        raise SystemExit("--shadow measures one daemon: give one --processes value")
     if args.url and (len(counts) > 1 or args.database or args.postgres):
         raise SystemExit(
             "--url measures a running daemon: --processes, --database and --postgres do not apply"
@@ -677,6 +688,8 @@ def main() -> int:
         for k, processes in enumerate(counts):
             database = args.database or (_fresh_database(cluster, k) if cluster is not None else None)
             doc = _run(args, wrk, client, processes, database)
+            if args.shadow:
+                return int(doc["shadow_exit"])
             docs.append(doc)
             if not args.json:
                 _print(doc)

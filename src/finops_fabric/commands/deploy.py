@@ -96,6 +96,10 @@ def finish(args: argparse.Namespace, status: int, doc: dict[str, Any], verb: str
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.shadow or args.until is not None:  # shadow mode: A runs beside the live A, deciding nothing
+        from finops_fabric.commands.shadow import cmd_deploy_shadow
+
+        return cmd_deploy_shadow(args)
     from finops_fabric.audit import require_verified_ledger
     from finops_fabric.daemon.client import post_deployment, verify_receipted
     from finops_fabric.daemon.environments import check_env
@@ -137,3 +141,12 @@ def register(cmd: Register) -> None:
         "--enforcer", required=True, metavar="A", help="the enforcer to deploy (made by `mu generate`)"
     )
     add_deploy_options(sp)
+    sp.add_argument(
+        "--shadow",
+        action="store_true",
+        help="run A beside the live enforcer: it decides the same traffic, its disagreements are "
+        "logged, it has no effect (see `mu shadow`)",
+    )
+    sp.add_argument(
+        "--until", metavar="T", help="with --shadow: end the shadow at T (ISO 8601, or 30m, 12h, 7d)"
+    )

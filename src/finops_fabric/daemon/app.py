@@ -21,7 +21,9 @@ Extension points for the other processes of the daemon (outbox, notifier, superv
 ``app.state.metrics`` (:class:`Metrics`), ``app.state.decision_writers`` (callables run inside
 each decision's SQLite transaction with the decision row id), ``app.state.health_sources``
 (name → callable returning ``{"status": ..., ...}``), ``app.state.on_startup`` /
-``app.state.on_shutdown`` (callables, sync or async, run by the lifespan).
+``app.state.on_shutdown`` (callables, sync or async, run by the lifespan),
+``app.state.after_decision`` (callables given each answered decision; they must not block: shadow
+mode, :mod:`finops_fabric.daemon.shadow`, hands it to a queue of its own).
 """
 
 from __future__ import annotations
@@ -291,6 +293,8 @@ def create_app(
     on_startup: list[Callable[[], Any]] = []
     on_shutdown: list[Callable[[], Any]] = []
     outcome_counters: dict[str, Any] = {}
+    # Per answered decision (row id, transaction, decision, the Active that made it); must not block.
+    after_decision: list[Callable[[int, dict[str, Any], dict[str, Any], Any], None]] = []
     health_sources["tree_heads"] = keeper.health
     on_startup.append(keeper.start)
 
@@ -387,6 +391,8 @@ def create_app(
             counter = outcome_counters[outcome] = metrics.decisions.labels(outcome=outcome)
         counter.inc()
         metrics.latency.observe(time.perf_counter() - started)
+        for hook in after_decision:  # e.g. shadow mode: a non-blocking hand-off, never a wait
+            hook(row_id, tx, decision, active)
         # the logged decision JSON is the response body: serialised once
         return (
             200,
@@ -622,6 +628,11 @@ def create_app(
     app.state.health_sources = health_sources
     app.state.on_startup = on_startup
     app.state.on_shutdown = on_shutdown
+    app.state.after_decision = after_decision
+    app.state.refusal = refusal
+    from finops_fabric.daemon import shadow  # shadow mode: its routes, its hook, a restored session
+
+    shadow.attach(app, store, env, runtime)
     return app
 
 
@@ -656,7 +667,7 @@ def openapi_document() -> dict[str, Any]:
     """A hand-written OpenAPI 3.1 document for the daemon's endpoints."""
     rule_list = {"type": "array", "items": {"type": "string", "description": "rule IRI"}}
     hash_ = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "FinOps Fabric enforcement daemon",
@@ -942,3 +953,8 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    from finops_fabric.daemon.shadow import openapi_paths, openapi_schemas  # shadow mode's endpoints
+
+    doc["paths"].update(openapi_paths(_AUTH_ERRORS))
+    doc["components"]["schemas"].update(openapi_schemas())
+    return doc
