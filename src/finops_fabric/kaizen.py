@@ -6,9 +6,10 @@
                        version is an InputError, exit 2) and they are two different versions
     kaizen.ontology    O passes the ontology gate and the invariant gate, as for ``mu generate``
     kaizen.build       A_old and A_new are built from the same model of O without the store's
-                       cache, each twice (determinism), written to clean temporary directories
-                       and loaded from there with every artifact hash verified; both manifests
-                       name hash(O)
+                       cache, each twice (determinism: the second builds run in a forked copy of
+                       this process made after the first ones, and must equal them file for file),
+                       written to clean temporary directories and loaded from there with every
+                       artifact hash verified; both manifests name hash(O)
     kaizen.compare     the full decision JSON (all but ``enforcer_hash``, which must differ) of
                        A_old and A_new on every case, and each of them against the reference
                        interpreter in the policy language of its generator (decision, fired
@@ -16,13 +17,18 @@
 
 The cases: compliance's golden cases; transactions with the inputs language 1.1 refuses
 (:func:`input_cases`: undeclared types that look like declared ones, a missing type, negative,
-non-finite, spaced, exponent and binary-float amounts, undeclared and missing levels); the
-exhaustive boundary comparison of the golden gate (:func:`finops_fabric.golden.boundary_cases`
-without thinning: every threshold and compared amount ±0.01 × every level, an unknown and a
-missing one × every type, an unknown and a missing one, approver = / ≠ executor, and each
-restriction's attribute edges); every rule's own boundary cases
-(:func:`finops_fabric.golden.rule_cases`); and ``random`` seeded random transactions over O's
-vocabulary (odd JSON types included). Duplicates are compared once (see :func:`cases`).
+non-finite, spaced, exponent and binary-float amounts, undeclared and missing levels); the case
+set complete for O in the language of each generator
+(:func:`finops_fabric.analysis.cases.kaizen_cases`: per type, every amount × level atom with
+every threshold exactly and a cent either side, every combination of the atoms each rule reads,
+each effect rule's with every decision that can occur; the README gives the argument why
+agreeing on it is agreeing on every transaction, and what that assumes of a generator), or,
+for an O the analysis cannot cut exactly, the sampled set it replaces (the golden gate's
+boundary comparison without thinning and every rule's edges; ``case_set.kind`` says which);
+and ``random`` seeded random transactions over O's vocabulary (odd JSON types included), the
+second line. Duplicates are compared once (see :func:`cases`). The case set is derived in a
+forked child while the enforcers are built and loaded, and from 5,000 cases on they are
+compared in one forked process per CPU.
 
 Two generators of different policy languages (v2 → v3: 1.0 → 1.1) are not behaviour-equivalent
 by design: every case the newer language's input checks reject is a counterexample, and each

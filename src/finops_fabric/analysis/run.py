@@ -50,10 +50,12 @@ def analyse(
         ) from exc
 
 
-def start(side: LoadedSide) -> EnforcerJob:
+def start(side: LoadedSide, *, share: bool = False, after: EnforcerJob | None = None) -> EnforcerJob:
     """Start building and loading one side's enforcer (in a forked child, when there can be one)
-    as soon as the side is read; :func:`checked` asks it about the witnesses."""
-    return EnforcerJob((side.generator, side.policy, side.info.ontology_hash))
+    as soon as the side is read; :func:`checked` asks it about the witnesses. ``share``: the
+    other side has the same generator and will take the rule modules this job makes (``after=``
+    this job)."""
+    return EnforcerJob((side.generator, side.policy, side.info.ontology_hash), share=share, after=after)
 
 
 def checked(

@@ -132,12 +132,36 @@ def check_witnesses(
     return defects
 
 
-def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: str) -> Any:
-    """A's runtime built from ``policy`` by ``gen`` and loaded with every check ``mu generate``'s
-    output gets on loading: the manifest canonical JSON, every listed file present with its
-    SHA-256, no other file, the generator installed with the source the manifest names. The
-    files are checked and loaded as built, in memory (writing them to a temporary directory and
-    reading them back would check the same bytes)."""
+#: Rule modules by their cache key (:func:`finops_fabric.generators.v3.rule_cache_key`: the
+#: generator, its source and the rule's own content), as ``mu generate`` keeps them in the store.
+Modules = dict[str, bytes]
+
+
+def generate(
+    gen: generators.Generator, policy: m.Policy, ontology_hash: str, modules: Modules | None = None
+) -> dict[str, bytes]:
+    """Every file of A as ``gen`` builds it from ``policy``; ``modules``: rule modules already
+    made for the same content (used, and filled)."""
+    cache = (modules.get, modules.__setitem__) if modules is not None else None
+    try:
+        return gen.build(policy, ontology_hash, cache)
+    except CheckFailed:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckFailed(
+            f"generator v{gen.version} cannot build an enforcer from this O: {e}", code="impact.build_failed"
+        ) from e
+
+
+def build_enforcer(
+    gen: generators.Generator, policy: m.Policy, ontology_hash: str, files: dict[str, bytes] | None = None
+) -> Any:
+    """A's runtime built from ``policy`` by ``gen`` (or its ``files`` as :func:`generate` made
+    them) and loaded with every check ``mu generate``'s output gets on loading: the manifest
+    canonical JSON, every listed file present with its SHA-256, no other file, the generator
+    installed with the source the manifest names. The files are checked and loaded as built, in
+    memory (writing them to a temporary directory and reading them back would check the same
+    bytes)."""
     from finops_fabric.enforcer import (
         MANIFEST,
         Enforcer,
@@ -146,14 +170,8 @@ def build_enforcer(gen: generators.Generator, policy: m.Policy, ontology_hash: s
         parse_manifest,
     )
 
-    try:
-        files = gen.build(policy, ontology_hash, None)
-    except CheckFailed:
-        raise
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckFailed(
-            f"generator v{gen.version} cannot build an enforcer from this O: {e}", code="impact.build_failed"
-        ) from e
+    if files is None:
+        files = generate(gen, policy, ontology_hash)
     where = f"A built by generator v{gen.version}"
     manifest = parse_manifest(files[MANIFEST], where)
     problems = check_files(files, manifest)
@@ -210,14 +228,27 @@ class EnforcerJob:
     (while the other side is read and the analysis runs), which then waits for the witnesses,
     decides them and sends its answers back; both through pipes, pickled. Without fork, or when
     the child fails for any reason, :meth:`answers` builds the enforcer here instead (so a
-    generator's error is raised here, as it would be without a child)."""
+    generator's error is raised here, as it would be without a child).
 
-    def __init__(self, side: Side) -> None:
+    ``share``: the child sends the rule modules it made first, for ``after=`` of a job of the
+    other side with the same generator: that job makes its files here from them (most rules of
+    two versions of one O are the same, and so are their modules) and its child only loads."""
+
+    def __init__(self, side: Side, *, share: bool = False, after: EnforcerJob | None = None) -> None:
         self.side = side
         self.pid: int | None = None
         self._to_child = self._from_child = -1
+        self._modules_pending = False
         if not _forkable():
             return
+        files: dict[str, bytes] | None = None
+        if after is not None:
+            modules = after.modules()  # (taken even when unused: the other child waits to send them)
+            if modules is not None and after.side[0] == side[0]:
+                try:
+                    files = generate(side[0], side[1], side[2], modules)
+                except Exception:  # the child (or answers()) makes them, and says what went wrong
+                    files = None
         witnesses_r, witnesses_w = os.pipe()
         answers_r, answers_w = os.pipe()
         try:
@@ -231,7 +262,12 @@ class EnforcerJob:
             try:
                 os.close(witnesses_w)
                 os.close(answers_r)
-                enforcer = build_enforcer(*side)
+                if files is None:
+                    made: Modules | None = {} if share else None
+                    files = generate(*side, made)
+                    if made is not None:
+                        _send(answers_w, pickle.dumps(made))
+                enforcer = build_enforcer(*side, files)
                 txs = pickle.loads(_receive(witnesses_r))  # noqa: S301 - our parent, through our pipe
                 _send(answers_w, pickle.dumps((str(enforcer.hash), decide_with(enforcer, txs))))
             except BaseException:  # the parent does this side itself
@@ -240,6 +276,18 @@ class EnforcerJob:
         os.close(witnesses_r)
         os.close(answers_w)
         self.pid, self._to_child, self._from_child = pid, witnesses_w, answers_r
+        self._modules_pending = share
+
+    def modules(self) -> Modules | None:
+        """The rule modules the child made (``share``), once; None if it sent none."""
+        if not self._modules_pending or self.pid is None:
+            return None
+        self._modules_pending = False
+        try:
+            got = pickle.loads(_receive(self._from_child))  # noqa: S301 - our own child, through our own pipe
+        except Exception:  # the child failed: answers() redoes this side here
+            return None
+        return got if isinstance(got, dict) else None
 
     def answers(self, txs: Sequence[Mapping[str, Any]]) -> tuple[str, list[Enforced]]:
         """hash(A) and A's answers for ``txs`` (the child's, else built and decided here)."""
@@ -247,6 +295,7 @@ class EnforcerJob:
         if self.pid is not None:
             data = b""
             try:
+                self.modules()  # (not asked for by a job of the other side)
                 _send(self._to_child, pickle.dumps([dict(tx) for tx in txs]))
                 data = _receive(self._from_child)
             except OSError:

@@ -38,11 +38,14 @@ def cmd_impact(args: argparse.Namespace) -> int:
         old = side_of_receipt(args.old_receipt, Store.locate(args.home), args.old_generator)
     else:
         old = side_of_path(Path(args.old), args.old_generator)
-    # each side's enforcer is built from the moment the side is read, while the rest goes on
-    jobs = [start(old)]
+    # each side's enforcer is built from the moment the side is read, while the rest goes on (the
+    # second side's from the first's rule modules when both have the same generator)
+    from finops_fabric.analysis.sides import generator
+
+    jobs = [start(old, share=old.generator == generator(args.new_generator))]
     try:
         new = side_of_path(Path(args.new), args.new_generator)
-        jobs.append(start(new))
+        jobs.append(start(new, after=jobs[0]))
         progress("analysing the decision space of both policies")
         result = analyse(
             old, new, detail=args.detail, node_budget=args.max_nodes, region_budget=args.max_regions

@@ -72,3 +72,29 @@ def test_without_fork_the_work_is_done_here(monkeypatch: pytest.MonkeyPatch) -> 
     h, answers = job.answers(TXS)
     here = build_enforcer(*s)
     assert h == here.hash and answers == decide_with(here, TXS)
+
+
+@pytest.mark.parametrize("versions", [("3", "3"), ("3", "2")])
+def test_the_second_side_built_from_the_first_sides_modules_is_the_same_enforcer(
+    versions: tuple[str, str],
+) -> None:
+    """With the same generator the second side's files are made from the first child's rule
+    modules (the same bytes a fresh build makes); with another they are not, and the first child
+    does not wait on them."""
+    old, new = side("t0", versions[0]), side("t1", versions[1])
+    first = EnforcerJob(old, share=True)
+    second = EnforcerJob(new, after=first)
+    assert not first._modules_pending  # taken by the second job
+    (old_hash, old_answers), (new_hash, new_answers) = enforced_by_both(first, second, TXS)
+    for (gen, policy, oh), h, answers in ((old, old_hash, old_answers), (new, new_hash, new_answers)):
+        here = build_enforcer(gen, policy, oh)
+        assert h == here.hash and answers == decide_with(here, TXS)
+
+
+def test_modules_made_for_one_policy_build_another_byte_for_byte() -> None:
+    from finops_fabric.analysis.verify import generate
+
+    (gen, p0, h0), (_, p1, h1) = side("t0"), side("t1")
+    modules: dict[str, bytes] = {}
+    generate(gen, p0, h0, modules)
+    assert modules and generate(gen, p1, h1, modules) == generate(gen, p1, h1)
