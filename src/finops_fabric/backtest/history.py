@@ -28,6 +28,7 @@ from finops_fabric.backtest.check import Checked, Checker
 from finops_fabric.backtest.columns import from_dicts
 from finops_fabric.backtest.kernel import Kernel
 from finops_fabric.backtest.outcomes import from_decisions
+from finops_fabric.backtest.regions import Regions
 from finops_fabric.backtest.run import (
     Options,
     Progress,
@@ -250,18 +251,6 @@ class Enforcers:
         return enforcer
 
 
-def _region_finder(whens: list[Any], reading: str) -> Callable[[Mapping[str, Any]], int | None]:
-    from finops_fabric.analysis.region import contains
-
-    def region_of(tx: Mapping[str, Any]) -> int | None:
-        for i, w in enumerate(whens):
-            if contains(w, tx, reading):
-                return i
-        return None
-
-    return region_of
-
-
 def _text_of(d: object) -> str:
     """A replayed decision as the daemon logs it (or why there is none)."""
     if isinstance(d, str):
@@ -293,7 +282,7 @@ def replay_part(
     new: Side,
     options: Options,
     batch_size: int,
-    region_of: Callable[[Mapping[str, Any]], int | None] | None,
+    region_of: Regions | None,
     progress: Progress | None = None,
 ) -> Part:
     """Replay the decisions of the log between ids ``lo`` and ``hi`` (inclusive) in the time
@@ -441,13 +430,11 @@ def backtest_history(
     verified = verify_meanwhile(store, env)
     regions_doc: dict[str, Any] | None = None
     regions_why: str | None = "not asked for (--no-regions)"
-    region_of: Callable[[Mapping[str, Any]], int | None] | None = None
+    region_of: Regions | None = None
     if options.regions:
         regions_doc, regions_why = _history_regions(store, enforcer_hashes, new, note)
         if regions_doc is not None:
-            region_of = _region_finder(
-                [x["when"] for x in regions_doc["regions"]], str(regions_doc.get("amount_reading", "trimmed"))
-            )
+            region_of = Regions.of(regions_doc)
     size = min(batch_size, options.batch_size)
     n = workers if workers is not None else _workers(total)
     if progress is not None:

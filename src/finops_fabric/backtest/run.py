@@ -21,6 +21,7 @@ from typing import Any
 from finops_fabric.backtest.check import DEFAULT_SAMPLE_RATE, Checked, Checker
 from finops_fabric.backtest.kernel import Kernel
 from finops_fabric.backtest.outcomes import Comparable
+from finops_fabric.backtest.regions import Regions
 from finops_fabric.backtest.sides import Side, enforcer_of_files
 from finops_fabric.backtest.sources import DEFAULT_BATCH, Unreadable, file_batches, format_of, parquet_files
 from finops_fabric.backtest.tally import Example, Tally, example_groups
@@ -83,7 +84,7 @@ class PartitionSpec:
     old: tuple[str, str, dict[str, bytes], str, Any, str]
     new: tuple[str, str, dict[str, bytes], str, Any, str]
     options: Options
-    regions: tuple[list[dict[str, Any]], str] | None = None  # (whens, amount reading)
+    regions: Regions | None = None
 
 
 @dataclass
@@ -109,8 +110,6 @@ def _rebuild(portable: tuple[str, str, dict[str, bytes], str, Any, str]) -> tupl
 
 def run_partition(spec: PartitionSpec, progress: Callable[[int], None] | None = None) -> PartitionResult:
     """Decide, check and count one partition (in this process or on a worker)."""
-    from finops_fabric.analysis.region import contains
-
     ko, eo = _rebuild(spec.old)
     kn, en = _rebuild(spec.new)
     attrs = ko.attributes() | kn.attributes()
@@ -120,16 +119,6 @@ def run_partition(spec: PartitionSpec, progress: Callable[[int], None] | None = 
         rate=spec.options.sample_rate,
     )
     tally = Tally(examples_per_group=spec.options.examples)
-    region_of = None
-    if spec.regions is not None:
-        whens, reading = spec.regions
-
-        def region_of(tx: Mapping[str, Any]) -> int | None:
-            for i, w in enumerate(whens):
-                if contains(w, tx, reading):
-                    return i
-            return None
-
     result = PartitionResult(tally, {})
     path = Path(spec.path)
     if format_of(path) == "parquet":
@@ -146,7 +135,7 @@ def run_partition(spec: PartitionSpec, progress: Callable[[int], None] | None = 
             continue
         old, new = ko.decide(batch), kn.decide(batch)
         checker.check(batch, [old, new])
-        tally.add(batch, old, new, kn.language, region_of)
+        tally.add(batch, old, new, kn.language, spec.regions)
         if progress is not None:
             progress(batch.n)
     result.checked = checker.to_dict()
@@ -266,11 +255,7 @@ def backtest_file(
     if options.regions:
         note("computing the impact regions of the pair")
         regions_doc, regions_why = impact_regions(old, new)
-    whens = (
-        ([r["when"] for r in regions_doc["regions"]], str(regions_doc.get("amount_reading", "trimmed")))
-        if regions_doc is not None
-        else None
-    )
+    whens = Regions.of(regions_doc) if regions_doc is not None else None
     for side in (old, new):  # this process has both loaded already
         _ENFORCERS.setdefault(side.enforcer_hash, side.enforcer)
     specs = [

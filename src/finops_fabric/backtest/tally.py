@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import decimal
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,6 +23,7 @@ import pyarrow as pa
 from finops_fabric.backtest.columns import Batch, plain
 from finops_fabric.backtest.kernel import read_amounts
 from finops_fabric.backtest.outcomes import Comparable, Mask, Outcomes
+from finops_fabric.backtest.regions import Regions
 
 AR = "APPROVE→REJECT"
 RA = "REJECT→APPROVE"
@@ -80,7 +81,7 @@ class Tally:
         old: Outcomes,
         new: Outcomes,
         amount_language: str,
-        region_of: Callable[[Mapping[str, Any]], int | None] | None = None,
+        regions: Regions | None = None,
     ) -> None:
         n = batch.n
         self.rows += n
@@ -142,11 +143,12 @@ class Tally:
         self._by_type_level(batch, ar, ra, cf)
         self._amounts(batch, ar, ra, amount_language)
         self._days(batch, ar, ra, cf)
-        if region_of is not None:
+        if regions is not None:
             if self.regions is None:
                 self.regions = []
-            for i in np.flatnonzero(changed):
-                r = region_of(batch.transaction(int(i)))
+            idx = np.flatnonzero(changed).tolist()
+            for i, tx in zip(idx, batch.transactions(idx), strict=True):
+                r = regions.find(tx, bool(old.reject[i]), bool(new.reject[i]))
                 if r is None:
                     self.outside_regions += 1
                 else:

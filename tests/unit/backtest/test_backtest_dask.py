@@ -34,31 +34,38 @@ def _parquet_dir(root: Path, parts: int, rows: int) -> Path:
     return root
 
 
-def _mu_child(*args: str) -> subprocess.CompletedProcess[str]:
-    """mu in a process of its own on the test's store (a Dask client's threads stay there)."""
-    return subprocess.run(
-        [sys.executable, "-m", "finops_fabric.cli", *args],
+#: Dask starts threads (an event loop, thread pools) that outlive a cluster and a client in the
+#: process; other tests rely on no thread running in the test process (they fork), so the Dask
+#: side of these tests runs in a child process of its own.
+CHILD = """
+import contextlib, io, json, sys
+from distributed import LocalCluster
+from finops_fabric.cli import main
+
+args = json.loads(sys.argv[1])
+with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    if args and args[0] == "--here":
+        args = args[1:] + [f"--scheduler={cluster.scheduler_address}"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(args)
+print(json.dumps({"code": code, "out": out.getvalue()}))
+"""
+
+
+def _in_child(args: list[str], home: Path) -> tuple[int, str, str]:
+    env = {**os.environ, "FABRIC_HOME": str(home)}
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
         capture_output=True,
         text=True,
-        env={**os.environ},
-        timeout=600,
+        env=env,
+        timeout=300,
+        check=False,
     )
-
-
-def _cluster_child() -> subprocess.Popen[str]:
-    """A LocalCluster of two workers in a child process (Dask's threads never join the test
-    process, where other tests count threads before they fork)."""
-    code = (
-        "import sys\n"
-        "from distributed import LocalCluster\n"
-        "with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,"
-        " protocol='tcp', dashboard_address=None) as c:\n"
-        "    print(c.scheduler_address, flush=True)\n"
-        "    sys.stdin.read()\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    return int(got["code"]), got["out"], p.stderr
 
 
 def test_dask_engine_counts_as_the_local_engine(mu: Any, tmp_path: Path) -> None:
@@ -66,28 +73,21 @@ def test_dask_engine_counts_as_the_local_engine(mu: Any, tmp_path: Path) -> None
     old, new = copy_example(tmp_path, "O"), changed_example(tmp_path, "O2")
     data = _parquet_dir(tmp_path / "data", parts=3, rows=1500)
     local = mu.json("backtest", f"--old={old}", f"--new={new}", f"--transactions={data}", "--batch-size=500")
-    child = _cluster_child()
-    try:
-        assert child.stdout is not None
-        address = child.stdout.readline().strip()
-        assert address.startswith("tcp://"), address
-        # the Dask client runs in a mu process of its own, on the same store
-        done = _mu_child(
+    code, out, err = _in_child(
+        [
+            "--here",
             "backtest",
             f"--old={old}",
             f"--new={new}",
             f"--transactions={data}",
             "--batch-size=500",
             "--engine=dask",
-            f"--scheduler={address}",
             "--json",
-        )
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        child.wait(timeout=60)
-    assert done.returncode == 0, done.stderr
-    remote = json.loads(done.stdout)
+        ],
+        Path.cwd() / "store",
+    )
+    assert code == 0, err[-2000:]
+    remote = json.loads(out)
     assert remote["engine"] == "dask" and local["engine"] == "local"
     assert local["rows"] == remote["rows"] == 4500
     assert local["data"]["partitions"] == 3
@@ -102,13 +102,6 @@ def test_an_unreachable_scheduler_is_bad_input(mu: Any, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     old = copy_example(tmp_path, "O")
     data = _parquet_dir(tmp_path / "data", parts=1, rows=10)
-    done = _mu_child(
-        "backtest",
-        f"--old={old}",
-        f"--new={old}",
-        f"--transactions={data}",
-        "--engine=dask",
-        "--scheduler=tcp://127.0.0.1:9",
-        "--no-receipt",
-    )
-    assert done.returncode == 2 and "cannot reach the Dask scheduler" in done.stderr, done.stderr
+    args = [f"--old={old}", f"--new={old}", f"--transactions={data}", "--engine=dask", "--no-receipt"]
+    code, _, err = _in_child(["backtest", *args, "--scheduler=tcp://127.0.0.1:9"], Path.cwd() / "store")
+    assert code == 2 and "cannot reach the Dask scheduler" in err
