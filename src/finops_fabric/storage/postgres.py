@@ -117,10 +117,6 @@ def _unavailable(exc: BaseException, where: str, url: str) -> StorageUnavailable
     return StorageUnavailable(f"the database {where} is unavailable: {text}", code="storage.unavailable")
 
 
-def _connect_error(exc: BaseException, where: str, url: str) -> StorageUnavailable:
-    return _unavailable(exc, where, url)
-
-
 class PostgresStorage(Storage):
     """One environment's PostgreSQL database."""
 
@@ -151,7 +147,7 @@ class PostgresStorage(Storage):
                 else:
                     migrate_postgres(conn, self.where, env)
         except psycopg.OperationalError as exc:
-            raise _connect_error(exc, self.where, url) from None
+            raise _unavailable(exc, self.where, url) from None
         except psycopg.Error as exc:
             raise FabricError(
                 f"the database {self.where} refused the schema: {_unavailable(exc, self.where, url).message}",
