@@ -1286,11 +1286,25 @@ def _reasons(d: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"rule": f.get("rule"), "reason": f.get("reason")} for f in d.get("fired") or []]
 
 
-def shadow_report(store: Store, env: str, *, session: str | None = None, examples: int = 3) -> dict[str, Any]:
+def shadow_report(
+    store: Store,
+    env: str,
+    *,
+    session: str | None = None,
+    examples: int = 3,
+    database_url: str | None = None,
+) -> dict[str, Any]:
     """The report of one shadow session (the newest of ``env`` unless ``session`` names one):
     the shadow log verified first (when it does not, only ``{"verified": false, "chain": ...}``
     naming every row found changed, removed, inserted or reordered), then totals, flips by direction, rules
-    gained and lost, effects gained and lost, the amount flipped, examples with both reasons."""
+    gained and lost, effects gained and lost, the amount flipped, examples with both reasons.
+    ``env``'s database: ``database_url``, else config.json's, else the store's SQLite file."""
+    from finops_fabric.storage import external_storage
+
+    storage = external_storage(store.home, env, database_url)
+    if storage is not None:
+        with storage:
+            return _storage_report(store, env, storage, session, examples)
     path = decision_log.db_path(store.home, env)
     conn = decision_log.connect(path, readonly=True)
     try:
@@ -1313,97 +1327,127 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                 f"{env} has no shadow session" + (f" {session}" if session else ""), code="shadow.none"
             )
         info = dict(zip(_SESSION_COLUMNS, row, strict=True))
-        flips: Tally[str] = Tally(dict.fromkeys(("APPROVE→REJECT", "REJECT→APPROVE"), 0))
-        amounts: dict[str, Decimal] = {}
-        by_type_level: dict[str, Tally[str]] = {}
-        per_day: dict[str, Tally[str]] = {}
-        changed_effects = 0
-        by_difference: Tally[str] = Tally()
-        by_rule: dict[str, Tally[str]] = {}
-        notified: dict[str, Tally[str]] = {}
-        audited: dict[str, Tally[str]] = {}
-        changed_fired = 0
-        amount_flipped = Decimal(0)
-        shown: dict[str, list[dict[str, Any]]] = {}
-        first = last = None
         rows = conn.execute(
             "SELECT s.id, s.recorded_at, s.decision_id, s.transaction_id, s.outcome, s.shadow_outcome,"
             " s.detail_json, d.transaction_json FROM shadow s LEFT JOIN decisions d ON d.id = s.decision_id"
             " WHERE json_extract(s.detail_json, '$.session') = ? ORDER BY s.id",
             (info["session"],),
         )
-        for (
-            sid,
-            at,
-            decision_id,
-            tx_id,
-            live_out,
-            shadow_out,
-            detail_json,
-            tx_json,
-        ) in rows:
-            first = first or at
-            last = at
-            detail = json.loads(detail_json)
-            diff, live, shadow = detail["differences"], detail["live"], detail["shadow"]
-            for d in diff:
-                by_difference[d] += 1
-            direction = f"{live_out}→{shadow_out}"
-            if live_out != shadow_out:
-                group = direction
-                amount = _amount(tx_json)
-                if amount is not None:
-                    amount_flipped += abs(amount)
-                    amounts[direction] = amounts.get(direction, Decimal(0)) + abs(amount)
-            elif "fired" in diff:
-                group = "changed_fired"
-                changed_fired += 1
-            else:
-                group = "changed_effects"
-                changed_effects += 1
-            flips[direction] += 1 if live_out != shadow_out else 0
-            tx = _tx(tx_json)
-            kind = f"{tx.get('type', '(missing)')}/{tx.get('actor_level', '(missing)')}"
-            by_type_level.setdefault(kind, Tally())[group] += 1
-            per_day.setdefault(str(at)[:10], Tally())[group] += 1
-            if "error" not in diff:
-                old, new = set(_fired(live)), set(_fired(shadow))
-                for rule in new - old:
-                    by_rule.setdefault(rule, Tally())["gained"] += 1
-                for rule in old - new:
-                    by_rule.setdefault(rule, Tally())["lost"] += 1
-                for key, table, name in (
-                    ("notifications", notified, "recipient"),
-                    ("audit", audited, "ledger"),
-                ):
-                    before, after = Tally(_canon(live.get(key))), Tally(_canon(shadow.get(key)))
-                    for item, n in (after - before).items():
-                        table.setdefault(str(json.loads(item).get(name)), Tally())["gained"] += n
-                    for item, n in (before - after).items():
-                        table.setdefault(str(json.loads(item).get(name)), Tally())["lost"] += n
-            bucket = shown.setdefault(group, [])
-            if len(bucket) < examples:
-                bucket.append(
-                    {
-                        "shadow_row": sid,
-                        "decision_id": decision_id,
-                        "transaction_id": tx_id,
-                        "recorded_at": at,
-                        "differences": diff,
-                        "group": group,
-                        "transaction": _tx(tx_json) if tx_json is not None else None,
-                        "live": {"decision": live_out, "fired": _reasons(live)},
-                        "shadow": {
-                            "decision": shadow_out,
-                            "fired": _reasons(shadow),
-                            **({"error": shadow["error"]} if "error" in shadow else {}),
-                        },
-                    }
-                )
+        return _tally(env, info, rows, report, examples)
     except sqlite3.Error as exc:
         raise InputError(f"cannot read the shadow log {path}: {exc}", code="shadow.unreadable") from exc
     finally:
         conn.close()
+
+
+def _storage_report(
+    store: Store, env: str, storage: Storage, session: str | None, examples: int
+) -> dict[str, Any]:
+    from finops_fabric.storage.migrations import LATEST
+
+    if storage.schema_version() < LATEST:
+        raise CheckFailed(f"{env} has never run a shadow session ({storage.where})", code="shadow.none")
+    report, _tree = verify_shadow_log(store, env, storage)
+    if not report.verified:  # nothing is reported from a log that does not verify
+        return {"env": env, "verified": False, "chain": report.to_dict()}
+    info = storage.shadow_session(session)
+    if info is None:
+        raise CheckFailed(
+            f"{env} has no shadow session" + (f" {session}" if session else ""), code="shadow.none"
+        )
+    return _tally(env, info, storage.shadow_session_rows(str(info["session"])), report, examples)
+
+
+def _tally(
+    env: str,
+    info: Mapping[str, Any],
+    rows: Iterator[Sequence[Any]],
+    report: LogReport,
+    examples: int,
+) -> dict[str, Any]:
+    """The report of session ``info`` from its rows (id, recorded_at, decision_id,
+    transaction_id, outcome, shadow_outcome, detail_json, the decision's transaction_json)."""
+    flips: Tally[str] = Tally(dict.fromkeys(("APPROVE→REJECT", "REJECT→APPROVE"), 0))
+    amounts: dict[str, Decimal] = {}
+    by_type_level: dict[str, Tally[str]] = {}
+    per_day: dict[str, Tally[str]] = {}
+    changed_effects = 0
+    by_difference: Tally[str] = Tally()
+    by_rule: dict[str, Tally[str]] = {}
+    notified: dict[str, Tally[str]] = {}
+    audited: dict[str, Tally[str]] = {}
+    changed_fired = 0
+    amount_flipped = Decimal(0)
+    shown: dict[str, list[dict[str, Any]]] = {}
+    first = last = None
+    for (
+        sid,
+        at,
+        decision_id,
+        tx_id,
+        live_out,
+        shadow_out,
+        detail_json,
+        tx_json,
+    ) in rows:
+        first = first or at
+        last = at
+        detail = json.loads(detail_json)
+        diff, live, shadow = detail["differences"], detail["live"], detail["shadow"]
+        for d in diff:
+            by_difference[d] += 1
+        direction = f"{live_out}→{shadow_out}"
+        if live_out != shadow_out:
+            group = direction
+            amount = _amount(tx_json)
+            if amount is not None:
+                amount_flipped += abs(amount)
+                amounts[direction] = amounts.get(direction, Decimal(0)) + abs(amount)
+        elif "fired" in diff:
+            group = "changed_fired"
+            changed_fired += 1
+        else:
+            group = "changed_effects"
+            changed_effects += 1
+        flips[direction] += 1 if live_out != shadow_out else 0
+        tx = _tx(tx_json)
+        kind = f"{tx.get('type', '(missing)')}/{tx.get('actor_level', '(missing)')}"
+        by_type_level.setdefault(kind, Tally())[group] += 1
+        per_day.setdefault(str(at)[:10], Tally())[group] += 1
+        if "error" not in diff:
+            old, new = set(_fired(live)), set(_fired(shadow))
+            for rule in new - old:
+                by_rule.setdefault(rule, Tally())["gained"] += 1
+            for rule in old - new:
+                by_rule.setdefault(rule, Tally())["lost"] += 1
+            for key, table, name in (
+                ("notifications", notified, "recipient"),
+                ("audit", audited, "ledger"),
+            ):
+                before, after = Tally(_canon(live.get(key))), Tally(_canon(shadow.get(key)))
+                for item, n in (after - before).items():
+                    table.setdefault(str(json.loads(item).get(name)), Tally())["gained"] += n
+                for item, n in (before - after).items():
+                    table.setdefault(str(json.loads(item).get(name)), Tally())["lost"] += n
+        bucket = shown.setdefault(group, [])
+        if len(bucket) < examples:
+            bucket.append(
+                {
+                    "shadow_row": sid,
+                    "decision_id": decision_id,
+                    "transaction_id": tx_id,
+                    "recorded_at": at,
+                    "differences": diff,
+                    "group": group,
+                    "transaction": _tx(tx_json) if tx_json is not None else None,
+                    "live": {"decision": live_out, "fired": _reasons(live)},
+                    "shadow": {
+                        "decision": shadow_out,
+                        "fired": _reasons(shadow),
+                        **({"error": shadow["error"]} if "error" in shadow else {}),
+                    },
+                }
+            )
 
     def tallies(t: Mapping[str, Tally[str]]) -> dict[str, dict[str, int]]:
         return {k: {"gained": v["gained"], "lost": v["lost"]} for k, v in sorted(t.items())}
