@@ -49,7 +49,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -434,6 +434,9 @@ class ShadowRunner:
         self._owns_storage = storage is None
         self._ended: set[str] = set()  # sessions this process ended or let go: never booted again
         self._follower: threading.Thread | None = None
+        #: How many other live processes serve this environment (None: not known); the daemon
+        #: sets it from its fleet rows
+        self.others: Callable[[], int | None] = lambda: None
         self.session: Session | None = None
         self.problem: str | None = None  # why no session runs although one should
         self.last_end: dict[str, Any] | None = None
@@ -825,7 +828,11 @@ class ShadowRunner:
             storage.release_shadow_session(session.receipt_hash)
             if not won:
                 return None
-            deadline = time.monotonic() + RELEASE_SECONDS
+            try:
+                others = self.others()
+            except Exception:  # the fleet's rows cannot be read now: wait as if there were others
+                others = None
+            deadline = time.monotonic() + (RELEASE_SECONDS if others != 0 else 0.0)
             while time.monotonic() < deadline:
                 row = storage.shadow_session(session.receipt_hash)
                 if row is None or row["processes"] <= 0:
@@ -1248,6 +1255,14 @@ def attach(app: Starlette, store: Store, env: str, runtime: Runtime) -> ShadowRu
     )
     app.state.after_decision.append(runner.offer)
     app.state.health_sources["shadow"] = runner.health
+
+    def others() -> int | None:
+        member = getattr(app.state, "fleet", None)
+        if member is None:
+            return None
+        return sum(1 for p in member.state.processes() if p["alive"] and p["process"] != member.process)
+
+    runner.others = others
     app.state.on_startup.append(runner.follow)  # sessions begun or ended through other processes
     app.state.on_shutdown.append(runner.close)
     runtime.on_deployed.append(runner.on_deployed)
