@@ -1,7 +1,7 @@
 """Shadow mode: run a new enforcer beside the live one, on live traffic, with no effect.
 
     mu deploy --target=ENV --shadow --enforcer=A_new [--until=T] [--receipt=FILE]
-    mu shadow report --env=ENV [--session=HASH] [--examples=N] [--json]
+    mu shadow report --env=ENV [--session=HASH] [--examples=N] [--database=URL] [--json]
     mu shadow stop --env=ENV [--receipt=FILE]
 
 ``mu deploy --shadow`` checks A_new as every deployment does (the store's ledger verified, A_new
@@ -15,7 +15,9 @@ printed and kept in the ledger. ``--until`` (an ISO 8601 time, or ``90s``, ``30m
 heads first (exit 1, naming every row changed, removed, inserted or reordered, when it does not
 verify), then reports the session (the newest unless ``--session``): decisions compared, agreed
 and disagreed; flips by direction; rules gained and lost; notifications and audit entries gained
-and lost; the amount flipped; examples with both enforcers' reasons. No daemon needed.
+and lost; the amount flipped; examples with both enforcers' reasons. No daemon needed: it reads
+ENV's database (``--database``, else ``environments.ENV.database`` of config.json, else the
+store's SQLite file), whichever process of a fleet logged the rows.
 
 ``mu shadow stop`` ends the session (every comparison queued before is made) with a signed
 ``shadow`` receipt of the final counts. Promoting A_new is an ordinary ``mu deploy``, with every
@@ -198,7 +200,7 @@ def _report(args: argparse.Namespace, env: str) -> int:
     if args.examples < 0:
         raise InputError("--examples is a number of examples (0 or more)", code="cli.usage")
     store = Store.open(args.home)
-    doc = shadow_report(store, env, session=args.session, examples=args.examples)
+    doc = shadow_report(store, env, session=args.session, examples=args.examples, database_url=args.database)
     Out(args.json).emit(doc, lambda: report_lines(doc))
     return 0 if doc["verified"] else 1
 
@@ -208,8 +210,8 @@ def cmd_shadow(args: argparse.Namespace) -> int:
 
     env = check_env(args.env)
     if args.action == "stop":
-        if args.session is not None:
-            raise InputError("--session goes with `mu shadow report`", code="cli.usage")
+        if args.session is not None or args.database is not None:
+            raise InputError("--session and --database go with `mu shadow report`", code="cli.usage")
         return _stop(args, env)
     if args.receipt is not None:
         raise InputError("--receipt goes with `mu shadow stop`", code="cli.usage")
@@ -227,6 +229,12 @@ def register(cmd: Register) -> None:
     sp.add_argument("--session", metavar="HASH", help="report: this session (its start receipt hash)")
     sp.add_argument(
         "--examples", type=int, default=3, metavar="N", help="report: examples per kind of difference"
+    )
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="report: the shadow log's database when not the store's (default: environments.ENV.database "
+        "of config.json)",
     )
     sp.add_argument("--receipt", metavar="FILE", help="stop: also write the stop receipt here")
     sp.add_argument(

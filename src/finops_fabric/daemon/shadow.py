@@ -25,6 +25,15 @@ down, is ended with a receipt saying so).
 :func:`shadow_report` reads a session back (the chain verified first): totals, flips by
 direction, rules gained and lost, notifications and audit entries gained and lost, the amount
 flipped, and examples with both enforcers' reasons.
+
+The log and the sessions live in the environment's database, SQLite or PostgreSQL
+(:mod:`finops_fabric.storage`). Every process of a fleet (``mu daemon --processes=N``, or daemons
+that ``--join``) runs the session: a start or stop through any one of them is recorded in
+``shadow_sessions`` and reaches the others (PostgreSQL: NOTIFY; SQLite: polling), which boot A_new
+from the store's snapshot, or write their last rows and counts and let it go. Each process adds its
+counts to the session's row, and appends its rows under the shadow log's lock after whatever
+another process appended, so there is one chain; the session is ended once (whoever ends it
+first writes the stop receipt, after the others let it go).
 """
 
 from __future__ import annotations
@@ -40,11 +49,11 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.applications import Starlette
@@ -75,6 +84,9 @@ from finops_fabric.transparency import (
     verify_log,
 )
 
+if TYPE_CHECKING:
+    from finops_fabric.storage import Storage
+
 __all__ = [
     "COLUMNS",
     "SCHEMA",
@@ -102,6 +114,11 @@ FLUSH_SECONDS = 1.0
 FLUSH_ROWS = 512
 #: A signed head of the shadow log at most this often while it grows (and at every session end).
 HEAD_SECONDS = 10.0
+#: How long one wait for a session begun or ended elsewhere blocks (PostgreSQL: woken at once).
+FOLLOW_SECONDS = 2.0
+#: How long the process that ends a session waits for the fleet's other processes to write
+#: their last rows and counts before its stop receipt reads them.
+RELEASE_SECONDS = 5.0
 
 # The shadow log's table is the ``shadow`` table of the daemon's storage schema (version 2 of
 # its migrations), created here when missing: one row per disagreement, the session, what
@@ -290,10 +307,25 @@ def _leaf(record: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + record).digest()
 
 
+def _rows_of(source: sqlite3.Connection | Storage) -> Iterator[LogRow]:
+    """The shadow log's rows from a SQLite connection or a storage (SQLite: read as before)."""
+    if isinstance(source, sqlite3.Connection):
+        yield from log_rows(source)
+        return
+    if source.backend == "sqlite":
+        conn = decision_log.connect(Path(source.where), readonly=True)
+        try:
+            yield from log_rows(conn)
+        finally:
+            conn.close()
+        return
+    yield from source.shadow_log_rows()
+
+
 def verify_shadow_log(
     store: Store,
     env: str,
-    conn: sqlite3.Connection,
+    conn: sqlite3.Connection | Storage,
     *,
     extra_heads: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> tuple[LogReport, CompactRange]:
@@ -307,7 +339,7 @@ def verify_shadow_log(
     tree = CompactRange()
 
     def rows() -> Iterator[LogRow]:
-        for row in log_rows(conn):
+        for row in _rows_of(conn):
             tree.append(_leaf(row.record))
             yield row
 
@@ -364,11 +396,13 @@ class Session:
 
 
 class _Control:
-    """A request to the shadow thread: end the session (after every comparison queued before)."""
+    """A request to the shadow thread: end the session (after every comparison queued before);
+    ``release``: only let it go (another process ended it)."""
 
-    def __init__(self, session: Session, reason: str) -> None:
+    def __init__(self, session: Session, reason: str, *, release: bool = False) -> None:
         self.session = session
         self.reason = reason
+        self.release = release
         self.done = threading.Event()
         self.receipt: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -388,11 +422,21 @@ class ShadowRunner:
         *,
         registry: Any = None,
         queue_size: int = QUEUE_SIZE,
+        storage: Storage | None = None,
     ) -> None:
         self.store = store
         self.env = env
         self.runtime = runtime
         self.path = decision_log.db_path(store.home, env)
+        # the environment's database (PostgreSQL: the daemon's); None: the store's SQLite file,
+        # opened here on first use (and closed with the runner)
+        self._storage = storage
+        self._owns_storage = storage is None
+        self._ended: set[str] = set()  # sessions this process ended or let go: never booted again
+        self._follower: threading.Thread | None = None
+        #: How many other live processes serve this environment (None: not known); the daemon
+        #: sets it from its fleet rows
+        self.others: Callable[[], int | None] = lambda: None
         self.session: Session | None = None
         self.problem: str | None = None  # why no session runs although one should
         self.last_end: dict[str, Any] | None = None
@@ -404,13 +448,12 @@ class ShadowRunner:
         self._controls: queue.Queue[_Control | None] = queue.Queue()
         self._lock = threading.Lock()  # starting / ending sessions
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         self._tree = CompactRange()
         self._last_id = 0
         self._chain = GENESIS
         self._signed = -1
         self._last_head = 0.0
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self._closed = False
         kw: dict[str, Any] = {"registry": registry if registry is not None else CollectorRegistry()}
@@ -435,12 +478,17 @@ class ShadowRunner:
 
     # -- the log --------------------------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = open_db(self.path)
-            conn.execute("PRAGMA synchronous=NORMAL")  # the WAL is fsynced before a head covers it
-            self._conn = conn
-        return self._conn
+    def _db(self) -> Storage:
+        if self._storage is None:
+            from finops_fabric.storage.sqlite import SqliteStorage
+
+            try:  # synchronous NORMAL: the WAL is fsynced before a head covers it
+                self._storage = SqliteStorage(self.store.home, self.env, synchronous="NORMAL")
+            except sqlite3.Error as exc:
+                raise InputError(
+                    f"cannot open the shadow log in {self.path}: {exc}", code="shadow.unreadable"
+                ) from exc
+        return self._storage
 
     def boot_log(self) -> None:
         """Verify the shadow log against its newest signed head and take up its tree; sign a
@@ -461,7 +509,9 @@ class ShadowRunner:
             return
         if not force and self._signed >= 0 and time.monotonic() - self._last_head < HEAD_SECONDS:
             return  # the first row gets a head at once, later rows within HEAD_SECONDS
-        decision_log.sync_wal(self.path)  # no head covers a row a power cut could undo
+        storage = self._db()
+        if storage.backend == "sqlite":
+            decision_log.sync_wal(Path(storage.where))  # no head covers a row a power cut could undo
         head = sign_head(
             make_head("shadow", self._tree, env=self.env, chain=self._chain),
             self.store.operator_private_key(),
@@ -470,80 +520,44 @@ class ShadowRunner:
         self._signed = self._tree.size
         self._last_head = time.monotonic()
 
-    def _follow(self, conn: sqlite3.Connection) -> None:
-        """Rows another writer appended since our last one: re-hash, re-link, extend the tree."""
-        row = conn.execute("SELECT id FROM shadow ORDER BY id DESC LIMIT 1").fetchone()
-        last = int(row[0]) if row is not None else 0
-        if last == self._last_id:
-            return
-        if last < self._last_id:
-            raise FabricError(
-                f"the {self.env} shadow log ends at row {last}, but this daemon logged up to row "
-                f"{self._last_id}: rows were deleted",
-                code="shadow.truncated",
-            )
-        for stored in log_rows(conn, after=self._last_id):
+    def _follow(self, upto: int | None = None) -> None:
+        """Rows another writer appended since our last one (up to id ``upto``): re-hash,
+        re-link, extend the tree."""
+        for stored in self._db().shadow_log_rows(after=self._last_id):
+            if upto is not None and stored.id > upto:
+                break
+            if stored.id != self._last_id + 1:
+                raise FabricError(
+                    f"the {self.env} shadow log has row {stored.id} after row {self._last_id}: rows "
+                    "were deleted",
+                    code="shadow.truncated",
+                )
             leaf = _leaf(stored.record)
             self._last_id, self._chain = stored.id, chain_hash(self._chain, leaf)
             self._tree.append(leaf)
 
-    def _chained(
-        self, rows: Sequence[tuple[Any, ...]], last_id: int, chain: bytes
-    ) -> tuple[list[tuple[Any, ...]], list[bytes], int, bytes]:
-        """The INSERT parameters of ``rows`` appended after row ``last_id`` (chain hash ``chain``);
-        their leaves, the new last id and chain hash."""
-        params: list[tuple[Any, ...]] = []
-        leaves: list[bytes] = []
-        for values in rows:
-            last_id += 1
-            record = (last_id, *values)
-            leaf = _leaf(_write_record(record))
-            params.append((*record, leaf, chain))
-            leaves.append(leaf)
-            chain = chain_hash(chain, leaf)
-        return params, leaves, last_id, chain
-
     def _flush(self, session: Session | None) -> None:
-        """Commit the waiting disagreements (chained) and the session's counts, in one transaction.
-        Every record and hash is computed before the write lock is taken (again only when another
-        writer appended meanwhile): the decision log's writer waits for this lock, and SQLite
-        retries a busy lock after 1, 2, 5 ms..., so it is held as briefly as possible."""
+        """Commit the waiting disagreements (chained after the log's last row, whoever wrote it)
+        and the session's counts, in one transaction (:meth:`Storage.record_shadow_batch`: the
+        records and hashes are computed before the log's lock, which the decision log's writer
+        may wait for on SQLite, so it is held as briefly as possible)."""
         rows, self._pending = self._pending, []
         self._last_flush = time.monotonic()
         counts = session.counts() if session is not None else {}
         delta = {k: v - (session.flushed.get(k, 0) if session else 0) for k, v in counts.items()}
         if not rows and not any(delta.values()):
             return
-        conn = self._db()
-        assumed = self._last_id
-        params, leaves, last_id, chain = self._chained(rows, assumed, self._chain)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._follow(conn)
-            if self._last_id != assumed:  # another writer appended: chain after its rows
-                params, leaves, last_id, chain = self._chained(rows, self._last_id, self._chain)
-            if params:
-                conn.executemany(_INSERT, params)
-            if session is not None and any(delta.values()):
-                conn.execute(
-                    "UPDATE shadow_sessions SET compared = compared + ?, agreed = agreed + ?, "
-                    "disagreed = disagreed + ?, errors = errors + ?, dropped = dropped + ? WHERE session = ?",
-                    (
-                        delta["compared"],
-                        delta["agreed"],
-                        delta["disagreed"],
-                        delta["errors"],
-                        delta["dropped"],
-                        session.receipt_hash,
-                    ),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        self._last_id, self._chain = last_id, chain
-        self._tree.extend(leaves)
+        appended = self._db().record_shadow_batch(
+            rows,
+            session=session.receipt_hash if session is not None else None,
+            counts=delta if session is not None else None,
+        )
+        if appended and appended[0].id != self._last_id + 1:  # another writer appended first
+            self._follow(upto=appended[0].id - 1)
+        for row in appended:
+            assert row.leaf is not None
+            self._last_id, self._chain = row.id, chain_hash(self._chain, row.leaf)
+            self._tree.append(row.leaf)
         if session is not None:
             session.flushed = counts
 
@@ -566,7 +580,15 @@ class ShadowRunner:
                     break
                 if control is not None:
                     try:
-                        control.receipt = self._end(control.session, control.reason)
+                        if control.release:
+                            self._release(control.session)
+                        else:
+                            control.receipt = self._end(control.session, control.reason)
+                            if control.receipt is None:
+                                raise CheckFailed(
+                                    f"the {self.env} shadow session was ended by another process",
+                                    code="shadow.none",
+                                )
                     except BaseException as exc:
                         control.error = exc
                     finally:
@@ -625,22 +647,22 @@ class ShadowRunner:
         session.by_direction[f"{live_outcome}→{shadow_outcome}"] += 1
         tx_id = tx.get("id")
         self._pending.append(
-            (
-                decision_log._now(),
-                self.env,
-                row_id,
-                None if tx_id is None else str(tx_id),
-                live_hash,
-                session.enforcer.hash,
-                live_outcome,
-                shadow_outcome,
-                json.dumps(
+            {
+                "recorded_at": decision_log._now(),
+                "env": self.env,
+                "decision_id": row_id,
+                "transaction_id": None if tx_id is None else str(tx_id),
+                "enforcer_hash": live_hash,
+                "shadow_enforcer_hash": session.enforcer.hash,
+                "outcome": live_outcome,
+                "shadow_outcome": shadow_outcome,
+                "detail_json": json.dumps(
                     {"session": session.receipt_hash, "differences": diff, "live": live, "shadow": shadow},
                     sort_keys=True,
                     separators=(",", ":"),
                     default=str,
                 ),
-            )
+            }
         )
 
     # -- starting ---------------------------------------------------------------------------------
@@ -653,10 +675,16 @@ class ShadowRunner:
         with self._lock:
             if self.problem is not None and self.problem.startswith("the shadow log"):
                 raise CheckFailed(self.problem, code="shadow.log_unverified")
-            if self.session is not None:
+            running = self._db().open_shadow_session() if self.session is None else None
+            if self.session is not None or running is not None:
+                what: tuple[object, object]
+                if self.session is not None:
+                    what = (self.session.enforcer.hash, self.session.receipt_hash)
+                else:  # started through another process of the fleet
+                    what = ((running or {}).get("enforcer_hash"), (running or {}).get("session"))
                 raise CheckFailed(
-                    f"{self.env} already shadows {self.session.enforcer.hash} (session "
-                    f"{self.session.receipt_hash}); stop it first (mu shadow stop --env={self.env})",
+                    f"{self.env} already shadows {what[0]} (session "
+                    f"{what[1]}); stop it first (mu shadow stop --env={self.env})",
                     code="shadow.running",
                 )
             active = self.runtime.active
@@ -737,35 +765,23 @@ class ShadowRunner:
             }
 
     def _begin(self, session: Session) -> None:
-        conn = self._db()
-        conn.execute(
-            "INSERT OR IGNORE INTO shadow_sessions (session, env, enforcer_hash, generation_receipt_hash,"
-            " live_enforcer_hash, started_at, until) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                session.receipt_hash,
-                session.env,
-                session.enforcer.hash,
-                session.generation_receipt_hash,
-                session.live_enforcer_hash,
-                session.started_at,
-                _stamp(session.until) if session.until is not None else None,
-            ),
+        row = self._db().begin_shadow_session(
+            {
+                "session": session.receipt_hash,
+                "env": session.env,
+                "enforcer_hash": session.enforcer.hash,
+                "generation_receipt_hash": session.generation_receipt_hash,
+                "live_enforcer_hash": session.live_enforcer_hash,
+                "started_at": session.started_at,
+                "until": _stamp(session.until) if session.until is not None else None,
+            }
         )
-        row = conn.execute(
-            "SELECT compared, agreed, disagreed, errors, dropped FROM shadow_sessions WHERE session = ?",
-            (session.receipt_hash,),
-        ).fetchone()
-        if row is not None:  # a restored session goes on counting where it stopped
-            session.compared, session.agreed, session.disagreed, session.errors, session.dropped = map(
-                int, row
-            )
-            session.flushed = session.counts()
-            for live, shadow, n in conn.execute(
-                "SELECT outcome, shadow_outcome, count(*) FROM shadow WHERE json_extract(detail_json,"
-                " '$.session') = ? AND outcome != shadow_outcome GROUP BY outcome, shadow_outcome",
-                (session.receipt_hash,),
-            ):
-                session.by_direction[f"{live}→{shadow}"] = int(n)
+        # a restored session (or one another process runs) goes on counting where it is
+        session.compared, session.agreed, session.disagreed, session.errors, session.dropped = (
+            int(row[k]) for k in ("compared", "agreed", "disagreed", "errors", "dropped")
+        )
+        session.flushed = session.counts()
+        session.by_direction.update(self._db().shadow_flips(session.receipt_hash))
         self.problem = None
         self.session = session
         self._ensure_thread()
@@ -782,7 +798,12 @@ class ShadowRunner:
         thread = self._thread
         if thread is None or not thread.is_alive():
             with self._lock:
-                return self._end(session, reason)
+                ended = self._end(session, reason)
+            if ended is None:
+                raise CheckFailed(
+                    f"{self.env}'s shadow session was ended by another process", code="shadow.none"
+                )
+            return ended
         self._controls.put(control)
         if not control.done.wait(timeout):
             raise CheckFailed("the shadow thread did not answer in time", code="shadow.busy")
@@ -791,24 +812,66 @@ class ShadowRunner:
         assert control.receipt is not None
         return control.receipt
 
-    def _end(self, session: Session, reason: str) -> dict[str, Any]:
-        """Flush, sign a head, receipt the end with the counts. Runs on the shadow thread (or
-        with the thread gone)."""
+    def _end(self, session: Session, reason: str) -> dict[str, Any] | None:
+        """Flush, end the session in the database (once: None when another process ended it
+        first), wait for the fleet's other processes to let it go, sign a head, receipt the end
+        with the counts of every process. Runs on the shadow thread (or with the thread gone)."""
         if self.session is not session:
             raise CheckFailed(f"{self.env} runs no shadow session", code="shadow.none")
         self._ending = session  # still shown as running until its end is receipted
         self.session = None
+        self._ended.add(session.receipt_hash)
         try:
             self._flush(session)
+            storage = self._db()
+            won = storage.end_shadow_session(session.receipt_hash, ended_at=_stamp(now_utc()), reason=reason)
+            storage.release_shadow_session(session.receipt_hash)
+            if not won:
+                return None
+            try:
+                others = self.others()
+            except Exception:  # the fleet's rows cannot be read now: wait as if there were others
+                others = None
+            deadline = time.monotonic() + (RELEASE_SECONDS if others != 0 else 0.0)
+            while time.monotonic() < deadline:
+                row = storage.shadow_session(session.receipt_hash)
+                if row is None or row["processes"] <= 0:
+                    break
+                time.sleep(0.05)
+            self._follow()  # the rows the others wrote last
             self._sign_head(force=True)
-            return self._end_receipt(session, reason)
+            return self._end_receipt(session, reason, counts=self._stored_counts(session), claimed=True)
         finally:
             self._ending = None
 
+    def _release(self, session: Session) -> None:
+        """Another process ended the session: write this process's last rows and counts, let it
+        go (no receipt: the one that ended it writes it). Runs on the shadow thread."""
+        if session.receipt_hash in self._ended:
+            return
+        if self.session is session:
+            self.session = None
+        self._ended.add(session.receipt_hash)
+        self._flush(session)
+        self._db().release_shadow_session(session.receipt_hash)
+        self._sign_head()
+
     def _end_receipt(
-        self, session: Session, reason: str, *, counts: Mapping[str, int] | None = None
-    ) -> dict[str, Any]:
+        self,
+        session: Session,
+        reason: str,
+        *,
+        counts: Mapping[str, int] | None = None,
+        claimed: bool = False,
+    ) -> dict[str, Any] | None:
+        """The stop receipt (None: another process ended the session first)."""
         t = now_utc()
+        storage = self._db()
+        if not claimed and not storage.end_shadow_session(
+            session.receipt_hash, ended_at=_stamp(t), reason=reason
+        ):
+            return None
+        row = storage.shadow_session(session.receipt_hash)
         sealed = self.store.append(
             {
                 "kind": "shadow",
@@ -824,7 +887,9 @@ class ShadowRunner:
                 },
                 "outputs": {
                     **(dict(counts) if counts is not None else session.counts()),
-                    "flips": dict(sorted(session.by_direction.items())),
+                    "flips": dict(sorted(storage.shadow_flips(session.receipt_hash).items()))
+                    if row is not None
+                    else dict(sorted(session.by_direction.items())),
                     "shadow_log": {
                         "tree_size": self._tree.size,
                         "root_hash": "sha256:" + self._tree.root().hex(),
@@ -833,10 +898,7 @@ class ShadowRunner:
                 },
             }
         )
-        self._db().execute(
-            "UPDATE shadow_sessions SET ended_at = ?, end_reason = ?, end_receipt_hash = ? WHERE session = ?",
-            (_stamp(t), reason, sealed["receipt_hash"], session.receipt_hash),
-        )
+        storage.finish_shadow_session(session.receipt_hash, sealed["receipt_hash"])
         self.last_end = sealed
         return sealed
 
@@ -858,6 +920,12 @@ class ShadowRunner:
         start = open_session_receipt(self.store, self.env)
         if start is None:
             return None
+        return self._boot(start, at_boot=True)
+
+    def _boot(self, start: Mapping[str, Any], *, at_boot: bool) -> str | None:
+        """Boot the session of start receipt ``start`` (A_new from the store's verified
+        snapshot). At the daemon's boot a session that cannot be booted again is ended with a
+        receipt; a session begun through another process is only refused here (:attr:`problem`)."""
         inputs = start.get("inputs") or {}
         until_text = (start.get("outputs") or {}).get("until")
         until = dt.datetime.strptime(until_text, _STAMP).replace(tzinfo=dt.UTC) if until_text else None
@@ -890,11 +958,17 @@ class ShadowRunner:
             started_at=str(start.get("time")),
             until=until,
         )
+        if enforcer is None and not at_boot:
+            self.problem = f"the shadow session {start['receipt_hash']} cannot run in this process: {why}"
+            self._ended.add(session.receipt_hash)
+            return None
         if enforcer is None:
             self.problem = f"the shadow session {start['receipt_hash']} was ended at boot: {why}"
+            self._ended.add(session.receipt_hash)
             self._end_receipt(session, f"refused at boot: {why}", counts=self._stored_counts(session))
             return None
         if until is not None and until <= now_utc():
+            self._ended.add(session.receipt_hash)
             self._end_receipt(
                 session,
                 f"its until time {until_text} passed while the daemon was down",
@@ -905,16 +979,55 @@ class ShadowRunner:
         return enforcer.hash
 
     def _stored_counts(self, session: Session) -> dict[str, int]:
-        row = (
-            self._db()
-            .execute(
-                "SELECT compared, agreed, disagreed, errors, dropped FROM shadow_sessions WHERE session = ?",
-                (session.receipt_hash,),
-            )
-            .fetchone()
-        )
+        row = self._db().shadow_session(session.receipt_hash)
         keys = ("compared", "agreed", "disagreed", "errors", "dropped")
-        return dict(zip(keys, map(int, row), strict=True)) if row is not None else dict.fromkeys(keys, 0)
+        return {k: int(row[k]) for k in keys} if row is not None else dict.fromkeys(keys, 0)
+
+    # -- the fleet ------------------------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Follow sessions begun or ended through the environment's other processes (a thread)."""
+        if self._follower is None or not self._follower.is_alive():
+            self._follower = threading.Thread(
+                target=self._follow_sessions, name=f"shadow-follow-{self.env}", daemon=True
+            )
+            self._follower.start()
+
+    def _follow_sessions(self) -> None:
+        seen: str | None = self.session.receipt_hash if self.session is not None else None
+        complained = False
+        while not self._closed:
+            try:
+                row = self._db().wait_for_shadow(seen, FOLLOW_SECONDS)
+                if self._closed:
+                    break
+                seen = row["session"] if row is not None else None
+                self._apply(row)
+                complained = False
+            except Exception as exc:  # the database is busy or gone: try again shortly
+                if self._closed:
+                    break
+                if not complained:
+                    print(f"mu daemon: shadow: cannot follow sessions: {exc}", file=sys.stderr, flush=True)
+                    complained = True
+                time.sleep(0.25)
+
+    def _apply(self, row: Mapping[str, Any] | None) -> None:
+        """Make this process run the database's open session (``row``), or none."""
+        with self._lock:
+            mine = self.session
+            wanted = str(row["session"]) if row is not None else None
+            if mine is not None and mine.receipt_hash != wanted:
+                self._controls.put(_Control(mine, "ended by another process", release=True))
+                self._ensure_thread()
+            if wanted is None or wanted in self._ended or (mine is not None and mine.receipt_hash == wanted):
+                return
+            start = self.store.find(wanted)
+            if start is None or start.get("kind") != "shadow" or start.get("event") != "start":
+                self.problem = f"the shadow session {wanted} has no start receipt in the store's ledger"
+                self._ended.add(wanted)
+                return
+            self._boot(start, at_boot=False)
 
     # -- state --------------------------------------------------------------------------------------
 
@@ -957,11 +1070,14 @@ class ShadowRunner:
             self._controls.put(None)  # after every comparison queued before it
             thread.join(timeout=30)
         with contextlib.suppress(Exception):
-            self._flush(self.session)
+            session = self.session
+            self._flush(session)
+            if session is not None:  # it stays open; this process no longer runs it
+                self._db().release_shadow_session(session.receipt_hash)
             self._sign_head(force=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._storage is not None and self._owns_storage:
+            self._storage.close()
+            self._storage = None
 
 
 class _Missing:
@@ -1049,7 +1165,9 @@ _STATUS = {
 def attach(app: Starlette, store: Store, env: str, runtime: Runtime) -> ShadowRunner | None:
     """Shadow mode for ``app``: ``GET /v1/shadow``, ``POST /v1/shadow``, ``POST /v1/shadow/stop``,
     the after-decision hook, the health source ``shadow``, the open session booted again."""
-    runner = ShadowRunner(store, env, runtime, registry=app.state.metrics.registry)
+    runner = ShadowRunner(
+        store, env, runtime, registry=app.state.metrics.registry, storage=getattr(app.state, "storage", None)
+    )
     try:
         runner.boot_log()
         runner.restore()
@@ -1137,6 +1255,15 @@ def attach(app: Starlette, store: Store, env: str, runtime: Runtime) -> ShadowRu
     )
     app.state.after_decision.append(runner.offer)
     app.state.health_sources["shadow"] = runner.health
+
+    def others() -> int | None:
+        member = getattr(app.state, "fleet", None)
+        if member is None:
+            return None
+        return sum(1 for p in member.state.processes() if p["alive"] and p["process"] != member.process)
+
+    runner.others = others
+    app.state.on_startup.append(runner.follow)  # sessions begun or ended through other processes
     app.state.on_shutdown.append(runner.close)
     runtime.on_deployed.append(runner.on_deployed)
     app.state.shadow = runner
@@ -1174,11 +1301,25 @@ def _reasons(d: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"rule": f.get("rule"), "reason": f.get("reason")} for f in d.get("fired") or []]
 
 
-def shadow_report(store: Store, env: str, *, session: str | None = None, examples: int = 3) -> dict[str, Any]:
+def shadow_report(
+    store: Store,
+    env: str,
+    *,
+    session: str | None = None,
+    examples: int = 3,
+    database_url: str | None = None,
+) -> dict[str, Any]:
     """The report of one shadow session (the newest of ``env`` unless ``session`` names one):
     the shadow log verified first (when it does not, only ``{"verified": false, "chain": ...}``
     naming every row found changed, removed, inserted or reordered), then totals, flips by direction, rules
-    gained and lost, effects gained and lost, the amount flipped, examples with both reasons."""
+    gained and lost, effects gained and lost, the amount flipped, examples with both reasons.
+    ``env``'s database: ``database_url``, else config.json's, else the store's SQLite file."""
+    from finops_fabric.storage import external_storage
+
+    storage = external_storage(store.home, env, database_url)
+    if storage is not None:
+        with storage:
+            return _storage_report(store, env, storage, session, examples)
     path = decision_log.db_path(store.home, env)
     conn = decision_log.connect(path, readonly=True)
     try:
@@ -1201,97 +1342,127 @@ def shadow_report(store: Store, env: str, *, session: str | None = None, example
                 f"{env} has no shadow session" + (f" {session}" if session else ""), code="shadow.none"
             )
         info = dict(zip(_SESSION_COLUMNS, row, strict=True))
-        flips: Tally[str] = Tally(dict.fromkeys(("APPROVE→REJECT", "REJECT→APPROVE"), 0))
-        amounts: dict[str, Decimal] = {}
-        by_type_level: dict[str, Tally[str]] = {}
-        per_day: dict[str, Tally[str]] = {}
-        changed_effects = 0
-        by_difference: Tally[str] = Tally()
-        by_rule: dict[str, Tally[str]] = {}
-        notified: dict[str, Tally[str]] = {}
-        audited: dict[str, Tally[str]] = {}
-        changed_fired = 0
-        amount_flipped = Decimal(0)
-        shown: dict[str, list[dict[str, Any]]] = {}
-        first = last = None
         rows = conn.execute(
             "SELECT s.id, s.recorded_at, s.decision_id, s.transaction_id, s.outcome, s.shadow_outcome,"
             " s.detail_json, d.transaction_json FROM shadow s LEFT JOIN decisions d ON d.id = s.decision_id"
             " WHERE json_extract(s.detail_json, '$.session') = ? ORDER BY s.id",
             (info["session"],),
         )
-        for (
-            sid,
-            at,
-            decision_id,
-            tx_id,
-            live_out,
-            shadow_out,
-            detail_json,
-            tx_json,
-        ) in rows:
-            first = first or at
-            last = at
-            detail = json.loads(detail_json)
-            diff, live, shadow = detail["differences"], detail["live"], detail["shadow"]
-            for d in diff:
-                by_difference[d] += 1
-            direction = f"{live_out}→{shadow_out}"
-            if live_out != shadow_out:
-                group = direction
-                amount = _amount(tx_json)
-                if amount is not None:
-                    amount_flipped += abs(amount)
-                    amounts[direction] = amounts.get(direction, Decimal(0)) + abs(amount)
-            elif "fired" in diff:
-                group = "changed_fired"
-                changed_fired += 1
-            else:
-                group = "changed_effects"
-                changed_effects += 1
-            flips[direction] += 1 if live_out != shadow_out else 0
-            tx = _tx(tx_json)
-            kind = f"{tx.get('type', '(missing)')}/{tx.get('actor_level', '(missing)')}"
-            by_type_level.setdefault(kind, Tally())[group] += 1
-            per_day.setdefault(str(at)[:10], Tally())[group] += 1
-            if "error" not in diff:
-                old, new = set(_fired(live)), set(_fired(shadow))
-                for rule in new - old:
-                    by_rule.setdefault(rule, Tally())["gained"] += 1
-                for rule in old - new:
-                    by_rule.setdefault(rule, Tally())["lost"] += 1
-                for key, table, name in (
-                    ("notifications", notified, "recipient"),
-                    ("audit", audited, "ledger"),
-                ):
-                    before, after = Tally(_canon(live.get(key))), Tally(_canon(shadow.get(key)))
-                    for item, n in (after - before).items():
-                        table.setdefault(str(json.loads(item).get(name)), Tally())["gained"] += n
-                    for item, n in (before - after).items():
-                        table.setdefault(str(json.loads(item).get(name)), Tally())["lost"] += n
-            bucket = shown.setdefault(group, [])
-            if len(bucket) < examples:
-                bucket.append(
-                    {
-                        "shadow_row": sid,
-                        "decision_id": decision_id,
-                        "transaction_id": tx_id,
-                        "recorded_at": at,
-                        "differences": diff,
-                        "group": group,
-                        "transaction": _tx(tx_json) if tx_json is not None else None,
-                        "live": {"decision": live_out, "fired": _reasons(live)},
-                        "shadow": {
-                            "decision": shadow_out,
-                            "fired": _reasons(shadow),
-                            **({"error": shadow["error"]} if "error" in shadow else {}),
-                        },
-                    }
-                )
+        return _tally(env, info, rows, report, examples)
     except sqlite3.Error as exc:
         raise InputError(f"cannot read the shadow log {path}: {exc}", code="shadow.unreadable") from exc
     finally:
         conn.close()
+
+
+def _storage_report(
+    store: Store, env: str, storage: Storage, session: str | None, examples: int
+) -> dict[str, Any]:
+    from finops_fabric.storage.migrations import LATEST
+
+    if storage.schema_version() < LATEST:
+        raise CheckFailed(f"{env} has never run a shadow session ({storage.where})", code="shadow.none")
+    report, _tree = verify_shadow_log(store, env, storage)
+    if not report.verified:  # nothing is reported from a log that does not verify
+        return {"env": env, "verified": False, "chain": report.to_dict()}
+    info = storage.shadow_session(session)
+    if info is None:
+        raise CheckFailed(
+            f"{env} has no shadow session" + (f" {session}" if session else ""), code="shadow.none"
+        )
+    return _tally(env, info, storage.shadow_session_rows(str(info["session"])), report, examples)
+
+
+def _tally(
+    env: str,
+    info: Mapping[str, Any],
+    rows: Iterator[Sequence[Any]],
+    report: LogReport,
+    examples: int,
+) -> dict[str, Any]:
+    """The report of session ``info`` from its rows (id, recorded_at, decision_id,
+    transaction_id, outcome, shadow_outcome, detail_json, the decision's transaction_json)."""
+    flips: Tally[str] = Tally(dict.fromkeys(("APPROVE→REJECT", "REJECT→APPROVE"), 0))
+    amounts: dict[str, Decimal] = {}
+    by_type_level: dict[str, Tally[str]] = {}
+    per_day: dict[str, Tally[str]] = {}
+    changed_effects = 0
+    by_difference: Tally[str] = Tally()
+    by_rule: dict[str, Tally[str]] = {}
+    notified: dict[str, Tally[str]] = {}
+    audited: dict[str, Tally[str]] = {}
+    changed_fired = 0
+    amount_flipped = Decimal(0)
+    shown: dict[str, list[dict[str, Any]]] = {}
+    first = last = None
+    for (
+        sid,
+        at,
+        decision_id,
+        tx_id,
+        live_out,
+        shadow_out,
+        detail_json,
+        tx_json,
+    ) in rows:
+        first = first or at
+        last = at
+        detail = json.loads(detail_json)
+        diff, live, shadow = detail["differences"], detail["live"], detail["shadow"]
+        for d in diff:
+            by_difference[d] += 1
+        direction = f"{live_out}→{shadow_out}"
+        if live_out != shadow_out:
+            group = direction
+            amount = _amount(tx_json)
+            if amount is not None:
+                amount_flipped += abs(amount)
+                amounts[direction] = amounts.get(direction, Decimal(0)) + abs(amount)
+        elif "fired" in diff:
+            group = "changed_fired"
+            changed_fired += 1
+        else:
+            group = "changed_effects"
+            changed_effects += 1
+        flips[direction] += 1 if live_out != shadow_out else 0
+        tx = _tx(tx_json)
+        kind = f"{tx.get('type', '(missing)')}/{tx.get('actor_level', '(missing)')}"
+        by_type_level.setdefault(kind, Tally())[group] += 1
+        per_day.setdefault(str(at)[:10], Tally())[group] += 1
+        if "error" not in diff:
+            old, new = set(_fired(live)), set(_fired(shadow))
+            for rule in new - old:
+                by_rule.setdefault(rule, Tally())["gained"] += 1
+            for rule in old - new:
+                by_rule.setdefault(rule, Tally())["lost"] += 1
+            for key, table, name in (
+                ("notifications", notified, "recipient"),
+                ("audit", audited, "ledger"),
+            ):
+                before, after = Tally(_canon(live.get(key))), Tally(_canon(shadow.get(key)))
+                for item, n in (after - before).items():
+                    table.setdefault(str(json.loads(item).get(name)), Tally())["gained"] += n
+                for item, n in (before - after).items():
+                    table.setdefault(str(json.loads(item).get(name)), Tally())["lost"] += n
+        bucket = shown.setdefault(group, [])
+        if len(bucket) < examples:
+            bucket.append(
+                {
+                    "shadow_row": sid,
+                    "decision_id": decision_id,
+                    "transaction_id": tx_id,
+                    "recorded_at": at,
+                    "differences": diff,
+                    "group": group,
+                    "transaction": _tx(tx_json) if tx_json is not None else None,
+                    "live": {"decision": live_out, "fired": _reasons(live)},
+                    "shadow": {
+                        "decision": shadow_out,
+                        "fired": _reasons(shadow),
+                        **({"error": shadow["error"]} if "error" in shadow else {}),
+                    },
+                }
+            )
 
     def tallies(t: Mapping[str, Tally[str]]) -> dict[str, dict[str, int]]:
         return {k: {"gained": v["gained"], "lost": v["lost"]} for k, v in sorted(t.items())}

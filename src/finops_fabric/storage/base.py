@@ -30,6 +30,8 @@ from finops_fabric.transparency import CompactRange, KnownHead, LogRow, record_w
 
 __all__ = [
     "SHADOW_COLUMNS",
+    "SHADOW_COUNTS",
+    "SHADOW_SESSION_COLUMNS",
     "DecisionLog",
     "Storage",
     "StorageUnavailable",
@@ -86,6 +88,79 @@ def shadow_record(values: Sequence[Any]) -> bytes:
 
 def shadow_leaf(values: Sequence[Any]) -> bytes:
     return hashlib.sha256(b"\x00" + shadow_record(values)).digest()
+
+
+#: A shadow session's row in ``shadow_sessions`` (schema version 4).
+SHADOW_SESSION_COLUMNS = (
+    "session",
+    "env",
+    "enforcer_hash",
+    "generation_receipt_hash",
+    "live_enforcer_hash",
+    "started_at",
+    "until",
+    "ended_at",
+    "end_reason",
+    "end_receipt_hash",
+    "compared",
+    "agreed",
+    "disagreed",
+    "errors",
+    "dropped",
+    "processes",
+)
+#: The counts every process adds to its session's row.
+SHADOW_COUNTS = ("compared", "agreed", "disagreed", "errors", "dropped")
+
+
+def shadow_values(row: Mapping[str, Any], env: str, now: str) -> tuple[Any, ...]:
+    """A shadow row's values after its id (``SHADOW_COLUMNS[1:]``) from a mapping with
+    ``decision_id``, ``transaction_id``, ``enforcer_hash``, ``shadow_enforcer_hash``,
+    ``outcome``, ``shadow_outcome`` and ``detail_json`` (text, kept as given) or ``detail``;
+    ``recorded_at`` and ``env`` default to ``now`` and ``env``."""
+    from finops_fabric.daemon.decision_log import dumps_exact
+
+    detail_json = row.get("detail_json")
+    if not isinstance(detail_json, str):
+        detail_json = dumps_exact(dict(row.get("detail") or {}))
+    return (
+        row.get("recorded_at") or now,
+        row.get("env") or env,
+        row.get("decision_id"),
+        row.get("transaction_id"),
+        str(row["enforcer_hash"]),
+        str(row["shadow_enforcer_hash"]),
+        str(row["outcome"]),
+        str(row["shadow_outcome"]),
+        detail_json,
+    )
+
+
+def chain_shadow(
+    values: Sequence[tuple[Any, ...]], last_id: int, chain: bytes
+) -> tuple[list[tuple[Any, ...]], list[LogRow], tuple[int, bytes]]:
+    """The INSERT parameters of shadow rows ``values`` appended after row ``last_id`` whose
+    chain hash is ``chain``; the rows as :class:`LogRow`; the new tail (last id, chain hash)."""
+    from finops_fabric.transparency import chain_hash
+
+    params: list[tuple[Any, ...]] = []
+    rows: list[LogRow] = []
+    for v in values:
+        last_id += 1
+        record_values = (last_id, *v)
+        record = shadow_record(record_values)
+        leaf = hashlib.sha256(b"\x00" + record).digest()
+        params.append((*record_values, leaf, chain))
+        rows.append(LogRow(last_id, record, leaf, chain))
+        chain = chain_hash(chain, leaf)
+    return params, rows, (last_id, chain)
+
+
+def session_row(r: Sequence[Any]) -> dict[str, Any]:
+    doc = dict(zip(SHADOW_SESSION_COLUMNS, r, strict=True))
+    for key in (*SHADOW_COUNTS, "processes"):
+        doc[key] = int(doc[key] or 0)
+    return doc
 
 
 class Storage(ABC):
@@ -256,6 +331,68 @@ class Storage(ABC):
     ) -> int:
         """Append one disagreement between the serving A and a shadow A, chained like the
         decision log; its id."""
+
+    @abstractmethod
+    def record_shadow_batch(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        session: str | None = None,
+        counts: Mapping[str, int] | None = None,
+    ) -> list[LogRow]:
+        """Append disagreements (mappings as :func:`shadow_values` reads them) in one
+        transaction, under the shadow log's lock, chained after its last row whoever wrote it;
+        add ``counts`` (:data:`SHADOW_COUNTS`) to ``session``'s row in the same transaction.
+        The rows appended (ids, records, leaves, links)."""
+
+    @abstractmethod
+    def begin_shadow_session(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a shadow session (``doc``: the columns of :data:`SHADOW_SESSION_COLUMNS` up to
+        ``until``) unless it is recorded, count one more process running it and wake every
+        :meth:`wait_for_shadow`; its row."""
+
+    @abstractmethod
+    def end_shadow_session(self, session: str, *, ended_at: str, reason: str) -> bool:
+        """Mark an open session ended (and wake the waiters); True for the one caller that
+        ended it (or when it was never recorded), False when it had ended already."""
+
+    @abstractmethod
+    def finish_shadow_session(self, session: str, receipt_hash: str) -> None:
+        """The receipt of the session's end."""
+
+    @abstractmethod
+    def release_shadow_session(self, session: str) -> None:
+        """This process no longer runs the session (its rows and counts are written)."""
+
+    @abstractmethod
+    def shadow_session(self, session: str | None = None) -> dict[str, Any] | None:
+        """A session's row (the newest of the environment unless ``session``), or None."""
+
+    @abstractmethod
+    def open_shadow_session(self) -> dict[str, Any] | None:
+        """The environment's open session (not ended), or None."""
+
+    def wait_for_shadow(self, current: str | None, timeout: float) -> dict[str, Any] | None:
+        """Block until the open session is not ``current`` (or ``timeout`` seconds pass); the
+        open session. PostgreSQL: LISTEN/NOTIFY with a poll as the fallback; SQLite: polling."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.open_shadow_session()
+            if (row["session"] if row is not None else None) != current or time.monotonic() >= deadline:
+                return row
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    @abstractmethod
+    def shadow_session_rows(self, session: str) -> Iterator[tuple[Any, ...]]:
+        """The session's shadow rows in id order, for its report: (id, recorded_at,
+        decision_id, transaction_id, outcome, shadow_outcome, detail_json, the decision's
+        transaction_json or None)."""
+
+    @abstractmethod
+    def shadow_flips(self, session: str) -> dict[str, int]:
+        """``LIVE→SHADOW``: how many of the session's rows flipped the decision that way."""
 
     @abstractmethod
     def shadow_rows(self, after: int = 0) -> list[dict[str, Any]]: ...

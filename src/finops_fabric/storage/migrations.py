@@ -13,7 +13,10 @@ SQLite version 1 is the schema the daemon wrote before migrations were versioned
 written then is adopted as version 1 once its old-format upgrades have run); version 2 adds the
 process that answered each decision, the deployments table and the shadow log. PostgreSQL
 starts at version 2 with everything. Version 3 (both) adds ``fleet_processes``: one row per live
-daemon process, what it serves and its heartbeat (:mod:`finops_fabric.daemon.fleet`).
+daemon process, what it serves and its heartbeat (:mod:`finops_fabric.daemon.fleet`). Version 4
+(both) adds ``shadow_sessions``: one row per shadow session, its counts (every process of the
+environment adds its own) and how many processes run it (``processes``), so a session started
+or stopped through one process reaches every process of the fleet.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 #: The newest schema this code writes (both backends).
-LATEST = 3
+LATEST = 4
 
 
 class SchemaTooNew(FabricError):
@@ -117,6 +120,37 @@ def _sqlite_v3(conn: sqlite3.Connection) -> None:
     conn.execute(FLEET_SQLITE)
 
 
+SHADOW_SESSIONS_SQLITE = """
+CREATE TABLE IF NOT EXISTS shadow_sessions (
+    session                 TEXT PRIMARY KEY,
+    env                     TEXT NOT NULL,
+    enforcer_hash           TEXT NOT NULL,
+    generation_receipt_hash TEXT NOT NULL,
+    live_enforcer_hash      TEXT,
+    started_at              TEXT NOT NULL,
+    until                   TEXT,
+    ended_at                TEXT,
+    end_reason              TEXT,
+    end_receipt_hash        TEXT,
+    compared                INTEGER NOT NULL DEFAULT 0,
+    agreed                  INTEGER NOT NULL DEFAULT 0,
+    disagreed               INTEGER NOT NULL DEFAULT 0,
+    errors                  INTEGER NOT NULL DEFAULT 0,
+    dropped                 INTEGER NOT NULL DEFAULT 0,
+    processes               INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS shadow_by_session ON shadow (json_extract(detail_json, '$.session'), id)"""
+
+
+def _sqlite_v4(conn: sqlite3.Connection) -> None:
+    """``shadow_sessions`` (a file whose shadow mode made it before keeps it, and gains the
+    ``processes`` column)."""
+    for statement in SHADOW_SESSIONS_SQLITE.split(";\n"):
+        conn.execute(statement)
+    if "processes" not in _columns(conn, "shadow_sessions"):
+        conn.execute("ALTER TABLE shadow_sessions ADD COLUMN processes INTEGER NOT NULL DEFAULT 0")
+
+
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}  # fixed names
 
@@ -144,6 +178,7 @@ SQLITE_MIGRATIONS: Sequence[tuple[int, str, Callable[[sqlite3.Connection], None]
     (1, "decision log (and its chain)", _sqlite_baseline, False),
     (2, "decisions.process, deployments, shadow", _sqlite_v2, True),
     (3, "fleet_processes", _sqlite_v3, True),
+    (4, "shadow_sessions", _sqlite_v4, True),
 )
 
 
@@ -337,6 +372,29 @@ POSTGRES_MIGRATIONS: Sequence[tuple[int, str, str]] = (
     heartbeat      DOUBLE PRECISION NOT NULL,
     started_at     DOUBLE PRECISION NOT NULL
 )""",
+    ),
+    (
+        4,
+        "shadow_sessions",
+        """CREATE TABLE shadow_sessions (
+    session                 TEXT PRIMARY KEY,
+    env                     TEXT NOT NULL,
+    enforcer_hash           TEXT NOT NULL,
+    generation_receipt_hash TEXT NOT NULL,
+    live_enforcer_hash      TEXT,
+    started_at              TEXT NOT NULL,
+    until                   TEXT,
+    ended_at                TEXT,
+    end_reason              TEXT,
+    end_receipt_hash        TEXT,
+    compared                BIGINT NOT NULL DEFAULT 0,
+    agreed                  BIGINT NOT NULL DEFAULT 0,
+    disagreed               BIGINT NOT NULL DEFAULT 0,
+    errors                  BIGINT NOT NULL DEFAULT 0,
+    dropped                 BIGINT NOT NULL DEFAULT 0,
+    processes               BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX shadow_by_session ON shadow ((detail_json::jsonb ->> 'session'), id)""",
     ),
 )
 

@@ -49,8 +49,11 @@ from finops_fabric.storage.base import (
     DecisionLog,
     Storage,
     StorageUnavailable,
+    chain_shadow,
     default_process,
+    session_row,
     shadow_leaf,
+    shadow_values,
 )
 from finops_fabric.storage.config import redact
 from finops_fabric.storage.migrations import (
@@ -63,11 +66,19 @@ from finops_fabric.storage.migrations import (
 )
 from finops_fabric.storage.sqlite import (
     _DEPLOY_SELECT,
+    _SESSION_COUNTS,
+    _SESSION_FLIPS,
+    _SESSION_INSERT,
+    _SESSION_ROWS,
+    _SESSION_SELECT,
+    _SHADOW_INSERT,
     _SHADOW_SELECT,
     _TABLES,
     _deployment_values,
     _tail_of,
+    count_values,
     deployment_row,
+    session_values,
     shadow_log_row,
     shadow_row,
     stamp,
@@ -78,6 +89,14 @@ __all__ = ["CHANNEL", "PgDecisionWriter", "PostgresStorage"]
 
 #: The NOTIFY channel of new deployments.
 CHANNEL = "fabric_deployments"
+#: The NOTIFY channel of shadow sessions begun and ended.
+SHADOW_CHANNEL = "fabric_shadow"
+_PG_SESSION = "(s.detail_json::jsonb ->> 'session')"
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
 
 _COLUMNS = ", ".join(decision_log.COLUMNS)
 _SELECT = f"SELECT {_COLUMNS}, leaf_hash, prev_chain_hash, process FROM decisions"  # noqa: S608
@@ -164,6 +183,7 @@ class PostgresStorage(Storage):
             reconnect_timeout=30.0,
         )
         self.pool.open(wait=False)
+        self._shadow_tail: tuple[int, bytes] | None = None
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[psycopg.Connection[Any]]:
@@ -554,6 +574,119 @@ class PostgresStorage(Storage):
                 (*values, shadow_leaf(values), chain),
             )
         return row_id + 1
+
+    def record_shadow_batch(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        session: str | None = None,
+        counts: Mapping[str, int] | None = None,
+    ) -> list[LogRow]:
+        now = stamp()
+        values = [shadow_values(r, self.env, now) for r in rows]
+        add = session is not None and counts is not None and any(counts.values())
+        if not values and not add:
+            return []
+        # records and hashes before the lock (again only when another writer appended)
+        assumed = self._shadow_tail
+        chained = chain_shadow(values, *assumed) if assumed is not None else None
+        with self._db() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_SHADOW,))
+            tail = _tail_of(conn.execute(_SHADOW_SELECT + " ORDER BY id DESC LIMIT 1").fetchone())
+            if chained is None or tail != assumed:
+                chained = chain_shadow(values, *tail)
+            params, appended, new_tail = chained
+            if params:
+                with conn.cursor() as cur:
+                    cur.executemany(_pg(_SHADOW_INSERT), params)
+            if add:
+                assert session is not None and counts is not None
+                conn.execute(_pg(_SESSION_COUNTS), count_values(session, counts))
+        self._shadow_tail = new_tail
+        return appended
+
+    def begin_shadow_session(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        values = session_values(doc, self.env)
+        with self._db() as conn, conn.transaction():
+            conn.execute(_pg(_SESSION_INSERT), values)
+            conn.execute(
+                "UPDATE shadow_sessions SET processes = processes + 1 WHERE session = %s", (values[0],)
+            )
+            row = conn.execute(_pg(_SESSION_SELECT + " WHERE session = ?"), (values[0],)).fetchone()
+            conn.execute("SELECT pg_notify(%s, %s)", (SHADOW_CHANNEL, values[0]))
+        assert row is not None
+        return session_row(row)
+
+    def end_shadow_session(self, session: str, *, ended_at: str, reason: str) -> bool:
+        with self._db() as conn, conn.transaction():
+            cur = conn.execute(
+                "UPDATE shadow_sessions SET ended_at = %s, end_reason = %s"
+                " WHERE session = %s AND ended_at IS NULL",
+                (ended_at, reason, session),
+            )
+            if cur.rowcount == 1:
+                conn.execute("SELECT pg_notify(%s, %s)", (SHADOW_CHANNEL, session))
+                return True
+            row = conn.execute("SELECT 1 FROM shadow_sessions WHERE session = %s", (session,)).fetchone()
+        return row is None
+
+    def finish_shadow_session(self, session: str, receipt_hash: str) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "UPDATE shadow_sessions SET end_receipt_hash = %s WHERE session = %s", (receipt_hash, session)
+            )
+
+    def release_shadow_session(self, session: str) -> None:
+        with self._db() as conn:
+            conn.execute(
+                "UPDATE shadow_sessions SET processes = processes - 1 WHERE session = %s AND processes > 0",
+                (session,),
+            )
+
+    def _session_query(self, conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        row = conn.execute(_pg(_SESSION_SELECT + where), params).fetchone()
+        return session_row(row) if row is not None else None
+
+    def shadow_session(self, session: str | None = None) -> dict[str, Any] | None:
+        with self._db() as conn:
+            if session is not None:
+                return self._session_query(conn, " WHERE session = ?", (session,))
+            return self._session_query(
+                conn, " WHERE env = ? ORDER BY started_at DESC, session DESC LIMIT 1", (self.env,)
+            )
+
+    _OPEN = " WHERE env = ? AND ended_at IS NULL ORDER BY started_at DESC, session DESC LIMIT 1"
+
+    def open_shadow_session(self) -> dict[str, Any] | None:
+        with self._db() as conn:
+            return self._session_query(conn, self._OPEN, (self.env,))
+
+    def wait_for_shadow(self, current: str | None, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f"LISTEN {SHADOW_CHANNEL}")
+                while True:
+                    row = self._session_query(conn, self._OPEN, (self.env,))
+                    left = deadline - time.monotonic()
+                    if (row["session"] if row is not None else None) != current or left <= 0:
+                        return row
+                    # woken by the NOTIFY; the poll (at most a second apart) is the fallback
+                    for _ in conn.notifies(timeout=min(left, 1.0), stop_after=1):
+                        pass
+        except psycopg.OperationalError as exc:
+            raise _unavailable(exc, self.where, self.url) from None
+
+    def shadow_session_rows(self, session: str) -> Iterator[tuple[Any, ...]]:
+        with self._db() as conn, conn.transaction(), conn.cursor(name="shadow_report") as cur:
+            cur.execute(_pg(_SESSION_ROWS.format(session=_PG_SESSION)), (session,))
+            for r in cur:
+                yield tuple(r)
+
+    def shadow_flips(self, session: str) -> dict[str, int]:
+        with self._db() as conn:
+            rows = conn.execute(_pg(_SESSION_FLIPS.format(session=_PG_SESSION)), (session,)).fetchall()
+        return {f"{a}→{b}": int(n) for a, b, n in rows}
 
     def shadow_rows(self, after: int = 0) -> list[dict[str, Any]]:
         with self._db() as conn:

@@ -25,11 +25,16 @@ from finops_fabric.daemon.decision_log import ExtraWriter
 from finops_fabric.daemon.outbox import Item
 from finops_fabric.errors import InputError
 from finops_fabric.storage.base import (
+    SHADOW_COUNTS,
+    SHADOW_SESSION_COLUMNS,
     DecisionLog,
     Storage,
+    chain_shadow,
     default_process,
+    session_row,
     shadow_leaf,
     shadow_record,
+    shadow_values,
 )
 from finops_fabric.storage.migrations import check_sqlite, schema_version
 from finops_fabric.transparency import GENESIS, KnownHead, LogRow, chain_hash
@@ -40,6 +45,50 @@ _SHADOW_SELECT = (
     "SELECT id, recorded_at, env, decision_id, transaction_id, enforcer_hash, shadow_enforcer_hash,"
     " outcome, shadow_outcome, detail_json, leaf_hash, prev_chain_hash FROM shadow"
 )
+_SHADOW_INSERT = (
+    "INSERT INTO shadow (id, recorded_at, env, decision_id, transaction_id, enforcer_hash,"
+    " shadow_enforcer_hash, outcome, shadow_outcome, detail_json, leaf_hash, prev_chain_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SESSION_SELECT = f"SELECT {', '.join(SHADOW_SESSION_COLUMNS)} FROM shadow_sessions"  # noqa: S608
+_SESSION_INSERT = (
+    "INSERT INTO shadow_sessions (session, env, enforcer_hash, generation_receipt_hash,"
+    " live_enforcer_hash, started_at, until) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session) DO NOTHING"
+)
+_SESSION_COUNTS = (
+    "UPDATE shadow_sessions SET "  # noqa: S608 - fixed column names
+    + ", ".join(f"{k} = {k} + ?" for k in SHADOW_COUNTS)
+    + " WHERE session = ?"
+)
+#: The session's rows with their decisions' transactions (``{session}``: the session's expression).
+_SESSION_ROWS = (
+    "SELECT s.id, s.recorded_at, s.decision_id, s.transaction_id, s.outcome, s.shadow_outcome,"
+    " s.detail_json, d.transaction_json FROM shadow s LEFT JOIN decisions d ON d.id = s.decision_id"
+    " WHERE {session} = ? ORDER BY s.id"
+)
+_SESSION_FLIPS = (
+    "SELECT outcome, shadow_outcome, count(*) FROM shadow s WHERE {session} = ?"
+    " AND outcome != shadow_outcome GROUP BY outcome, shadow_outcome"
+)
+_SQLITE_SESSION = "json_extract(s.detail_json, '$.session')"
+
+
+def session_values(doc: Mapping[str, Any], env: str) -> tuple[Any, ...]:
+    return (
+        str(doc["session"]),
+        str(doc.get("env") or env),
+        str(doc["enforcer_hash"]),
+        str(doc["generation_receipt_hash"]),
+        doc.get("live_enforcer_hash"),
+        str(doc["started_at"]),
+        doc.get("until"),
+    )
+
+
+def count_values(session: str, counts: Mapping[str, int]) -> tuple[Any, ...]:
+    return (*(int(counts.get(k, 0)) for k in SHADOW_COUNTS), session)
+
+
 _DEPLOY_SELECT = (
     "SELECT id, env, kind, enforcer_hash, generation_receipt_hash, receipt_hash, process, recorded_at, doc"
     " FROM deployments"
@@ -108,6 +157,7 @@ class SqliteStorage(Storage):
         path: Path | None = None,
         readonly: bool = False,
         process: str | None = None,
+        synchronous: str = "FULL",
     ) -> None:
         self.env = env
         self.path = path if path is not None else decision_log.db_path(Path(home), env)
@@ -119,7 +169,8 @@ class SqliteStorage(Storage):
             self._conn = decision_log.connect(self.path, readonly=True)
         else:
             decision_log.connect(self.path).close()  # applies the migrations
-            self._conn = outbox.open_db(self.path)
+            self._conn = outbox.open_db(self.path, synchronous=synchronous)
+        self._shadow_tail: tuple[int, bytes] | None = None
 
     # --- decision log --------------------------------------------------------------------------
 
@@ -367,6 +418,102 @@ class SqliteStorage(Storage):
                 (*values, shadow_leaf(values), chain),
             )
             return row_id + 1
+
+    def record_shadow_batch(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        session: str | None = None,
+        counts: Mapping[str, int] | None = None,
+    ) -> list[LogRow]:
+        now = stamp()
+        values = [shadow_values(r, self.env, now) for r in rows]
+        add = session is not None and counts is not None and any(counts.values())
+        if not values and not add:
+            return []
+        with self._lock:
+            # records and hashes before the write lock (again only when another writer appended)
+            assumed = self._shadow_tail
+            chained = chain_shadow(values, *assumed) if assumed is not None else None
+            with outbox.transaction(self._conn):
+                tail = _tail_of(self._conn.execute(_SHADOW_SELECT + " ORDER BY id DESC LIMIT 1").fetchone())
+                if chained is None or tail != assumed:
+                    chained = chain_shadow(values, *tail)
+                params, appended, new_tail = chained
+                if params:
+                    self._conn.executemany(_SHADOW_INSERT, params)
+                if add:
+                    assert session is not None and counts is not None
+                    self._conn.execute(_SESSION_COUNTS, count_values(session, counts))
+            self._shadow_tail = new_tail
+        return appended
+
+    def begin_shadow_session(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        values = session_values(doc, self.env)
+        with self._lock, outbox.transaction(self._conn):
+            self._conn.execute(_SESSION_INSERT, values)
+            self._conn.execute(
+                "UPDATE shadow_sessions SET processes = processes + 1 WHERE session = ?", (values[0],)
+            )
+            row = self._conn.execute(_SESSION_SELECT + " WHERE session = ?", (values[0],)).fetchone()
+        return session_row(row)
+
+    def end_shadow_session(self, session: str, *, ended_at: str, reason: str) -> bool:
+        with self._lock, outbox.transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE shadow_sessions SET ended_at = ?, end_reason = ?"
+                " WHERE session = ? AND ended_at IS NULL",
+                (ended_at, reason, session),
+            )
+            if cur.rowcount == 1:
+                return True
+            row = self._conn.execute("SELECT 1 FROM shadow_sessions WHERE session = ?", (session,)).fetchone()
+        return row is None
+
+    def finish_shadow_session(self, session: str, receipt_hash: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE shadow_sessions SET end_receipt_hash = ? WHERE session = ?", (receipt_hash, session)
+            )
+
+    def release_shadow_session(self, session: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE shadow_sessions SET processes = processes - 1 WHERE session = ? AND processes > 0",
+                (session,),
+            )
+
+    def _session_query(self, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            try:
+                row = self._conn.execute(_SESSION_SELECT + where, params).fetchone()
+            except sqlite3.OperationalError as exc:  # a file no shadow session was ever run on
+                if "no such table" in str(exc):
+                    return None
+                raise
+        return session_row(row) if row is not None else None
+
+    def shadow_session(self, session: str | None = None) -> dict[str, Any] | None:
+        if session is not None:
+            return self._session_query(" WHERE session = ?", (session,))
+        return self._session_query(" WHERE env = ? ORDER BY started_at DESC, rowid DESC LIMIT 1", (self.env,))
+
+    def open_shadow_session(self) -> dict[str, Any] | None:
+        return self._session_query(
+            " WHERE env = ? AND ended_at IS NULL ORDER BY started_at DESC, rowid DESC LIMIT 1", (self.env,)
+        )
+
+    def shadow_session_rows(self, session: str) -> Iterator[tuple[Any, ...]]:
+        conn = decision_log.connect(self.path, readonly=True)  # a long report holds no lock
+        try:
+            yield from conn.execute(_SESSION_ROWS.format(session=_SQLITE_SESSION), (session,))
+        finally:
+            conn.close()
+
+    def shadow_flips(self, session: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(_SESSION_FLIPS.format(session=_SQLITE_SESSION), (session,)).fetchall()
+        return {f"{a}→{b}": int(n) for a, b, n in rows}
 
     def shadow_rows(self, after: int = 0) -> list[dict[str, Any]]:
         with self._lock:
