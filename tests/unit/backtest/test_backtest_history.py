@@ -233,3 +233,10 @@ def test_the_database_flag_reads_another_log_and_hides_its_password(
         ]
         == 2
     )
+
+
+def test_a_postgresql_history_leaves_no_sqlite_log(mu: Any, tmp_path: Path, pg_url: str) -> None:
+    store, _, _ = _history(tmp_path, pg_url, 20)
+    assert not (store.home / "daemon-test.db").exists()
+    assert mu.json("backtest", "--env=test", f"--new={tmp_path / 'O'}", "--no-regions")["rows"] == 20
+    assert not (store.home / "daemon-test.db").exists()
