@@ -186,6 +186,11 @@ class PgLog:
             return self.conn.execute(sql, params).fetchall()
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
+        except psycopg.Error as exc:  # a table or column missing, a permission refused …
+            why = self._lost(exc).message.partition(" is unavailable: ")[2]
+            raise InputError(
+                f"cannot read the decision log in {self.where}: {why}", code="backtest.unreadable"
+            ) from None
 
     def log_rows(self) -> Iterator[Any]:
         """Every row as :func:`verify_log` reads it (what ``mu decisions verify`` reads)."""

@@ -240,3 +240,13 @@ def test_a_postgresql_history_leaves_no_sqlite_log(mu: Any, tmp_path: Path, pg_u
     assert not (store.home / "daemon-test.db").exists()
     assert mu.json("backtest", "--env=test", f"--new={tmp_path / 'O'}", "--no-regions")["rows"] == 20
     assert not (store.home / "daemon-test.db").exists()
+
+
+def test_an_unreadable_postgresql_log_is_bad_input(mu: Any, tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    _history(tmp_path, pg_url, 20)
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("ALTER TABLE decisions RENAME COLUMN decision_json TO decision_text")
+    code, _, err = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}")
+    assert code == 2 and "cannot read the decision log" in err and "decision_json" in err
