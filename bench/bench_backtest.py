@@ -3,6 +3,7 @@ replayed with fidelity checking.
 
     python3 bench/bench_backtest.py [--rows 10000000] [--history 100000] [--json]
     python3 bench/bench_backtest.py --history 1000000          # the full history run
+    python3 bench/bench_backtest.py --rows 0 --database postgresql://USER@HOST/EMPTY_DB
 
 Policies: the bundled example (acme) as O_old, and the same with the wire threshold raised from
 1,000,000 to 2,000,000 as O_new; both decided by the default generator's enforcers.
@@ -16,7 +17,9 @@ Policies: the bundled example (acme) as O_old, and the same with the wire thresh
 2. history: --history decisions logged by the old A as the daemon logs them (hash chain, Merkle
    tree, a signed head), then `mu backtest --env --new --no-regions` in a child process: chain
    verification, every decision re-decided by its own enforcer and compared byte for byte, the
-   new policy by the kernel. Wall time and peak RSS.
+   new policy by the kernel. Wall time and peak RSS. With --database (an empty PostgreSQL
+   database): the same decisions are also logged there and replayed from there
+   (`mu backtest --env --database=URL`) in the same run, beside the SQLite figures.
 
 Nothing is asserted about time.
 """
@@ -228,11 +231,13 @@ def file_run(root: Path, rows: int, old: Path, new: Path, repeat: int = 3) -> di
     }
 
 
-def history_run(root: Path, rows: int, old: Path, new: Path, report: Path | None = None) -> dict[str, Any]:
+def history_run(
+    root: Path, rows: int, old: Path, new: Path, report: Path | None = None, database: str | None = None
+) -> dict[str, Any]:
     from finops_fabric.backtest.simulate import generated, log_history, transactions
     from finops_fabric.store import Store
 
-    home = root / "hstore"
+    home = root / ("hstore-pg" if database else "hstore")
     store = Store(home)
     store.init()
     enforcer, receipt = generated(store, old, root / "A_old")
@@ -245,13 +250,15 @@ def history_run(root: Path, rows: int, old: Path, new: Path, report: Path | None
         transactions(rows, seed=1),
         start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         every=dt.timedelta(seconds=max(1, 365 * 86400 // max(rows, 1))),
+        database=database,
     )
     logged = time.perf_counter() - t0
-    took, rss, code, doc = child(["backtest", "--env=bench", f"--new={new}", "--no-regions"], home)
+    flag = [f"--database={database}"] if database else []
+    took, rss, code, doc = child(["backtest", "--env=bench", f"--new={new}", "--no-regions", *flag], home)
     text = None
     if report is not None:  # the same back-test with the regions, its text and its HTML report
         p = subprocess.run(
-            [*c.mu_command(), "backtest", "--env=bench", f"--new={new}", f"--report={report}"],
+            [*c.mu_command(), "backtest", "--env=bench", f"--new={new}", f"--report={report}", *flag],
             capture_output=True,
             text=True,
             env=c.child_env(home),
@@ -261,7 +268,8 @@ def history_run(root: Path, rows: int, old: Path, new: Path, report: Path | None
     return {
         **({"text": text} if text is not None else {}),
         "decisions": rows,
-        "log_bytes": (home / "daemon-bench.db").stat().st_size,
+        "log": "postgresql" if database else "sqlite",
+        **({} if database else {"log_bytes": (home / "daemon-bench.db").stat().st_size}),
         "write_log_s": round(logged, 2),
         "backtest_wall_s": round(took, 2),
         "backtest_peak_rss_mb": round(rss, 1),
@@ -284,6 +292,11 @@ def main() -> None:
     ap.add_argument("--new", type=Path, help="O_new (default: the example with the wire threshold raised)")
     ap.add_argument("--report", type=Path, help="history: also write the HTML report (and print the text)")
     ap.add_argument("--dir", help="where the data is written (default: the temporary directory)")
+    ap.add_argument(
+        "--database",
+        metavar="URL",
+        help="history: also log and replay it in this (empty) PostgreSQL database",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="in-process timings: the best of N runs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -297,12 +310,14 @@ def main() -> None:
             out["file"] = file_run(root, args.rows, old, new, args.repeat)
         if args.history:
             out["history"] = history_run(root, args.history, old, new, args.report)
+            if args.database:
+                out["history_postgresql"] = history_run(root, args.history, old, new, None, args.database)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    for section in ("file", "history"):
+    for section in ("file", "history", "history_postgresql"):
         if section in out:
             print(f"[{section}]")
             for k, v in out[section].items():

@@ -10,15 +10,17 @@ that does not verify is refused. Then, for every decision in the range, in id or
 - the new policy decides the same transaction (the batch kernel, checked against the new
   enforcer as every back-test is) and is compared with the logged outcome.
 
-The log is read through :class:`LogReader` only (read-only; SQLite today), so another database
-needs one more reader and nothing else.
+The log is read through :class:`LogReader` only, read-only, from whichever database the
+environment uses (``--database``, else ``environments.<env>.database`` of config.json, else the
+store's SQLite file): :class:`SqliteLog` or :class:`PgLog`. Every process that reads (the
+verifying child, each replaying child) opens a connection of its own; none is inherited.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -89,17 +91,9 @@ class SqliteLog:
         self.conn = decision_log.connect(path, readonly=True)
 
     def verify(self, store: Store, env: str) -> Any:
-        from finops_fabric.audit import default_trust
         from finops_fabric.daemon import decision_log
-        from finops_fabric.daemon.tree_heads import decision_heads
-        from finops_fabric.transparency import gather_heads, verify_log
 
-        heads, findings = gather_heads(
-            decision_heads(store, env), [], default_trust(store).keys, log="decisions", env=env
-        )
-        report = verify_log(decision_log.log_rows(self.conn), heads, noun="decision")
-        report.findings[:0] = findings
-        return report
+        return _verify_rows(store, env, decision_log.log_rows(self.conn))
 
     @staticmethod
     def _where(
@@ -147,8 +141,122 @@ class SqliteLog:
         self.conn.close()
 
 
-def _verify(store: Store, env: str) -> dict[str, Any]:
-    reader = open_log(store, env)
+_PG_COLUMNS = "id, decided_at, transaction_json, decision_json, enforcer_hash"
+
+
+class PgLog:
+    """The decision log in a PostgreSQL database, read through one connection of this process's
+    own (autocommit, every transaction read-only); its URL is shown with the password hidden."""
+
+    def __init__(self, url: str, env: str) -> None:
+        import psycopg
+
+        from finops_fabric.storage.config import redact
+        from finops_fabric.storage.migrations import check_postgres
+
+        self.url = url
+        self.where = redact(url)
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        try:
+            self.conn.execute("SET default_transaction_read_only = on")
+            if check_postgres(self.conn, self.where) == 0:
+                raise InputError(
+                    f"there is no decision log in {self.where}: no daemon has run for {env} on this database",
+                    code="backtest.no_log",
+                )
+        except psycopg.OperationalError as exc:
+            self.conn.close()
+            raise self._lost(exc) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _lost(self, exc: BaseException) -> FabricError:
+        from finops_fabric.storage.postgres import _unavailable
+
+        return _unavailable(exc, self.where, self.url)
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        except psycopg.Error as exc:  # a table or column missing, a permission refused …
+            why = self._lost(exc).message.partition(" is unavailable: ")[2]
+            raise InputError(
+                f"cannot read the decision log in {self.where}: {why}", code="backtest.unreadable"
+            ) from None
+
+    def log_rows(self) -> Iterator[Any]:
+        """Every row as :func:`verify_log` reads it (what ``mu decisions verify`` reads)."""
+        from finops_fabric.daemon import decision_log
+        from finops_fabric.storage.postgres import _SELECT
+
+        last = 0
+        while batch := self._query(_SELECT + " WHERE id > %s ORDER BY id LIMIT 10000", (last,)):
+            for r in batch:
+                yield decision_log._log_row(r)
+            last = int(batch[-1][0])
+
+    def verify(self, store: Store, env: str) -> Any:
+        return _verify_rows(store, env, self.log_rows())
+
+    @staticmethod
+    def _where(
+        since: str | None, until: str | None, lo: int | None = None, hi: int | None = None
+    ) -> tuple[str, list[object]]:
+        where, params = SqliteLog._where(since, until, lo, hi)
+        return where.replace("?", "%s"), params
+
+    def span(self, since: str | None, until: str | None) -> tuple[int, int, int]:
+        where, params = self._where(since, until)
+        sql = "SELECT count(*), min(id), max(id) FROM decisions" + where  # noqa: S608 - values are bound
+        ((n, lo, hi),) = self._query(sql, params)
+        return int(n), int(lo or 1), int(hi or 0)
+
+    def enforcers(self, since: str | None, until: str | None) -> list[str]:
+        where, params = self._where(since, until)
+        sql = "SELECT DISTINCT enforcer_hash FROM decisions" + where  # noqa: S608 - values are bound
+        return sorted(str(r[0]) for r in self._query(sql, params))
+
+    def rows(
+        self, since: str | None, until: str | None, batch: int, lo: int | None = None, hi: int | None = None
+    ) -> Iterator[list[LoggedRow]]:
+        """Pages of ``batch`` rows in id order (each page a query of its own, from the last id)."""
+        where, params = self._where(since, until, None, hi)
+        after = (lo or 1) - 1
+        glue = " AND " if where else " WHERE "
+        sql = f"SELECT {_PG_COLUMNS} FROM decisions{where}{glue}id > %s ORDER BY id LIMIT %s"  # noqa: S608
+        while page := self._query(sql, [*params, after, batch]):
+            yield [LoggedRow._make(r) for r in page]
+            after = int(page[-1][0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _verify_rows(store: Store, env: str, rows: Iterable[Any]) -> Any:
+    """The log's rows checked against ``env``'s signed tree heads, as ``mu decisions verify``
+    checks them (a transparency.LogReport)."""
+    from finops_fabric.audit import default_trust
+    from finops_fabric.daemon.tree_heads import decision_heads
+    from finops_fabric.transparency import gather_heads, verify_log
+
+    heads, findings = gather_heads(
+        decision_heads(store, env), [], default_trust(store).keys, log="decisions", env=env
+    )
+    report = verify_log(rows, heads, noun="decision")
+    report.findings[:0] = findings
+    return report
+
+
+def _verify(store: Store, env: str, database: str | None = None) -> dict[str, Any]:
+    reader = open_log(store, env, database)
     try:
         report = reader.verify(store, env)
         return {**report.to_dict(), "summary": report.summary()}
@@ -156,7 +264,7 @@ def _verify(store: Store, env: str) -> dict[str, Any]:
         reader.close()
 
 
-def verify_meanwhile(store: Store, env: str) -> Callable[[], dict[str, Any]]:
+def verify_meanwhile(store: Store, env: str, database: str | None = None) -> Callable[[], dict[str, Any]]:
     """Verify the log's chain in a forked child while this process replays it (the replay is
     discarded unless the log verifies); where there is one CPU, or threads run, or the child
     fails for any reason, the verification is done here. Returns the function that waits for
@@ -166,7 +274,7 @@ def verify_meanwhile(store: Store, env: str) -> Callable[[], dict[str, Any]]:
     import threading
 
     if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() != 1:
-        report = _verify(store, env)
+        report = _verify(store, env, database)
         return lambda: report
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -174,7 +282,7 @@ def verify_meanwhile(store: Store, env: str) -> Callable[[], dict[str, Any]]:
         code = 0
         try:
             os.close(read_fd)
-            view = memoryview(pickle.dumps(_verify(store, env)))
+            view = memoryview(pickle.dumps(_verify(store, env, database)))
             while view:
                 view = view[os.write(write_fd, view) :]
         except BaseException:
@@ -194,9 +302,9 @@ def verify_meanwhile(store: Store, env: str) -> Callable[[], dict[str, Any]]:
             try:
                 got: dict[str, Any] = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's pipe
             except Exception:  # verify here instead
-                return _verify(store, env)
+                return _verify(store, env, database)
             return got
-        return _verify(store, env)
+        return _verify(store, env, database)
 
     return wait
 
@@ -207,8 +315,17 @@ def open_log_path(store: Store, env: str) -> Path:
     return decision_log.db_path(store.home, env)
 
 
-def open_log(store: Store, env: str) -> LogReader:
-    """The reader of ``env``'s decision log (the one place that knows where it is kept)."""
+def open_log(store: Store, env: str, database: str | None = None) -> LogReader:
+    """The reader of ``env``'s decision log (the one place that knows where it is kept): the
+    database ``database`` names, else ``environments.<env>.database`` of the store's
+    config.json, else the store's SQLite file."""
+    from finops_fabric.storage.config import database_for, scheme_of
+
+    url = database_for(store.home, env, database)
+    if url is not None and scheme_of(url) == "postgresql":
+        return PgLog(url, env)
+    if url is not None:
+        return SqliteLog(Path(url.partition("://")[2]))
     return SqliteLog(open_log_path(store, env))
 
 
@@ -284,6 +401,7 @@ def replay_part(
     batch_size: int,
     region_of: Regions | None,
     progress: Progress | None = None,
+    database: str | None = None,
 ) -> Part:
     """Replay the decisions of the log between ids ``lo`` and ``hi`` (inclusive) in the time
     range: each by its own enforcer (fidelity), and by the new policy's kernel (the comparison)."""
@@ -294,7 +412,7 @@ def replay_part(
     enforcers = Enforcers(store)
     part = Part(Tally(examples_per_group=options.examples), {}, enforcers.rows, enforcers.missing, {}, [])
     tally = part.tally
-    reader = open_log(store, env)
+    reader = open_log(store, env, database)
     try:
         for rows in reader.rows(since, until, batch_size, lo, hi):
             if part.first_id is None:
@@ -419,15 +537,19 @@ def backtest_history(
     workers: int | None = None,
     progress: Progress | None = None,
     note: Callable[[str], None] = lambda _: None,
+    database: str | None = None,
 ) -> dict[str, Any]:
-    reader = open_log(store, env)
+    """``database``: the log's database URL when not the one config.json (or the store's SQLite
+    file) gives. No connection is open while children are forked: each opens its own."""
+    reader = open_log(store, env, database)
     try:
+        where = reader.where
         total, lo, hi = reader.span(since, until)
         enforcer_hashes = reader.enforcers(since, until)
     finally:
         reader.close()
-    note(f"verifying the hash chain of the {env} decision log")
-    verified = verify_meanwhile(store, env)
+    note(f"verifying the hash chain of the {env} decision log ({where})")
+    verified = verify_meanwhile(store, env, database)
     regions_doc: dict[str, Any] | None = None
     regions_why: str | None = "not asked for (--no-regions)"
     region_of: Regions | None = None
@@ -440,14 +562,18 @@ def backtest_history(
     if progress is not None:
         progress.total = total
     if n <= 1 or hi < lo:
-        parts = [replay_part(store, env, (since, until, lo, hi), new, options, size, region_of, progress)]
+        parts = [
+            replay_part(store, env, (since, until, lo, hi), new, options, size, region_of, progress, database)
+        ]
     else:
         step = (hi - lo + n) // n
         ranges = [(a, min(hi, a + step - 1)) for a in range(lo, hi + 1, step)]
         note(f"replaying {total:,} decisions in {len(ranges)} processes")
 
         def call(a: int, b: int) -> Callable[[], Part]:
-            return lambda: replay_part(store, env, (since, until, a, b), new, options, size, region_of)
+            return lambda: replay_part(
+                store, env, (since, until, a, b), new, options, size, region_of, database=database
+            )
 
         parts = _in_children([call(a, b) for a, b in ranges])
         if progress is not None:
@@ -459,8 +585,8 @@ def backtest_history(
         raise CheckFailed(
             f"the {env} decision log does not verify, so its history is not replayed: {report['summary']}",
             code="backtest.log_unverified",
-            location=Location(file=str(open_log_path(store, env))),
-            hint="`mu decisions verify --env=" + env + "` names every problem",
+            location=Location(file=where),
+            hint=f"`mu decisions verify --env={env}{' --database=URL' * bool(database)}` names every problem",
         )
     tally = parts[0].tally
     for p in parts[1:]:

@@ -2,7 +2,8 @@
 logs them (the same row, leaf hash and chain), with timestamps spread over a period.
 
 For demonstrations, benchmarks and tests of `mu backtest --env`: the log it writes verifies and
-replays like any daemon's. It appends to ``<store>/daemon-<env>.db`` in large transactions.
+replays like any daemon's. It appends to ``<store>/daemon-<env>.db`` (or the PostgreSQL database
+a ``database`` URL names) in large transactions.
 """
 
 from __future__ import annotations
@@ -58,19 +59,41 @@ def log_history(
     start: dt.datetime,
     every: dt.timedelta,
     chunk: int = 20_000,
+    database: str | None = None,
 ) -> int:
     """Decide each transaction with ``enforcer`` and log it (decided at ``start``, ``start +
     every`` …), then sign a tree head of the log with the operator key as the daemon's keeper
-    does; the number of rows written."""
+    does; the number of rows written. ``database``: a PostgreSQL URL to log into instead of the
+    store's SQLite file."""
     import json
 
     from finops_fabric.daemon import decision_log as dl
     from finops_fabric.daemon.tree_heads import _mark_began, decision_heads
     from finops_fabric.transparency import GENESIS, CompactRange, chain_hash, make_head, sign_head
 
+    def entries() -> Iterator[dl.LoggedDecision]:
+        at = start
+        for tx in txs:
+            decision = enforcer.decide(dict(tx)).to_dict()
+            tx_id = tx.get("id")
+            yield dl.LoggedDecision(
+                env=env,
+                transaction_id=None if tx_id is None else str(tx_id),
+                transaction_json=dl.transaction_json(tx),
+                outcome=str(decision["decision"]),
+                fired=json.dumps([f["rule"] for f in decision.get("fired", [])]),
+                decision_json=json.dumps(decision, sort_keys=True, separators=(",", ":"), default=str),
+                enforcer_hash=enforcer.hash,
+                generation_receipt_hash=generation_receipt_hash,
+                decided_at=at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            )
+            at += every
+
+    if database is not None:
+        return _log_to_postgres(store, env, database, entries(), chunk)
+
     conn = dl.connect(dl.db_path(Path(store.home), env))
     written = 0
-    at = start
     tree = CompactRange()
     chain_now = GENESIS
     for row in dl.log_rows(conn):
@@ -96,23 +119,8 @@ def log_history(
                 raise
             pending.clear()
 
-        for tx in txs:
-            decision = enforcer.decide(dict(tx)).to_dict()
-            tx_id = tx.get("id")
-            pending.append(
-                dl.LoggedDecision(
-                    env=env,
-                    transaction_id=None if tx_id is None else str(tx_id),
-                    transaction_json=dl.transaction_json(tx),
-                    outcome=str(decision["decision"]),
-                    fired=json.dumps([f["rule"] for f in decision.get("fired", [])]),
-                    decision_json=json.dumps(decision, sort_keys=True, separators=(",", ":"), default=str),
-                    enforcer_hash=enforcer.hash,
-                    generation_receipt_hash=generation_receipt_hash,
-                    decided_at=at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                )
-            )
-            at += every
+        for entry in entries():
+            pending.append(entry)
             written += 1
             if len(pending) >= chunk:
                 flush()
@@ -124,6 +132,78 @@ def log_history(
     decision_heads(store, env).write(sign_head(head, store.operator_private_key()))
     _mark_began(store, env, "decisions")
     return written
+
+
+def _log_to_postgres(store: Store, env: str, url: str, entries: Iterable[Any], chunk: int) -> int:
+    """:func:`log_history` into PostgreSQL: the rows the daemon's writer inserts (under the
+    decision log's lock, chained to the log's last row), ``chunk`` to a transaction; then a
+    signed tree head of the whole log."""
+    import psycopg
+
+    from finops_fabric.daemon import decision_log as dl
+    from finops_fabric.daemon.tree_heads import decision_heads
+    from finops_fabric.storage import open_storage
+    from finops_fabric.storage.migrations import LOCK_DECISIONS
+    from finops_fabric.storage.postgres import _INSERT, _SELECT
+    from finops_fabric.transparency import GENESIS, CompactRange, chain_hash, make_head, now_stamp, sign_head
+
+    open_storage(store.home, env, url).close()  # migrated as a daemon would
+    written = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def flush(pending: list[Any]) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_DECISIONS,))
+                row = cur.execute(_SELECT + " ORDER BY id DESC LIMIT 1").fetchone()
+                if row is None:
+                    last, chain = 0, GENESIS
+                else:
+                    stored = dl._log_row(row)
+                    last, chain = (
+                        stored.id,
+                        chain_hash(stored.prev or GENESIS, stored.leaf or dl._leaf_of(stored)),
+                    )
+                rows = []
+                for entry in pending:
+                    last += 1
+                    leaf = entry.leaf(last)
+                    rows.append((last, *entry.params(), leaf, chain, entry.process))
+                    chain = chain_hash(chain, leaf)
+                cur.executemany(_INSERT, rows)
+            pending.clear()
+
+        pending: list[Any] = []
+        for entry in entries:
+            pending.append(entry)
+            written += 1
+            if len(pending) >= chunk:
+                flush(pending)
+        if pending:
+            flush(pending)
+        tree = CompactRange()
+        chain_now = GENESIS
+        for stored in _pg_rows(conn):
+            leaf = stored.leaf or dl._leaf_of(stored)
+            tree.append(leaf)
+            chain_now = chain_hash(stored.prev or GENESIS, leaf)
+        head = make_head("decisions", tree, env=env, chain=chain_now)
+    decision_heads(store, env).write(sign_head(head, store.operator_private_key()))
+    with open_storage(store.home, env, url) as storage:
+        if storage.heads_began("decisions") is None:
+            storage.mark_heads_began("decisions", now_stamp())
+    return written
+
+
+def _pg_rows(conn: Any) -> Iterator[Any]:
+    """Every row of a PostgreSQL decision log, in id order, as the verifier reads them."""
+    from finops_fabric.daemon import decision_log as dl
+    from finops_fabric.storage.postgres import _SELECT
+
+    last = 0
+    while batch := conn.execute(_SELECT + " WHERE id > %s ORDER BY id LIMIT 10000", (last,)).fetchall():
+        for r in batch:
+            yield dl._log_row(r)
+        last = int(batch[-1][0])
 
 
 def generated(

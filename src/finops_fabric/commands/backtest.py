@@ -1,5 +1,7 @@
-"""`mu backtest --new=O_or_A (--env=ENV [--since=T] [--until=T] | --transactions=FILE --old=O_or_A)`:
-what a change would have done to real traffic, counted on every row.
+"""`mu backtest --new=O_or_A (--env=ENV [--since=T] [--until=T] [--database=URL] | --transactions=FILE
+--old=O_or_A)`: what a change would have done to real traffic, counted on every row. ENV's log is
+read (read-only) from the SQLite file in the store or the PostgreSQL database of ``--database`` or
+``environments.ENV.database`` in config.json.
 
 Exit 0: the back-test ran and its report (and receipt) are complete; 1: a check said no (the
 decision log does not verify, a logged decision is not reproduced by its own enforcer, an
@@ -41,6 +43,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
     if (args.since or args.until) and not args.env:
         raise InputError("--since and --until select decisions of --env", code="cli.usage")
+    if args.database and not args.env:
+        raise InputError("--database names where the decision log of --env is kept", code="cli.usage")
     if args.engine == "dask" and not args.scheduler:
         raise InputError(
             "--engine=dask needs --scheduler=ADDRESS (e.g. tcp://10.0.0.5:8786)", code="cli.usage"
@@ -84,6 +88,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             options,
             progress=progress,
             note=note,
+            database=args.database,
         )
     else:
         old = load_side("old", Path(args.old), store if store.exists() else None, args.old_generator)
@@ -235,6 +240,12 @@ def register(cmd: Register) -> None:
     sp.add_argument("--env", metavar="ENV", help="replay the decision log of this environment")
     sp.add_argument("--since", metavar="T", help="with --env: decisions at or after T (ISO 8601)")
     sp.add_argument("--until", metavar="T", help="with --env: decisions before T (ISO 8601)")
+    sp.add_argument(
+        "--database",
+        metavar="URL",
+        help="with --env: the log's database when not the store's (default: environments.ENV.database "
+        "of config.json)",
+    )
     sp.add_argument("--old-generator", metavar="V", help="decide an ontology --old with this generator")
     sp.add_argument("--new-generator", metavar="V", help="decide an ontology --new with this generator")
     sp.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML report")

@@ -1,6 +1,10 @@
 """`mu backtest --env`: the decision log's chain verified first (refused when it does not verify),
 every decision reproduced by its own enforcer (a mismatch, or an enforcer the store does not
-hold, makes the report not reproducible, exit 1), then compared with the new policy."""
+hold, makes the report not reproducible, exit 1), then compared with the new policy.
+
+Each case runs on both backends: the store's SQLite file, and a PostgreSQL database named by
+config.json's ``environments.test.database`` (a fresh database of a throwaway cluster; skipped
+locally without the server binaries, required under CI)."""
 
 from __future__ import annotations
 
@@ -20,8 +24,19 @@ AR, RA = "APPROVE→REJECT", "REJECT→APPROVE"
 START = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 
 
-def _history(tmp_path: Path, n: int = 2000, enforcer: Any = None) -> tuple[Store, Any, str]:
+def _use(store: Store, database: str | None) -> None:
+    """Keep the test environment's log in ``database`` (config.json), or in the store's file."""
+    if database is not None:
+        (store.home / "config.json").write_text(
+            json.dumps({"environments": {"test": {"database": database}}}), encoding="utf-8"
+        )
+
+
+def _history(
+    tmp_path: Path, database: str | None, n: int = 2000, enforcer: Any = None
+) -> tuple[Store, Any, str]:
     store = Store.locate(None)
+    _use(store, database)
     A, receipt = generated(store, copy_example(tmp_path, "O"), tmp_path / "A")
     log_history(
         store,
@@ -31,6 +46,7 @@ def _history(tmp_path: Path, n: int = 2000, enforcer: Any = None) -> tuple[Store
         transactions(n, seed=3),
         start=START,
         every=dt.timedelta(minutes=7),
+        database=database,
     )
     return store, A, receipt
 
@@ -55,8 +71,8 @@ class Lying:
         return Flipped()
 
 
-def test_history_is_reproduced_then_compared(mu: Any, tmp_path: Path) -> None:
-    store, A, _ = _history(tmp_path)
+def test_history_is_reproduced_then_compared(mu: Any, tmp_path: Path, database: str | None) -> None:
+    store, A, _ = _history(tmp_path, database)
     new = changed_example(tmp_path, "O2")
     doc = mu.json("backtest", "--env=test", f"--new={new}")
     assert doc["reproducible"] is True
@@ -88,8 +104,11 @@ def test_history_is_reproduced_then_compared(mu: Any, tmp_path: Path) -> None:
     assert day["data"]["since"].startswith("2026-10-02")
 
 
-def test_a_decision_its_enforcer_does_not_reproduce_is_named(mu: Any, tmp_path: Path) -> None:
+def test_a_decision_its_enforcer_does_not_reproduce_is_named(
+    mu: Any, tmp_path: Path, database: str | None
+) -> None:
     store = Store.locate(None)
+    _use(store, database)
     A, receipt = generated(store, copy_example(tmp_path, "O"), tmp_path / "A")
     log_history(
         store,
@@ -99,6 +118,7 @@ def test_a_decision_its_enforcer_does_not_reproduce_is_named(mu: Any, tmp_path: 
         transactions(300, seed=3),
         start=START,
         every=dt.timedelta(minutes=1),
+        database=database,
     )
     code, out, _ = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}", "--json")
     doc = json.loads(out)
@@ -111,8 +131,9 @@ def test_a_decision_its_enforcer_does_not_reproduce_is_named(mu: Any, tmp_path: 
     assert code == 1 and "NOT REPRODUCIBLE" in out
 
 
-def test_an_enforcer_the_store_does_not_hold_is_named(mu: Any, tmp_path: Path) -> None:
+def test_an_enforcer_the_store_does_not_hold_is_named(mu: Any, tmp_path: Path, database: str | None) -> None:
     store = Store.locate(None)
+    _use(store, database)
     A, receipt = generated(store, copy_example(tmp_path, "O"), tmp_path / "A")
 
     class Unknown:
@@ -129,6 +150,7 @@ def test_an_enforcer_the_store_does_not_hold_is_named(mu: Any, tmp_path: Path) -
         transactions(50, seed=3),
         start=START,
         every=dt.timedelta(minutes=1),
+        database=database,
     )
     code, out, _ = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}", "--json")
     doc = json.loads(out)
@@ -138,33 +160,45 @@ def test_an_enforcer_the_store_does_not_hold_is_named(mu: Any, tmp_path: Path) -
     assert Unknown.hash in out
 
 
-def test_a_log_that_does_not_verify_is_refused(mu: Any, tmp_path: Path) -> None:
-    store, _, _ = _history(tmp_path, 100)
-    path = decision_log.db_path(store.home, "test")
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER decisions_no_update")
-    conn.execute(
-        "UPDATE decisions SET outcome = 'APPROVE',"
-        " decision_json = replace(decision_json, 'REJECT', 'APPROVE')"
-    )
-    conn.close()
+TAMPER = (
+    "UPDATE decisions SET outcome = 'APPROVE', decision_json = replace(decision_json, 'REJECT', 'APPROVE')"
+)
+
+
+def test_a_log_that_does_not_verify_is_refused(mu: Any, tmp_path: Path, database: str | None) -> None:
+    store, _, _ = _history(tmp_path, database, 100)
+    if database is None:
+        conn = sqlite3.connect(decision_log.db_path(store.home, "test"), isolation_level=None)
+        conn.execute("DROP TRIGGER decisions_no_update")
+        conn.execute(TAMPER)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as pg:
+            pg.execute("ALTER TABLE decisions DISABLE TRIGGER USER")
+            pg.execute(TAMPER + " WHERE id = 40")
     code, _, err = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}")
     assert code == 1
     assert "does not verify" in err
 
 
-def test_no_log_is_bad_input(mu: Any, tmp_path: Path) -> None:
+def test_no_log_is_bad_input(mu: Any, tmp_path: Path, database: str | None) -> None:
+    _use(Store.locate(None), database)
     code, _, err = mu("backtest", "--env=test", f"--new={copy_example(tmp_path, 'O')}")
     assert code == 2 and "no decision log" in err
     assert mu("backtest", "--env=test", f"--new={tmp_path / 'O'}", f"--old={tmp_path / 'O'}")[0] == 2
 
 
-def test_a_history_replayed_in_several_processes_counts_as_in_one(mu: Any, tmp_path: Path) -> None:
+def test_a_history_replayed_in_several_processes_counts_as_in_one(
+    mu: Any, tmp_path: Path, database: str | None
+) -> None:
+    """Each child reads the log through a connection of its own (on PostgreSQL too)."""
     from finops_fabric.backtest.history import backtest_history
     from finops_fabric.backtest.run import Options
     from finops_fabric.backtest.sides import load_side
 
-    store, _, _ = _history(tmp_path, 1500)
+    store, _, _ = _history(tmp_path, database, 1500)
     new = load_side("new", changed_example(tmp_path, "O2"), store)
     one = backtest_history(store, "test", None, None, new, Options(batch_size=200), workers=1)
     three = backtest_history(store, "test", None, None, new, Options(batch_size=200), workers=3)
@@ -173,3 +207,46 @@ def test_a_history_replayed_in_several_processes_counts_as_in_one(mu: Any, tmp_p
         k: v for k, v in three.items() if k != "processes"
     }
     assert one["reproducible"] is True and one["rows"] == 1500
+
+
+def test_the_database_flag_reads_another_log_and_hides_its_password(
+    mu: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """``--database=URL`` names a PostgreSQL log config.json does not; a URL's password is never
+    shown, not even when the database cannot be reached."""
+    _history(tmp_path, pg_url, 120)
+    (Store.locate(None).home / "config.json").unlink()
+    new = f"--new={tmp_path / 'O'}"
+    code, _, err = mu("backtest", "--env=test", new, "--no-receipt")
+    assert code == 2 and "no decision log" in err  # the store's own SQLite file: none
+    doc = mu.json("backtest", "--env=test", new, "--no-receipt", f"--database={pg_url}")
+    assert doc["rows"] == 120 and doc["reproducible"] is True
+    assert doc["data"]["log"]["covered_by_signed_head"] == 120
+    code, out, err = mu(
+        "backtest", "--env=test", new, "--database=postgresql://fabric:s3cret-pw@127.0.0.1:1/fabric"
+    )
+    assert code == 2 and "unavailable" in err
+    assert "s3cret-pw" not in out + err and "***" in err
+    assert (
+        mu("backtest", new, f"--transactions={tmp_path}", f"--old={tmp_path / 'O'}", f"--database={pg_url}")[
+            0
+        ]
+        == 2
+    )
+
+
+def test_a_postgresql_history_leaves_no_sqlite_log(mu: Any, tmp_path: Path, pg_url: str) -> None:
+    store, _, _ = _history(tmp_path, pg_url, 20)
+    assert not (store.home / "daemon-test.db").exists()
+    assert mu.json("backtest", "--env=test", f"--new={tmp_path / 'O'}", "--no-regions")["rows"] == 20
+    assert not (store.home / "daemon-test.db").exists()
+
+
+def test_an_unreadable_postgresql_log_is_bad_input(mu: Any, tmp_path: Path, pg_url: str) -> None:
+    import psycopg
+
+    _history(tmp_path, pg_url, 20)
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("ALTER TABLE decisions RENAME COLUMN decision_json TO decision_text")
+    code, _, err = mu("backtest", "--env=test", f"--new={tmp_path / 'O'}")
+    assert code == 2 and "cannot read the decision log" in err and "decision_json" in err

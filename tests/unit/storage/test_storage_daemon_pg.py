@@ -138,6 +138,13 @@ def test_daemon_on_postgresql_end_to_end(tmp_path: Path, pg_url: str) -> None:
     config["environments"] = {"test": {"database": url}}
     (home / "config.json").write_text(json.dumps(config))
     assert mu(home, "decisions", "verify", "--env=test").returncode == 0
+    # `mu backtest --env` replays the daemon's PostgreSQL log, each decision by its own enforcer
+    backtest = mu(home, "backtest", "--env=test", f"--new={ACME}", "--no-regions", "--json")
+    assert backtest.returncode == 0, backtest.stdout + backtest.stderr
+    replayed = json.loads(backtest.stdout)
+    assert replayed["reproducible"] is True and replayed["fidelity"]["replayed"] == 3
+    assert replayed["old"]["enforcers"][0]["enforcer_hash"] == enforcer_hash
+    assert replayed["data"]["log"]["covered_by_signed_head"] == 3
     diag = mu(home, "diagnose", "--decision-id=2", "--env=test", "--json")  # read from PostgreSQL
     assert diag.returncode == 0, diag.stdout + diag.stderr
     out = json.loads(diag.stdout)
