@@ -17,8 +17,11 @@ Language 1.1 ("fail closed", generator 3 and later) decides as 1.0 does and adds
 checks, each a fired entry under its own IRI (``model.INPUT_CHECKS``): a type that is missing or
 not a declared code, an amount that is missing, not a plain decimal (no surrounding spaces, no
 exponent in a string, never a float) or negative, and an actor level that is missing or not a
-declared code. In 1.1 the rules read the amount by the same strict reading, so an amount such
-as ``" 1000 "`` is missing to them too.
+declared code. In 1.1 every decimal a rule reads is read strictly: the amount by the check's
+reading (an amount such as ``" 1000 "`` is missing to the rules too), an attribute compared with
+a decimal likewise (a string must be a plain decimal exactly, no surrounding spaces), and a
+party or code compared with a decimal through its text (``approver_id`` ``1E+2``, a JSON number
+whose text has an exponent, is missing). Language 1.0 trims spaces and reads numbers as given.
 """
 
 from __future__ import annotations
@@ -122,6 +125,15 @@ class Interpreter:
         level = tx.get("actor_level")
         return self.ranks.get(level) if isinstance(level, str) else None
 
+    def _dec(self, field: str, raw: object) -> Decimal | None:
+        """A field's value (as ``_raw`` gives it) read as a decimal, by this language: 1.0 trims
+        spaces; 1.1 reads a string strictly and a party or code through its text."""
+        if self.language == "1.0" or field == "amount":  # the amount is already read as a decimal
+            return _decimal(raw)
+        if field in _CORE:
+            return _strict_decimal(_text(raw))
+        return _strict_decimal(raw)
+
     def _amount(self, tx: Mapping[str, Any]) -> Decimal | None:
         if self.language == "1.0":
             return _decimal(tx.get("amount"))
@@ -169,7 +181,7 @@ class Interpreter:
         raw = self._raw(tx, c.attribute)
         if isinstance(c, m.Membership):
             if all(isinstance(v, Decimal) for v in c.values):
-                d = _decimal(raw)
+                d = self._dec(c.attribute, raw)
                 if d is None:
                     raise _Missing(c.attribute)
                 return any(d == v for v in c.values)
@@ -184,7 +196,7 @@ class Interpreter:
             if left is None:
                 raise _Missing("actor_level")
         elif isinstance(c.value, Decimal):
-            left, right = _decimal(raw), c.value
+            left, right = self._dec(c.attribute, raw), c.value
         else:
             left, right = _text(raw), c.value
         if left is None:
