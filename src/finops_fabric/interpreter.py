@@ -21,7 +21,8 @@ declared code. In 1.1 every decimal a rule reads is read strictly: the amount by
 reading (an amount such as ``" 1000 "`` is missing to the rules too), an attribute compared with
 a decimal likewise (a string must be a plain decimal exactly, no surrounding spaces), and a
 party or code compared with a decimal through its text (``approver_id`` ``1E+2``, a JSON number
-whose text has an exponent, is missing). Language 1.0 trims spaces and reads numbers as given.
+whose text has an exponent, is missing; in 1.0 too, as generators 1 and 2 read it). Language 1.0
+trims surrounding spaces.
 """
 
 from __future__ import annotations
@@ -127,12 +128,13 @@ class Interpreter:
 
     def _dec(self, field: str, raw: object) -> Decimal | None:
         """A field's value (as ``_raw`` gives it) read as a decimal, by this language: 1.0 trims
-        spaces; 1.1 reads a string strictly and a party or code through its text."""
-        if self.language == "1.0" or field == "amount":  # the amount is already read as a decimal
+        spaces, 1.1 reads a string strictly; a party or a code is read through its text (as every
+        generator reads it)."""
+        if field == "amount":  # already read as a decimal, by this language
             return _decimal(raw)
-        if field in _CORE:
-            return _strict_decimal(_text(raw))
-        return _strict_decimal(raw)
+        if field in _CORE:  # a party or code: its text (a number with an exponent is no decimal)
+            raw = _text(raw)
+        return _decimal(raw) if self.language == "1.0" else _strict_decimal(raw)
 
     def _amount(self, tx: Mapping[str, Any]) -> Decimal | None:
         if self.language == "1.0":
