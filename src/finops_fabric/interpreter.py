@@ -82,6 +82,10 @@ def _strict_decimal(v: object) -> Decimal | None:
     return _decimal(v)
 
 
+def _values(leaf: m.Comparison | m.Membership) -> tuple[m.Value, ...]:
+    return leaf.values if isinstance(leaf, m.Membership) else (leaf.value,)
+
+
 def _text(v: object) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -109,6 +113,24 @@ class Interpreter:
             for code in {c for r in policy.rules for c in r.applies_to}
         }
         self._untyped = tuple(r for r in policy.rules if not r.applies_to)
+        # The fields other than the amount a condition compares with a decimal.
+        self._decimal_fields = tuple(
+            sorted(
+                {
+                    leaf.attribute
+                    for r in policy.rules
+                    if isinstance(r, m.RestrictionRule)
+                    for leaf in m.condition_leaves(r.condition)
+                    if leaf.attribute != "amount"
+                    and not (
+                        leaf.attribute == "actor_level"
+                        and isinstance(leaf, m.Comparison)
+                        and leaf.operator not in ("eq", "ne")
+                    )
+                    and all(isinstance(v, Decimal) for v in _values(leaf))
+                }
+            )
+        )
 
     # --- reading the transaction ---------------------------------------------------------
     def _raw(self, tx: Mapping[str, Any], field: str) -> object:
@@ -140,6 +162,21 @@ class Interpreter:
         if self.language == "1.0":
             return _decimal(tx.get("amount"))
         return _strict_decimal(tx.get("amount"))
+
+    def strict_decimals(self, tx: Mapping[str, Any]) -> list[str]:
+        """Language 1.1 only: the fields (other than the amount, which its input check covers) a
+        condition of O compares with a decimal whose value language 1.0 reads as a decimal and
+        1.1 does not (a spaced string; a party's number whose text is not plain)."""
+        if self.language == "1.0":
+            return []
+        out = []
+        for f in self._decimal_fields:
+            raw = self._raw(tx, f)
+            if f in _CORE:
+                raw = _text(raw)
+            if _decimal(raw) is not None and _strict_decimal(raw) is None:
+                out.append(f if f in _CORE else "attributes." + f)
+        return out
 
     def input_checks(self, tx: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Language 1.1's fail-closed checks of type, amount and actor level (none in 1.0)."""

@@ -557,13 +557,14 @@ def _strict_cases() -> list[dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize(("version", "language"), [("3", "1.1")])
+@pytest.mark.parametrize(("version", "language"), [("1", "1.0"), ("2", "1.0"), ("3", "1.1")])
 def test_the_interpreter_reads_decimals_as_the_generator_of_its_language(
     policies: SimpleNamespace, version: str, language: str
 ) -> None:
     """Under 1.1 an attribute, a party, a level or a type compared with a decimal is read strictly
     (generator 3's reading): a spaced string is missing to the rule, a party or code is read
-    through its text; under 1.0 (generator 2) they are trimmed as before."""
+    through its text; under 1.0 (generators 1 and 2) a string is trimmed, a party is read through
+    its text too."""
     import hashlib
     import json
 
