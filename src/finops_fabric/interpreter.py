@@ -17,8 +17,12 @@ Language 1.1 ("fail closed", generator 3 and later) decides as 1.0 does and adds
 checks, each a fired entry under its own IRI (``model.INPUT_CHECKS``): a type that is missing or
 not a declared code, an amount that is missing, not a plain decimal (no surrounding spaces, no
 exponent in a string, never a float) or negative, and an actor level that is missing or not a
-declared code. In 1.1 the rules read the amount by the same strict reading, so an amount such
-as ``" 1000 "`` is missing to them too.
+declared code. In 1.1 every decimal a rule reads is read strictly: the amount by the check's
+reading (an amount such as ``" 1000 "`` is missing to the rules too), an attribute compared with
+a decimal likewise (a string must be a plain decimal exactly, no surrounding spaces), and a
+party or code compared with a decimal through its text (``approver_id`` ``1E+2``, a JSON number
+whose text has an exponent, is missing; in 1.0 too, as generators 1 and 2 read it). Language 1.0
+trims surrounding spaces.
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ def _strict_decimal(v: object) -> Decimal | None:
     return _decimal(v)
 
 
+def _values(leaf: m.Comparison | m.Membership) -> tuple[m.Value, ...]:
+    return leaf.values if isinstance(leaf, m.Membership) else (leaf.value,)
+
+
 def _text(v: object) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -105,6 +113,24 @@ class Interpreter:
             for code in {c for r in policy.rules for c in r.applies_to}
         }
         self._untyped = tuple(r for r in policy.rules if not r.applies_to)
+        # The fields other than the amount a condition compares with a decimal.
+        self._decimal_fields = tuple(
+            sorted(
+                {
+                    leaf.attribute
+                    for r in policy.rules
+                    if isinstance(r, m.RestrictionRule)
+                    for leaf in m.condition_leaves(r.condition)
+                    if leaf.attribute != "amount"
+                    and not (
+                        leaf.attribute == "actor_level"
+                        and isinstance(leaf, m.Comparison)
+                        and leaf.operator not in ("eq", "ne")
+                    )
+                    and all(isinstance(v, Decimal) for v in _values(leaf))
+                }
+            )
+        )
 
     # --- reading the transaction ---------------------------------------------------------
     def _raw(self, tx: Mapping[str, Any], field: str) -> object:
@@ -122,10 +148,35 @@ class Interpreter:
         level = tx.get("actor_level")
         return self.ranks.get(level) if isinstance(level, str) else None
 
+    def _dec(self, field: str, raw: object) -> Decimal | None:
+        """A field's value (as ``_raw`` gives it) read as a decimal, by this language: 1.0 trims
+        spaces, 1.1 reads a string strictly; a party or a code is read through its text (as every
+        generator reads it)."""
+        if field == "amount":  # already read as a decimal, by this language
+            return _decimal(raw)
+        if field in _CORE:  # a party or code: its text (a number with an exponent is no decimal)
+            raw = _text(raw)
+        return _decimal(raw) if self.language == "1.0" else _strict_decimal(raw)
+
     def _amount(self, tx: Mapping[str, Any]) -> Decimal | None:
         if self.language == "1.0":
             return _decimal(tx.get("amount"))
         return _strict_decimal(tx.get("amount"))
+
+    def strict_decimals(self, tx: Mapping[str, Any]) -> list[str]:
+        """Language 1.1 only: the fields (other than the amount, which its input check covers) a
+        condition of O compares with a decimal whose value language 1.0 reads as a decimal and
+        1.1 does not (a spaced string; a party's number whose text is not plain)."""
+        if self.language == "1.0":
+            return []
+        out = []
+        for f in self._decimal_fields:
+            raw = self._raw(tx, f)
+            if f in _CORE:
+                raw = _text(raw)
+            if _decimal(raw) is not None and _strict_decimal(raw) is None:
+                out.append(f if f in _CORE else "attributes." + f)
+        return out
 
     def input_checks(self, tx: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Language 1.1's fail-closed checks of type, amount and actor level (none in 1.0)."""
@@ -169,7 +220,7 @@ class Interpreter:
         raw = self._raw(tx, c.attribute)
         if isinstance(c, m.Membership):
             if all(isinstance(v, Decimal) for v in c.values):
-                d = _decimal(raw)
+                d = self._dec(c.attribute, raw)
                 if d is None:
                     raise _Missing(c.attribute)
                 return any(d == v for v in c.values)
@@ -184,7 +235,7 @@ class Interpreter:
             if left is None:
                 raise _Missing("actor_level")
         elif isinstance(c.value, Decimal):
-            left, right = _decimal(raw), c.value
+            left, right = self._dec(c.attribute, raw), c.value
         else:
             left, right = _text(raw), c.value
         if left is None:

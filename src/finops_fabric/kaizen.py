@@ -32,8 +32,10 @@ compared in one forked process per CPU.
 
 Two generators of different policy languages (v2 → v3: 1.0 → 1.1) are not behaviour-equivalent
 by design: every case the newer language's input checks reject is a counterexample, and each
-listed one names those checks (``input_checks``); ``counterexamples_by_language`` counts the
-counterexamples they explain, so an operator sees that nothing else changed.
+listed one names those checks (``input_checks``); so is every case holding a decimal a rule
+reads that 1.0 reads (trimmed) and 1.1 does not, and each listed one names those fields
+(``strict_decimals``, e.g. ``attributes.score`` for ``" 0.75 "``); ``counterexamples_by_language``
+counts the counterexamples they explain, so an operator sees that nothing else changed.
 
 The verdict goes into a signed kaizen receipt appended to the store's ledger, also when the
 generators disagree: a generator that changes behaviour is refused as a kaizen (such a change
@@ -462,14 +464,17 @@ def _compare(
         a, b = _decide(old, tx), _decide(new, tx)
         if a != b:
             part["counterexamples_total"] += 1
-            checks = None
+            checks = strict = None
             if oracles.changed is not None:
                 checks = sorted({r for r, _ in oracles.changed.input_checks(tx)})
-                part["counterexamples_by_language"] += bool(checks)
+                strict = oracles.changed.strict_decimals(tx)
+                part["counterexamples_by_language"] += bool(checks or strict)
             if len(part["counterexamples"]) < LISTED:
                 ce = {"category": category, "transaction": tx, "old_decision": a, "new_decision": b}
                 if checks is not None:
                     ce["input_checks"] = checks
+                if strict:
+                    ce["strict_decimals"] = strict
                 part["counterexamples"].append(ce)
         oracle_from = oracles.old.decide(tx).comparable()
         oracle_to = oracle_from if oracles.new is oracles.old else oracles.new.decide(tx).comparable()

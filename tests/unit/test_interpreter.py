@@ -518,3 +518,90 @@ def test_language_1_1_keeps_1_0_on_declared_inputs(policies: SimpleNamespace) ->
 def test_unknown_language_is_refused(policies: SimpleNamespace) -> None:
     with pytest.raises(ValueError, match="language"):
         Interpreter(policies.policy_of(APPROVAL), language="2.0")
+
+
+# --- language 1.1 reads every decimal strictly ------------------------------------------------
+
+_CMP = '[ a fab:Comparison ; fab:attribute "{}" ; fab:operator fab:{} ; fab:value {} ]'
+_IN = '[ a fab:Membership ; fab:attribute "{}" ; fab:value {} ]'
+STRICT_RULES = "".join(
+    f'ex:{name} a fab:RestrictionRule ; rdfs:label "{name}" ; fab:condition {cond} .\n'
+    for name, cond in [
+        ("score", _CMP.format("score", "ge", "0.75")),
+        ("bucket", _IN.format("bucket", "3, 100")),
+        ("approver", _CMP.format("approver_id", "eq", "100")),
+        ("executor", _IN.format("executor_id", "7, 100")),
+        ("level", _CMP.format("actor_level", "ne", "2")),
+        ("type", _CMP.format("type", "eq", "5")),
+    ]
+)
+#: Decimal spellings: plain ones (every reading accepts them) and ones only language 1.0 reads
+#: (surrounding spaces; a JSON number whose text has an exponent, on a party or code).
+SPELLINGS: list[object] = [
+    "0.75", "+0.75", "-0", ".5", "100", "+100", "100.0", " 0.75 ", "0.75 ", "\t100", "100\n", " +100",
+    "1e2", "1E+2", "+ 1", "5.", "0x10", 100, 3, True, Decimal("100"), Decimal("1E+2"), Decimal("0.75"),
+    Decimal("7.0"), Decimal("1E-7"), 0.75, None,
+]  # fmt: skip
+
+
+def _strict_cases() -> list[dict[str, Any]]:
+    from conftest import tx  # the tests directory's helpers
+
+    out: list[dict[str, Any]] = []
+    for v in SPELLINGS:
+        out.append(tx(attributes={"score": v, "bucket": v}))
+        out.append(tx(approver_id=v, executor_id=v))
+        out.append(tx(approver_id=v, executor_id="u-2"))
+        out.append(tx(actor_level=v))
+        out.append(tx(type=v))
+    return out
+
+
+@pytest.mark.parametrize(("version", "language"), [("1", "1.0"), ("2", "1.0"), ("3", "1.1")])
+def test_the_interpreter_reads_decimals_as_the_generator_of_its_language(
+    policies: SimpleNamespace, version: str, language: str
+) -> None:
+    """Under 1.1 an attribute, a party, a level or a type compared with a decimal is read strictly
+    (generator 3's reading): a spaced string is missing to the rule, a party or code is read
+    through its text; under 1.0 (generators 1 and 2) a string is trimmed, a party is read through
+    its text too."""
+    import hashlib
+    import json
+
+    from finops_fabric import generators
+
+    policy = policies.policy_of(STRICT_RULES)
+    gen = generators.get(version)
+    files = gen.build(policy, policies.ZERO_HASH)
+    manifest = json.loads(files["manifest.json"])
+    enforcer = gen.load(files, manifest, "sha256:" + hashlib.sha256(files["manifest.json"]).hexdigest())
+    interp = Interpreter(policy, language)
+    cases = _strict_cases()
+    for case in cases:
+        got, want = comparable(enforcer.decide(dict(case)).to_dict()), interp.decide(case).comparable()
+        assert got == want, (case, got, want)
+
+
+def test_spaced_decimals_are_missing_under_1_1_and_trimmed_under_1_0(policies: SimpleNamespace) -> None:
+    policy = policies.policy_of(STRICT_RULES)
+    old, new = Interpreter(policy, "1.0"), Interpreter(policy, "1.1")
+
+    def fired(i: Interpreter, **over: Any) -> set[str]:
+        return {r.removeprefix(EX) for r, _ in i.decide(policies.tx(**over)).fired}
+
+    for spaced in (" 0.75 ", "0.75\t", "\n0.75"):
+        assert "score" in fired(old, attributes={"score": spaced, "bucket": 3})
+        assert "score" in fired(new, attributes={"score": spaced, "bucket": 3})  # missing: fails closed
+        assert "score" not in fired(old, attributes={"score": spaced.replace("0.75", "0.5"), "bucket": 1})
+        assert "score" in fired(new, attributes={"score": spaced.replace("0.75", "0.5"), "bucket": 1})
+    assert "score" not in fired(new, attributes={"score": "+0.5", "bucket": 1})
+    assert "bucket" not in fired(old, attributes={"score": "0", "bucket": " 1 "})
+    assert "bucket" in fired(new, attributes={"score": "0", "bucket": " 1 "})
+    # a party is read through its text under 1.1: a JSON number 1e2 is "1E+2", not a plain decimal
+    assert "approver" in fired(old, approver_id=Decimal("1E+2"))  # 100 = 100
+    assert "approver" in fired(new, approver_id=Decimal("1E+2"))  # missing: fails closed
+    assert "approver" not in fired(old, approver_id=" 99 ")
+    assert "approver" in fired(new, approver_id=" 99 ")
+    assert "approver" not in fired(new, approver_id=99)
+    assert "level" not in fired(old, actor_level=" 2 ")
+    assert "level" in fired(new, actor_level=" 2 ")

@@ -269,9 +269,12 @@ def _classes(space: Space, sides: Sequence[Side], key: str, consts: Sequence[Any
         sig = []
         points = [tf.cuts.point(k) for k in decs]
         for t in tf.atoms:
-            dec = t.dec if isinstance(t.dec, int) else None
-            at = None if dec is None else tuple(_sign(dec, p) for p in points)
-            sig.append((t.text is None, tuple(point_of(t.text) == x for x in texts), t.dec is None, at))
+            per_lang: list[tuple[bool, tuple[int, ...] | None]] = []
+            for s in sides:  # each language's decimal view (a padded decimal is one to 1.0 only)
+                view = t.view(s.strict)
+                dec = view if isinstance(view, int) else None
+                per_lang.append((view is None, None if dec is None else tuple(_sign(dec, p) for p in points)))
+            sig.append((t.text is None, tuple(point_of(t.text) == x for x in texts), tuple(per_lang)))
     else:  # the level and the approver/executor pair: every atom by itself
         return [frozenset({i}) for i in range(n)]
     groups: dict[Any, set[int]] = {}

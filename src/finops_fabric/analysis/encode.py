@@ -100,7 +100,7 @@ class Encoder:
         a = leaf.attribute
         values: list[bool | None]
         if a == "type":
-            v = self.type_field.leaf_value(self.space.type_atom, leaf)
+            v = self.type_field.leaf_value(self.space.type_atom, leaf, self.side.strict)
             holds, missing = mgr.terminal(v is True), mgr.terminal(v is None)
         else:
             if a == "amount":
@@ -113,13 +113,13 @@ class Encoder:
                     k = self.level_rank(str(leaf.value), rule)
                     values = [None if r is None else _cmp(r, leaf.operator, k) for r in self.level_ranks]
                 else:
-                    values = self.space.level.leaf_values(leaf)
+                    values = self.space.level.leaf_values(leaf, self.side.strict)
             elif a in ("approver_id", "executor_id"):
                 assert self.space.parties is not None
-                var, values = self.parties_var, self.space.parties.leaf_values(leaf)
+                var, values = self.parties_var, self.space.parties.leaf_values(leaf, self.side.strict)
             else:
                 var = self.space.var("attr:" + a)
-                values = self.space.attributes[a].leaf_values(leaf)
+                values = self.space.attributes[a].leaf_values(leaf, self.side.strict)
             holds = mgr.of_bools(var, [v is True for v in values])
             missing = mgr.of_bools(var, [v is None for v in values])
         self._cache[key] = holds

@@ -8,13 +8,16 @@ reads them):
 
 - a *text field* (an attribute, ``type``, ``actor_level``, ``approver_id``, ``executor_id``) has a
   text view (a string, ``true``/``false`` for a boolean, the digits of an integer or decimal
-  number; none for an absent value, null, an array or an object) and a decimal view (the text
-  read as a plain decimal after trimming whitespace; none otherwise). Its atoms: *absent*; each
-  text constant O compares it with (with that constant's decimal view); any other text with no
-  decimal view; any other text whose decimal view lies in each cell of the decimal cut points
-  (every decimal constant is a point cell, the open intervals between them are cells too). When O
-  orders it as text (``gt`` with a string), the other texts are cut into the open intervals
-  between the text constants instead. Views O never reads are not split.
+  number; none for an absent value, null, an array or an object) and a decimal view per
+  language: 1.0 reads the text as a plain decimal after trimming whitespace, 1.1 only a text
+  that is a plain decimal exactly (an attribute's JSON number is read as the number in both; a
+  party's or code's through its text). Its atoms: *absent*; each text constant O compares it
+  with (with that constant's decimal views); any other text with no decimal view; any other
+  text whose decimal view lies in each cell of the decimal cut points (every decimal constant is
+  a point cell, the open intervals between them are cells too); and when one side reads 1.0 and
+  the other 1.1, per cell the *padded* texts (a decimal to 1.0 only once trimmed, none to 1.1).
+  When O orders it as text (``gt`` with a string), the other texts are cut into the open
+  intervals between the text constants instead. Views O never reads are not split.
 - ``amount`` is read as a decimal, by each side's language (1.0 trims surrounding whitespace,
   1.1 does not); its atoms: absent-or-unreadable, each decimal cell (split by its exact text when
   O compares the amount as text), and when only one side trims, the *padded* amounts per cell.
@@ -68,6 +71,11 @@ def lenient_decimal(text: str) -> Decimal | None:
     """The decimal view of a text, as the interpreter reads attributes (whitespace trimmed)."""
     t = text.strip()
     return Decimal(t) if _PLAIN.fullmatch(t) else None
+
+
+def strict_decimal(text: str) -> Decimal | None:
+    """The decimal view of a text as language 1.1 reads it: a plain decimal exactly, or none."""
+    return Decimal(text) if _PLAIN.fullmatch(text) else None
 
 
 def plain(d: Decimal) -> str:
@@ -170,11 +178,23 @@ def _order(a: int | str, op: str, b: int | str) -> bool:
 class Atom:
     """One atom of a text field. ``text``: None (absent), ANY, ("pt", c), ("other",) or
     ("iv", lo, hi) (lexicographic interval, bounds None for unbounded); ``dec``: None (no decimal
-    view), ANY or a cell index; ``witness``: a raw value in the atom (ABSENT: leave it out)."""
+    view), ANY or a cell index (language 1.0's view when the sides' languages differ, else the
+    one language's); ``witness``: a raw value in the atom (ABSENT: leave it out); ``strict``:
+    language 1.1's decimal view when the sides' languages differ (else the same as ``dec``)."""
 
     text: object
     dec: object
     witness: object
+    strict: object = ANY
+
+    @property
+    def padded(self) -> bool:
+        """A decimal to language 1.0 only once trimmed, none to 1.1 (only when the languages differ)."""
+        return isinstance(self.dec, int) and self.strict is None
+
+    def view(self, strict: bool) -> object:
+        """The decimal view of a side (``strict``: language 1.1)."""
+        return self.strict if strict and self.strict != ANY else self.dec
 
 
 @dataclass
@@ -238,12 +258,16 @@ class TextField:
         base: str = "other",
         avoid: Iterable[str] = (),
         always_text: bool = False,
+        languages: Sequence[str] = ("1.0",),
     ) -> None:
         self.name = name
         self.reads = reads
         self.strings_only = strings_only
         need_text = reads.text or always_text
         need_dec = reads.decimal
+        #: one side reads 1.0 and the other 1.1: padded decimals are atoms of their own
+        self.mixed = mixed = need_dec and len(set(languages)) > 1
+        strict_only = all(lang != "1.0" for lang in languages)
         texts = sorted(reads.texts)
         self.texts = texts
         self.cuts = Cuts(reads.decimals)
@@ -267,25 +291,33 @@ class TextField:
                 atoms += self._lexicographic(texts, avoid_all, base)
             else:
                 for c in texts:
-                    d = lenient_decimal(c)
+                    lenient, strict = lenient_decimal(c), strict_decimal(c)
+                    d = strict if strict_only else lenient
                     atoms.append(
                         Atom(
                             ("pt", c),
                             (self.cuts.cell_of(d) if d is not None else None) if need_dec else ANY,
                             c,
+                            (self.cuts.cell_of(strict) if strict is not None else None) if mixed else ANY,
                         )
                     )
                 word = next(w for w in _words(base) if w not in avoid_all and lenient_decimal(w) is None)
                 atoms.append(Atom(("other",), None if need_dec else ANY, word))
             if need_dec:
-                for cell in range(self.cuts.cells):
-                    value = self.cuts.sample(cell)
-                    spelled = next(s for s in _spellings(value) if s not in avoid_all)
-                    atoms.append(Atom(("other",), cell, spelled))
+                for padded in (False, True) if mixed else (False,):
+                    for cell in range(self.cuts.cells):
+                        value = self.cuts.sample(cell)
+                        spellings = (f" {s} " if padded else s for s in _spellings(value))
+                        spelled = next(s for s in spellings if s not in avoid_all)
+                        atoms.append(Atom(("other",), cell, spelled, None if padded else ANY))
         elif need_dec:
             atoms.append(Atom(ANY, None, ABSENT))
-            for cell in range(self.cuts.cells):
-                atoms.append(Atom(ANY, cell, money(self.cuts.sample(cell))))
+            for padded in (False, True) if mixed else (False,):
+                for cell in range(self.cuts.cells):
+                    spelled = money(self.cuts.sample(cell))
+                    atoms.append(
+                        Atom(ANY, cell, f" {spelled} " if padded else spelled, None if padded else ANY)
+                    )
         else:
             atoms.append(Atom(None, ANY, ABSENT))
             atoms.append(Atom(("other",), ANY, next(w for w in _words(base) if w not in avoid_all)))
@@ -305,26 +337,28 @@ class TextField:
         return out
 
     # --- reading -----------------------------------------------------------------------------
-    def leaf_values(self, leaf: m.Comparison | m.Membership) -> list[bool | None]:
-        """Per atom: the leaf's value (None: the field is missing for this leaf)."""
-        return [self.leaf_value(a, leaf) for a in self.atoms]
+    def leaf_values(self, leaf: m.Comparison | m.Membership, strict: bool = False) -> list[bool | None]:
+        """Per atom: the leaf's value (None: the field is missing for this leaf) to a side
+        (``strict``: language 1.1)."""
+        return [self.leaf_value(a, leaf, strict) for a in self.atoms]
 
-    def leaf_value(self, a: Atom, leaf: m.Comparison | m.Membership) -> bool | None:
+    def leaf_value(self, a: Atom, leaf: m.Comparison | m.Membership, strict: bool = False) -> bool | None:
+        dec = a.view(strict)
         if isinstance(leaf, m.Membership):
             if all(isinstance(v, Decimal) for v in leaf.values):
-                if a.dec is None:
+                if dec is None:
                     return None
-                assert isinstance(a.dec, int)
-                return any(a.dec == self.cuts.point(v) for v in leaf.values if isinstance(v, Decimal))
+                assert isinstance(dec, int)
+                return any(dec == self.cuts.point(v) for v in leaf.values if isinstance(v, Decimal))
             if a.text is None:
                 return None
             members = {str(v) for v in leaf.values}
             return isinstance(a.text, tuple) and a.text[0] == "pt" and a.text[1] in members
         if isinstance(leaf.value, Decimal):
-            if a.dec is None:
+            if dec is None:
                 return None
-            assert isinstance(a.dec, int)
-            return self.cuts.compare(a.dec, leaf.operator, leaf.value)
+            assert isinstance(dec, int)
+            return self.cuts.compare(dec, leaf.operator, leaf.value)
         return text_compare(a.text, leaf.operator, leaf.value)
 
 

@@ -4,11 +4,12 @@ from the transaction's JSON values (independently of the atoms the analysis comp
 Each field is read as the reference interpreter reads it: ``type`` and ``actor_level`` are
 texts only when they are strings; other fields have a text view (a string; ``true``/``false``;
 the digits of a number; none for an absent value, null, an array or an object) and a decimal
-view (the text trimmed and read as a plain decimal, or the number). ``amount`` is read by the
-document's ``amount_reading``: ``trimmed`` (both sides language 1.0: surrounding whitespace is
-ignored), ``plain`` (both 1.1: a JSON number or a plain decimal string exactly; anything else
-is missing) or ``mixed`` (one of each: a whitespace-padded decimal string is its own class,
-matched only by ``"padded": true``; bounds and ``in`` without it mean a plain one).
+view (of an attribute: the number, or the string read as a decimal; of the other fields: their
+text read as a decimal). Every decimal is read by the document's ``amount_reading``:
+``trimmed`` (both sides language 1.0: surrounding whitespace is ignored), ``plain`` (both 1.1: a
+plain decimal string exactly; anything else is no decimal) or ``mixed`` (one of each: a value
+that is a decimal only once trimmed is its own class, matched only by ``"padded": true``;
+bounds, ``decimal: true`` and, for the amount, ``in`` without it mean a plain one).
 The constraint keys are documented in :mod:`.render`.
 """
 
@@ -34,6 +35,7 @@ _KEYS = {
     "text_ge",
     "text_lt",
     "text_le",
+    "padded",
 }
 
 
@@ -61,15 +63,37 @@ def decimal_view(v: object) -> Decimal | None:
     return None
 
 
+def strict_view(v: object) -> Decimal | None:
+    """The decimal view of language 1.1: as :func:`decimal_view`, but a string exactly plain."""
+    if isinstance(v, str):
+        return Decimal(v) if _PLAIN.fullmatch(v) else None
+    return decimal_view(v)
+
+
+def _views(src: object, reading: str) -> tuple[Decimal | None, bool]:
+    """(the decimal view, whether it is padded) of a value under a reading."""
+    lenient = decimal_view(src)
+    if reading == "trimmed":
+        return lenient, False
+    strict = strict_view(src)
+    if reading == "plain":
+        return strict, False
+    return lenient, lenient is not None and strict is None
+
+
 def _order(a: Any, op: str, b: Any) -> bool:
     return bool({"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op])
 
 
-def _generic(c: Mapping[str, Any], text: str | None, dec: Decimal | None) -> bool:
+def _generic(c: Mapping[str, Any], text: str | None, dec: Decimal | None, padded: bool = False) -> bool:
+    if padded and "padded" not in c and any(k in c for k in ("decimal", "gt", "ge", "lt", "le")):
+        return False  # a decimal to one side only: matched only by "padded": true
     for key, val in c.items():
         if key not in _KEYS:
             raise ValueError(f"unknown constraint {key!r}")
-        if key == "missing":
+        if key == "padded":
+            ok = padded is bool(val)
+        elif key == "missing":
             ok = (text is None) is bool(val)
         elif key == "in":
             ok = text is not None and text in val
@@ -86,9 +110,14 @@ def _generic(c: Mapping[str, Any], text: str | None, dec: Decimal | None) -> boo
     return True
 
 
-def _code(v: object) -> tuple[str | None, Decimal | None]:
+def _code(v: object, reading: str) -> tuple[str | None, Decimal | None, bool]:
     t = v if isinstance(v, str) else None
-    return t, decimal_view(t) if t is not None else None
+    return t, *_views(t, reading)
+
+
+def _party(v: object, reading: str) -> tuple[str | None, Decimal | None, bool]:
+    t = text_view(v)  # a party is read through its text
+    return t, *_views(t, reading)
 
 
 def amount_class(raw: object, reading: str) -> tuple[str, Decimal | None]:
@@ -151,19 +180,18 @@ def contains(when: Mapping[str, Any], tx: Mapping[str, Any], reading: str = "tri
         raise ValueError(f"unknown amount reading {reading!r}")
     for key, c in when.items():
         if key in ("type", "actor_level"):
-            ok = _generic(c, *_code(tx.get(key)))
+            ok = _generic(c, *_code(tx.get(key), reading))
         elif key == "amount":
             ok = _amount(c, tx.get("amount"), reading)
         elif key == "approver_is_executor":
             ok = _parties(c, tx)
         elif key in ("approver_id", "executor_id"):
-            raw = tx.get(key)
-            ok = _generic(c, text_view(raw), decimal_view(raw))
+            ok = _generic(c, *_party(tx.get(key), reading))
         elif key == "attributes":
             attrs = tx.get("attributes")
             for name, ac in c.items():
                 raw = attrs.get(name) if isinstance(attrs, Mapping) else None
-                if not _generic(ac, text_view(raw), decimal_view(raw)):
+                if not _generic(ac, text_view(raw), *_views(raw, reading)):
                     return False
             ok = True
         else:

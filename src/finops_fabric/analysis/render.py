@@ -14,9 +14,11 @@ transactions of its atoms (so a region whose set needs two constraints becomes t
   ``{"decimal": true}``: it has one;
 - ``text_gt``/``text_ge``/``text_lt``/``text_le``: the text lies within these, in code-point
   order (only where O orders a field as text);
-- ``amount`` only: ``{"padded": true}`` (with bounds on the trimmed value): a string that is a
-  plain decimal only once its surrounding whitespace is trimmed (when one side is language 1.0
-  and the other 1.1); ``{"padded": false}``: a plain decimal.
+- ``{"padded": true}`` (with bounds on the trimmed value), when one side is language 1.0 and the
+  other 1.1: a value that is a decimal to 1.0 only (a string that is a plain decimal once its
+  surrounding whitespace is trimmed; for ``approver_id``/``executor_id`` also a number whose
+  text is not plain); bounds and ``{"decimal": true}`` without it mean a decimal to both;
+  ``amount`` also ``{"padded": false}``: a plain decimal.
 - ``approver_is_executor``: ``true``/``false`` (both present), ``{"missing": true}`` (either is
   absent); ``approver_id``/``executor_id``: text constraints as above.
 """
@@ -59,16 +61,22 @@ def text_pieces(tf: TextField, chosen: frozenset[int], order: Callable[[str], An
     if chosen == everything:
         return [({}, chosen)]
     out: list[Piece] = []
-    if atoms[0].text == ANY:  # decimal only: "no decimal view" and the cells
+    if atoms[0].text == ANY:  # decimal only: "no decimal view" and the cells (plain, then padded)
         nodec = {i for i in chosen if atoms[i].dec is None}
-        cells = {atoms[i].dec: i for i in chosen if atoms[i].dec is not None}
         if nodec:
             out.append(({"decimal": False}, frozenset(nodec)))
-        if len(cells) == tf.cuts.cells:
-            out.append(({"decimal": True}, frozenset(cells.values())))
-        else:
-            for run in _runs([c for c in cells if isinstance(c, int)]):
-                out.append((bounds(tf.cuts, run[0], run[-1]), frozenset(cells[c] for c in run)))
+        for padded in (False, True) if tf.mixed else (False,):
+            extra: dict[str, Any] = {"padded": True} if padded else {}
+            cells = {
+                atoms[i].dec: i for i in chosen if atoms[i].dec is not None and atoms[i].padded == padded
+            }
+            if len(cells) == tf.cuts.cells:
+                out.append(({"decimal": True, **extra}, frozenset(cells.values())))
+            else:
+                for run in _runs([c for c in cells if isinstance(c, int)]):
+                    out.append(
+                        ({**bounds(tf.cuts, run[0], run[-1]), **extra}, frozenset(cells[c] for c in run))
+                    )
         return out
     missing = {i for i in chosen if atoms[i].text is None}
     absent = {i for i in everything if atoms[i].text is None}
@@ -118,20 +126,23 @@ def text_pieces(tf: TextField, chosen: frozenset[int], order: Callable[[str], An
     elif missing:
         out.append(({"missing": True}, frozenset(missing)))
         taken |= missing
-    by_cell: dict[int, int] = {}
-    for i in others:
-        cell_of = atoms[i].dec
-        if isinstance(cell_of, int):
-            by_cell[cell_of] = i
-    for run in _runs([cell for cell, i in by_cell.items() if i in rest]):
-        cell_pts = {i for i in pts if atoms[i].dec in run}
-        c = dict(bounds(tf.cuts, run[0], run[-1])) or {"decimal": True}
-        left_out = sorted((pts[i] for i in cell_pts - rest), key=order)
-        if left_out:
-            c["not_in"] = left_out
-        covered = {by_cell[cell] for cell in run} | (cell_pts & rest)
-        out.append((c, frozenset(covered)))
-        taken |= covered
+    for padded in (False, True) if tf.mixed else (False,):  # plain decimals, then padded ones
+        by_cell: dict[int, int] = {}
+        for i in others:
+            cell_of = atoms[i].dec
+            if isinstance(cell_of, int) and atoms[i].padded == padded:
+                by_cell[cell_of] = i
+        for run in _runs([cell for cell, i in by_cell.items() if i in rest]):
+            cell_pts = {i for i in pts if atoms[i].dec in run and atoms[i].padded == padded}
+            c = dict(bounds(tf.cuts, run[0], run[-1])) or {"decimal": True}
+            if padded:
+                c["padded"] = True
+            left_out = sorted((pts[i] for i in cell_pts - rest), key=order)
+            if left_out:
+                c["not_in"] = left_out
+            covered = {by_cell[cell] for cell in run} | (cell_pts & rest)
+            out.append((c, frozenset(covered)))
+            taken |= covered
     listed = sorted(rest - taken, key=lambda i: order(pts[i]))
     if listed:
         out.append(({"in": [pts[i] for i in listed]}, frozenset(listed)))

@@ -68,7 +68,9 @@ def type_field(sides: Sequence[Side]) -> TextField:
             for leaf in leaves_of(r):
                 if leaf.attribute == "type":
                     reads.add_leaf(leaf)
-    return TextField("type", reads, strings_only=True, always_text=True)
+    return TextField(
+        "type", reads, strings_only=True, always_text=True, languages=[s.language for s in sides]
+    )
 
 
 # --- amount ----------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class PartiesField:
 
     name = PARTIES
 
-    def __init__(self, reads: Reads | None) -> None:
+    def __init__(self, reads: Reads | None, languages: Sequence[str] = ("1.0",)) -> None:
         self.text: TextField | None = None
         if reads is None:
             self.atoms = [
@@ -185,7 +187,14 @@ class PartiesField:
             return
         if reads.ordered:
             raise Unsupported("approver_id/executor_id are ordered as text; the analysis does not cut that")
-        tf = TextField("approver_id/executor_id", reads, strings_only=False, base="a", always_text=True)
+        tf = TextField(
+            "approver_id/executor_id",
+            reads,
+            strings_only=False,
+            base="a",
+            always_text=True,
+            languages=languages,
+        )
         self.text = tf
         atoms: list[PartyAtom] = []
         for i, a in enumerate(tf.atoms):
@@ -204,13 +213,15 @@ class PartiesField:
     def sod_fires(self) -> list[bool]:
         return [a.same is not False for a in self.atoms]
 
-    def leaf_values(self, leaf: m.Comparison | m.Membership) -> list[bool | None]:
+    def leaf_values(self, leaf: m.Comparison | m.Membership, strict: bool = False) -> list[bool | None]:
         assert self.text is not None
         tf = self.text
-        return [
-            tf.leaf_value(tf.atoms[a.approver if leaf.attribute == "approver_id" else a.executor], leaf)  # type: ignore[index]
-            for a in self.atoms
-        ]
+        out: list[bool | None] = []
+        for a in self.atoms:
+            who = a.approver if leaf.attribute == "approver_id" else a.executor
+            assert who is not None
+            out.append(tf.leaf_value(tf.atoms[who], leaf, strict))
+        return out
 
 
 def _second(a: Atom, texts: Sequence[str]) -> object:
@@ -218,11 +229,12 @@ def _second(a: Atom, texts: Sequence[str]) -> object:
     if a.dec is None or a.dec == ANY:
         return next(w for w in _words("b") if w not in texts and w != a.witness)
     assert isinstance(a.witness, str)
-    w = a.witness
+    w = a.witness.strip()
+    pad = " " if a.padded else ""
     for zeros in range(1, 64):
         cand = "0" * zeros + w if not w.startswith("-") else "-" + "0" * zeros + w[1:]
-        if cand not in texts:
-            return cand
+        if pad + cand + pad not in texts:
+            return pad + cand + pad
     raise Unsupported("no second spelling avoids every compared text")  # pragma: no cover
 
 
@@ -317,11 +329,15 @@ def build_space(type_atom: Atom, sides: Sequence[Side]) -> Space:
                     need_amount = True
                     amount.decimals.add(r.threshold)
     sp = Space(type_atom)
+    langs = [s.language for s in sides]
     if need_level:
-        sp.level = TextField(LEVEL, level, strings_only=True, always_text=True)
+        sp.level = TextField(LEVEL, level, strings_only=True, always_text=True, languages=langs)
     if need_amount:
         sp.amount = AmountField(amount, [s.language for s in sides])
     if sod or parties is not None:
-        sp.parties = PartiesField(parties)
-    sp.attributes = {k: TextField(k, v, strings_only=False, base="other") for k, v in sorted(attrs.items())}
+        sp.parties = PartiesField(parties, langs)
+    sp.attributes = {
+        k: TextField(k, v, strings_only=False, base="other", languages=langs)
+        for k, v in sorted(attrs.items())
+    }
     return sp

@@ -140,7 +140,9 @@ def attribute_phrase(name: str, c: Mapping[str, Any]) -> str:
     text = _bounds(c, False)
     if text:
         parts.append(f"{name} is {text}" if not text.startswith(("=", "≥", "≤", "<")) else f"{name} {text}")
-    if c.get("decimal") is False:
+    if c.get("padded") is True:
+        parts.append(f"{name} is a whitespace-padded number")
+    elif c.get("decimal") is False:
         parts.append(f"{name} is not a number")
     elif c.get("decimal") is True and not text:
         parts.append(f"{name} is a number")

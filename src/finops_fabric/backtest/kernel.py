@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from finops_fabric import model as m
 from finops_fabric.backtest.columns import Batch, column_of, is_text, is_text_like, plain
 from finops_fabric.backtest.outcomes import Mask, Outcomes
-from finops_fabric.interpreter import Interpreter, _decimal, _Missing, _strict_decimal, _text
+from finops_fabric.interpreter import Interpreter, _Missing, _text
 
 I64 = np.ndarray[Any, np.dtype[np.int64]]
 _PLAIN = r"^[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)$"
@@ -174,61 +174,6 @@ def read_amounts(batch: Batch, language: str) -> Amounts:
     return out
 
 
-class Semantics(Interpreter):
-    """The reference interpreter's semantics as the generated enforcers implement them.
-
-    In language 1.1 generator 3 reads every decimal strictly: not only the amount but also a
-    party, a code or an attribute that a condition compares with a decimal (a string must be a
-    plain decimal exactly, without surrounding spaces; a party is read through its text). The
-    interpreter reads those as language 1.0 does (stripping spaces); the kernel must agree with
-    the enforcers that decided, and will decide, the transactions, so it reads as they do.
-    """
-
-    def _dec(self, attribute: str, raw: object) -> Decimal | None:
-        if self.language == "1.0" or attribute == "amount":
-            return _decimal(raw)
-        if attribute in ("type", "actor_level", "approver_id", "executor_id"):
-            return _strict_decimal(_text(raw))
-        return _strict_decimal(raw)
-
-    def _leaf(self, tx: Mapping[str, Any], c: m.Comparison | m.Membership) -> bool:
-        raw = self._raw(tx, c.attribute)
-        if isinstance(c, m.Membership):
-            if all(isinstance(v, Decimal) for v in c.values):
-                d = self._dec(c.attribute, raw)
-                if d is None:
-                    raise _Missing(c.attribute)
-                return any(d == v for v in c.values)
-            t = _text(raw)
-            if t is None:
-                raise _Missing(c.attribute)
-            return t in {str(v) for v in c.values}
-        left: object
-        right: object
-        if c.attribute == "actor_level" and c.operator not in ("eq", "ne"):
-            left, right = self._rank(tx), self.ranks.get(str(c.value))
-            if left is None:
-                raise _Missing("actor_level")
-        elif isinstance(c.value, Decimal):
-            left, right = self._dec(c.attribute, raw), c.value
-        else:
-            left, right = _text(raw), c.value
-        if left is None:
-            raise _Missing(c.attribute)
-        op = c.operator
-        if op == "eq":
-            return left == right
-        if op == "ne":
-            return left != right
-        if op == "gt":
-            return left > right  # type: ignore[operator]
-        if op == "ge":
-            return left >= right  # type: ignore[operator]
-        if op == "lt":
-            return left < right  # type: ignore[operator]
-        return left <= right  # type: ignore[operator]
-
-
 def per_value(arr: pa.Array, fn: Any, null: Any) -> np.ndarray[Any, Any]:
     """``fn`` (an Arrow compute function) of each row's value as a NumPy array, nulls as ``null``;
     for a dictionary array computed once per dictionary entry."""
@@ -269,7 +214,7 @@ class Kernel:
             raise KernelError(f"unknown policy language version {language!r}")
         self.policy = policy
         self.language = language
-        self.interpreter = Semantics(policy, language)
+        self.interpreter = Interpreter(policy, language)
         self.type_codes = sorted(t.code for t in policy.types)
         self.levels = sorted((lv.code, lv.rank) for lv in policy.levels)
         self.decision_rules = [r for r in policy.rules if r.kind in m.DECISION_KINDS]

@@ -65,11 +65,13 @@ def leaf(draw: st.DrawFn, levels: tuple[m.AuthorityLevel, ...], types: tuple[str
     party = draw(st.sampled_from(("approver_id", "executor_id")))
     attr = {"attr": draw(st.sampled_from(ATTRS)), "amount": "amount", "party": party}[kind]
     if draw(st.booleans()):
-        numeric = draw(st.booleans()) and kind != "party"
+        numeric = draw(st.booleans())
         if numeric:
             return m.Comparison(attr, draw(st.sampled_from(OPS)), draw(st.sampled_from(DECS)))
         return m.Comparison(attr, draw(st.sampled_from(("eq", "ne"))), draw(st.sampled_from(TEXTS + ("a",))))
-    values_pool: list[m.Value] = [*DECS, *TEXTS] if kind != "party" else ["a", "b", "1"]
+    values_pool: list[m.Value] = (
+        [*DECS, *TEXTS] if kind != "party" else ["a", "b", "1", Decimal(1), Decimal(100)]
+    )
     values = draw(st.lists(st.sampled_from(values_pool), min_size=1, max_size=3))
     return m.Membership(attr, tuple(sorted(set(values), key=lambda v: (isinstance(v, str), str(v)))))
 
@@ -215,6 +217,8 @@ def _amounts() -> st.SearchStrategy[Any]:
 def _value() -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from([*TEXTS, *WORDS, "other", "zz", "1.00", " 1 ", "2.5", "50", "100.0", "-1"]),
+        # decimals only language 1.0 reads (spaced), and spellings both or neither read
+        st.sampled_from([" 2.5 ", "50 ", "\t100", " 1.0", "+50", "+ 1", "1e2", "1E+3", " 0 ", "-1 "]),
         st.sampled_from([*DECS, Decimal("1E+3"), Decimal("0.0000001")]),
         st.sampled_from([1, 0, 50, 100, True, False, None, ["x"]]),
     )
@@ -224,13 +228,13 @@ def _value() -> st.SearchStrategy[Any]:
 def transaction(draw: st.DrawFn) -> dict[str, Any]:
     tx: dict[str, Any] = {"id": "t"}
     fields = {
-        "type": st.sampled_from([*TYPES, "loan", "", "7", " 7.0", 7, None]),
+        "type": st.sampled_from([*TYPES, "loan", "", "7", " 7.0", "7 ", "+7", 7, None]),
         "amount": _amounts(),
         "actor_level": st.sampled_from(
-            ["L1", "L2", "Level2", "L3", "CFO", "Board", "L9", "", "3", "3.0", 3, None]
+            ["L1", "L2", "Level2", "L3", "CFO", "Board", "L9", "", "3", "3.0", " 3", "3e0", 3, None]
         ),
-        "approver_id": st.sampled_from(["a", "b", "1", "1.0", 1, True, None]),
-        "executor_id": st.sampled_from(["a", "b", "1", 1, None]),
+        "approver_id": st.sampled_from(["a", "b", "1", "1.0", " 1 ", 1, Decimal("1E+2"), True, None]),
+        "executor_id": st.sampled_from(["a", "b", "1", "1 ", 1, Decimal("1E-7"), None]),
     }
     for key, strategy in fields.items():
         v = draw(strategy)

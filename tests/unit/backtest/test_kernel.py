@@ -20,8 +20,8 @@ from finops_fabric import generators, load_enforcer
 from finops_fabric import model as m
 from finops_fabric.backtest.columns import from_arrow, from_dicts
 from finops_fabric.backtest.corpus import boundary_corpus
-from finops_fabric.backtest.kernel import Kernel, Semantics
-from finops_fabric.interpreter import comparable
+from finops_fabric.backtest.kernel import Kernel
+from finops_fabric.interpreter import Interpreter, comparable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 from policygen import policy_pair, transaction
@@ -80,7 +80,7 @@ def test_arrow_columns_decide_as_the_rows_they_hold(policies: SimpleNamespace) -
     )
     batch = from_arrow(table, 1, kernel.attributes())
     got = kernel.decide(batch)
-    interp = Semantics(policy, "1.1")
+    interp = Interpreter(policy, "1.1")
     for i in range(table.num_rows):
         assert got.row(i) == interp.decide(batch.transaction(i)).comparable()
     assert batch.table.column("day").to_pylist() == ["2026-01-02"] * 5
