@@ -196,7 +196,11 @@ def _sign(a: int, b: int) -> int:
 
 def _reads(rule: m.Rule, type_text: object, keys: Sequence[str]) -> dict[str, list[Any]]:
     """The variables one rule reads on this type atom, each with the constants it compares the
-    variable with (decimals and texts; level and the parties are never merged, so no constants)."""
+    variable with (decimals and texts; level and the parties are never merged, so no constants).
+
+    Every restriction, notification and audit rule counts as reading the actor's level, with
+    an override or a minimum authority or without: an implementation that applies one where O
+    has none (or another one) differs only in how the rule's combinations meet the levels."""
     out: dict[str, list[Any]] = {}
 
     def add(key: str, *consts: Any) -> None:
@@ -211,7 +215,7 @@ def _reads(rule: m.Rule, type_text: object, keys: Sequence[str]) -> dict[str, li
     elif isinstance(rule, m.SegregationOfDutyRule):
         add(PARTIES)
     elif isinstance(rule, m.RestrictionRule):
-        if rule.override is not None:
+        if LEVEL in keys:
             add(LEVEL)
         for leaf in m.condition_leaves(rule.condition):
             a = leaf.attribute
@@ -228,7 +232,7 @@ def _reads(rule: m.Rule, type_text: object, keys: Sequence[str]) -> dict[str, li
                 add("attr:" + a, *values)
     else:
         assert isinstance(rule, m.NotificationRule | m.AuditLogRule)
-        if rule.min_authority is not None:
+        if LEVEL in keys:
             add(LEVEL)
         if isinstance(rule, m.NotificationRule) and rule.threshold is not None:
             add(AMOUNT, rule.threshold)
