@@ -69,6 +69,7 @@ from finops_fabric.enforcer import Enforcer, load_enforcer
 from finops_fabric.errors import CheckFailed, FabricError, InputError
 from finops_fabric.golden import run_case
 from finops_fabric.intake.strict_json import JsonRefused, Limits, loads
+from finops_fabric.storage.base import SHADOW_COLUMNS, shadow_record
 from finops_fabric.store import Store
 from finops_fabric.transparency import (
     GENESIS,
@@ -79,7 +80,6 @@ from finops_fabric.transparency import (
     chain_hash,
     gather_heads,
     make_head,
-    record_writer,
     sign_head,
     verify_log,
 )
@@ -162,19 +162,9 @@ CREATE TABLE IF NOT EXISTS shadow_sessions (
 CREATE INDEX IF NOT EXISTS shadow_by_session ON shadow (json_extract(detail_json, '$.session'), id);
 """
 
-#: Everything logged for a disagreement, in the order of the table; the leaf's record.
-COLUMNS = (
-    "id",
-    "recorded_at",
-    "env",
-    "decision_id",
-    "transaction_id",
-    "enforcer_hash",
-    "shadow_enforcer_hash",
-    "outcome",
-    "shadow_outcome",
-    "detail_json",
-)
+#: Everything logged for a disagreement, in the order of the table; the leaf's record (one
+#: definition with the storage backends, which chain the same rows).
+COLUMNS = SHADOW_COLUMNS
 _SELECT = f"SELECT {', '.join(COLUMNS)}, leaf_hash, prev_chain_hash FROM shadow"  # noqa: S608
 _INSERT = (
     f"INSERT INTO shadow ({', '.join(COLUMNS)}, leaf_hash, prev_chain_hash)"  # noqa: S608
@@ -197,7 +187,6 @@ _SESSION_COLUMNS = (
     "errors",
     "dropped",
 )
-_write_record = record_writer(COLUMNS)
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -289,7 +278,7 @@ def _hash32(value: Any) -> bytes | None:
 def _log_row(r: Sequence[Any]) -> LogRow:
     rid = r[0] if r[0].__class__ is int else -1
     try:
-        rec = _write_record(r[: len(COLUMNS)])
+        rec = shadow_record(r[: len(COLUMNS)])
     except Exception:  # a value no writer of this log stores: the leaf cannot match
         rec = b"\xff" + repr(tuple(r)).encode("utf-8", "replace")
     return LogRow(rid, rec, _hash32(r[len(COLUMNS)]), _hash32(r[len(COLUMNS) + 1]))
